@@ -1,0 +1,43 @@
+# Faceplane: `make serve` and `make test` each set up .venv (packages and models) when needed.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.faceplane-installed
+PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
+
+.PHONY: install models serve test lint types pytest bench clean
+
+$(STAMP): pyproject.toml Makefile
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -e '.[dev]'
+	@# The face_recognition library is the benchmark reference. Its metadata asks for `dlib`
+	@# (a source build); dlib-bin provides the same module, so it is installed without deps.
+	$(PIP) install --no-deps face-recognition==1.3.0
+	@touch $@
+
+install: $(STAMP)
+
+models: $(STAMP)
+	@$(BIN)/faceplane models install
+
+serve: models
+	$(BIN)/faceplane serve
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+
+types: $(STAMP)
+	$(BIN)/mypy
+
+pytest: models
+	@$(BIN)/python -m pytest -q; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "ERROR: pytest collected no tests"; exit 1; fi; exit $$rc
+
+test: lint types pytest
+
+bench: models
+	$(BIN)/python bench/detect.py
+	$(BIN)/python bench/lfw.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

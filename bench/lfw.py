@@ -1,0 +1,210 @@
+"""LFW verification: 10-fold accuracy, TAR at FAR 1e-3 and images/s, Faceplane vs face_recognition.
+
+    python bench/lfw.py [--pairs PATH] [--engines onnx,dlib,face_recognition] [--workers 2]
+    python bench/lfw.py --calibrate --pairs .../pairsDevTrain.txt   # the compare threshold
+
+Every engine embeds the same images and is scored on the same pairs, in one run. Each image's
+face is the detected face nearest the centre (LFW's subject is centred); an image with no
+detection is embedded from the central 100×100 box, the same fallback for every engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import print_table, testdata_dir  # noqa: E402
+
+_ENGINE: Any = None
+
+
+def read_pairs(path: Path) -> list[tuple[str, str, bool]]:
+    """Parse an LFW pairs file into (image a, image b, same) with paths relative to images/."""
+    lines = [ln.split() for ln in path.read_text().splitlines() if ln.strip()]
+    pairs = []
+    for parts in lines[1:] if len(lines[0]) <= 2 else lines:
+        if len(parts) == 3:
+            name, i, j = parts
+            pairs.append((f"{name}/{name}_{int(i):04d}.jpg", f"{name}/{name}_{int(j):04d}.jpg", True))
+        elif len(parts) == 4:
+            n1, i, n2, j = parts
+            pairs.append((f"{n1}/{n1}_{int(i):04d}.jpg", f"{n2}/{n2}_{int(j):04d}.jpg", False))
+    return pairs
+
+
+class FaceplaneEngine:
+    """Faceplane's pipeline (BlazeFace, dlib 5-point, chip) with one embedder."""
+
+    def __init__(self, embedder: str, flip: bool = False) -> None:
+        from faceplane.services.context import Services
+        from faceplane.settings import Settings
+
+        self.services = Services.from_settings(
+            Settings(embedder=embedder, embed_flip=flip, inference_threads=1)
+        )
+        self.opts = self.services.analyse_options(embeddings=True)
+
+    def embed(self, path: Path) -> tuple[np.ndarray, bool]:
+        """The embedding of the most central face, and whether a face was detected."""
+        import dlib
+
+        from faceplane.engine.embed import embed_chips, normalise
+        from faceplane.engine.faces import CHIP_PADDING, CHIP_SIZE, analyse_image
+        from faceplane.engine.image import decode_image
+
+        rgb = decode_image(path.read_bytes(), self.services.limits).rgb
+        analysis = analyse_image(self.services.pool, rgb, self.opts)
+        h, w = rgb.shape[:2]
+        if analysis.faces:
+            face = min(
+                analysis.faces,
+                key=lambda f: (f.detection.x + f.detection.w / 2 - w / 2) ** 2
+                + (f.detection.y + f.detection.h / 2 - h / 2) ** 2,
+            )
+            assert face.embedding is not None
+            return face.embedding, True
+        rect = dlib.rectangle(w // 2 - 50, h // 2 - 50, w // 2 + 50, h // 2 + 50)
+        shape = self.services.pool.shape_predictor(5)(rgb, rect)
+        chip = dlib.get_face_chip(rgb, shape, size=CHIP_SIZE, padding=CHIP_PADDING)
+        vec = embed_chips(self.services.pool.embedder(), chip[None], self.opts.flip)
+        return normalise(vec)[0], False
+
+
+class FaceRecognitionEngine:
+    """The reference: the face_recognition library (dlib HOG, 5-point, the same ResNet)."""
+
+    def __init__(self) -> None:
+        import face_recognition
+
+        self.fr = face_recognition
+
+    def embed(self, path: Path) -> tuple[np.ndarray, bool]:
+        """face_recognition's encoding of the most central face."""
+        img = self.fr.load_image_file(str(path))
+        h, w = img.shape[:2]
+        boxes = self.fr.face_locations(img)
+        found = bool(boxes)
+        if boxes:
+            box = min(boxes, key=lambda b: ((b[1] + b[3]) / 2 - w / 2) ** 2
+                      + ((b[0] + b[2]) / 2 - h / 2) ** 2)
+        else:
+            box = (h // 2 - 50, w // 2 + 50, h // 2 + 50, w // 2 - 50)
+        enc = self.fr.face_encodings(img, [box], model="small")[0]
+        return np.asarray(enc, dtype=np.float32), found
+
+
+def _init(kind: str) -> None:
+    global _ENGINE
+    if kind == "face_recognition":
+        _ENGINE = FaceRecognitionEngine()
+    elif kind.endswith("+flip"):
+        _ENGINE = FaceplaneEngine(kind.removesuffix("+flip"), flip=True)
+    else:
+        _ENGINE = FaceplaneEngine(kind)
+
+
+def _embed(path: str) -> tuple[str, np.ndarray, bool]:
+    vec, found = _ENGINE.embed(Path(path))
+    return path, vec, found
+
+
+def embed_all(kind: str, root: Path, files: list[str], workers: int) -> tuple[dict, float, int]:
+    """Embed every file with `workers` processes; return vectors, images/s, no-face count."""
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(workers, initializer=_init, initargs=(kind,)) as pool:
+        # Warm each worker (model loading is not part of the throughput).
+        pool.map(_embed, [str(root / files[0])] * workers, chunksize=1)
+        start = time.perf_counter()
+        results = pool.map(_embed, [str(root / f) for f in files], chunksize=8)
+        elapsed = time.perf_counter() - start
+    vectors = {Path(p).relative_to(root).as_posix(): v for p, v, _ in results}
+    missed = sum(1 for _, _, found in results if not found)
+    return vectors, len(files) / elapsed, missed
+
+
+def scores_of(vectors: dict, pairs: list[tuple[str, str, bool]], kind: str) -> np.ndarray:
+    """Similarity per pair (higher = more alike): (1 + cos) / 2, or -distance for the reference."""
+    out = []
+    for a, b, _ in pairs:
+        va, vb = vectors[a], vectors[b]
+        if kind == "face_recognition":
+            out.append(-float(np.linalg.norm(va - vb)))  # its own rule: distance < 0.6
+        else:
+            out.append((1.0 + float(np.dot(va, vb))) / 2.0)
+    return np.asarray(out)
+
+
+def best_threshold(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """The cut that maximises accuracy, and that accuracy."""
+    cands = np.unique(scores)
+    mids = np.concatenate([[cands[0] - 1e-6], (cands[:-1] + cands[1:]) / 2, [cands[-1] + 1e-6]])
+    accs = [float(np.mean((scores >= t) == labels)) for t in mids]
+    i = int(np.argmax(accs))
+    return float(mids[i]), accs[i]
+
+
+def ten_fold(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """LFW protocol: threshold fitted on 9 folds, accuracy on the 10th; mean and std."""
+    folds = np.array_split(np.arange(len(scores)), 10)
+    accs = []
+    for k in range(10):
+        train = np.concatenate([f for i, f in enumerate(folds) if i != k])
+        t, _ = best_threshold(scores[train], labels[train])
+        accs.append(float(np.mean((scores[folds[k]] >= t) == labels[folds[k]])))
+    return float(np.mean(accs)), float(np.std(accs))
+
+
+def tar_at_far(scores: np.ndarray, labels: np.ndarray, far: float) -> float:
+    """True-accept rate at the threshold where at most `far` of impostor pairs pass."""
+    impostors = np.sort(scores[~labels])[::-1]
+    allowed = int(np.floor(far * len(impostors)))
+    threshold = impostors[allowed] if allowed < len(impostors) else -np.inf
+    return float(np.mean(scores[labels] > threshold))
+
+
+def main() -> None:
+    """Run the benchmark and print the table."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--pairs", type=Path, help="LFW pairs file (default View 1 pairsDevTest.txt)")
+    ap.add_argument("--engines", default="onnx,dlib,face_recognition")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--limit", type=int, default=0, help="use only the first N pairs of each kind")
+    ap.add_argument("--calibrate", action="store_true", help="print the accuracy-maximising cut")
+    args = ap.parse_args()
+    lfw = testdata_dir() / "lfw_view1"
+    pairs_path = args.pairs or lfw / "pairsDevTest.txt"
+    pairs = read_pairs(pairs_path)
+    if args.limit:
+        same = [p for p in pairs if p[2]][: args.limit]
+        diff = [p for p in pairs if not p[2]][: args.limit]
+        pairs = same + diff
+    labels = np.array([p[2] for p in pairs])
+    files = sorted({p[0] for p in pairs} | {p[1] for p in pairs})
+    root = lfw / "images"
+    print(f"{pairs_path.name}: {len(pairs)} pairs, {len(files)} images, {args.workers} processes")
+    rows = []
+    for kind in args.engines.split(","):
+        vectors, rate, missed = embed_all(kind, root, files, args.workers)
+        scores = scores_of(vectors, pairs, kind)
+        mean, std = ten_fold(scores, labels)
+        cut, acc_all = best_threshold(scores, labels)
+        tar = tar_at_far(scores, labels, 1e-3)
+        label = "face_recognition 1.3.0 (reference)" if kind == "face_recognition" else \
+            f"faceplane ({kind} embedder)"
+        rows.append([label, f"{mean * 100:.2f} ± {std * 100:.2f}", f"{tar * 100:.1f}",
+                     f"{rate:.1f}", str(missed), f"{cut:.4f}"])
+        if args.calibrate:
+            print(f"{kind}: accuracy-maximising threshold {cut:.4f} (accuracy {acc_all:.4f})")
+    print_table(["engine", "10-fold accuracy %", "TAR@FAR=1e-3 %", "images/s", "no face",
+                 "best cut"], rows)
+
+
+if __name__ == "__main__":
+    main()

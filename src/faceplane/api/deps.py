@@ -1,0 +1,30 @@
+"""Dependencies: the app-scoped services, the blocking pool and the request id."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from faceplane.api.blocking import BlockingPool
+from faceplane.services.context import Services
+
+
+def get_services(request: Request) -> Services:
+    """The app's services."""
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+def get_blocking(request: Request) -> BlockingPool:
+    """The app's bounded pool for blocking work."""
+    return request.app.state.blocking  # type: ignore[no-any-return]
+
+
+def get_request_id(request: Request) -> str:
+    """The id given to this request by the middleware."""
+    return request.state.request_id  # type: ignore[no-any-return]
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+BlockingDep = Annotated[BlockingPool, Depends(get_blocking)]
+RequestIdDep = Annotated[str, Depends(get_request_id)]

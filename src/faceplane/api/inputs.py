@@ -1,0 +1,146 @@
+"""Request parsing shared by routes: images and options from multipart, JSON or a raw body."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+
+from faceplane.errors import Err, FaceplaneError
+from faceplane.services.images import ImageSource
+
+
+class ImageRef(BaseModel):
+    """An image inside a JSON body: exactly one of `base64` or `url`."""
+
+    model_config = ConfigDict(extra="forbid")
+    base64: str | None = Field(None, description="The file's bytes, base64 (a data: URL is fine).")
+    url: str | None = Field(None, description="An http(s) URL to download the image from.")
+
+
+class DetectParams(BaseModel):
+    """Options of /v1/detect (and of each side of /v1/compare)."""
+
+    model_config = ConfigDict(extra="ignore")
+    max_faces: int | None = Field(None, ge=1, le=1000, description="Largest faces returned.")
+    min_face_size: int | None = Field(None, ge=0, description="Smallest face side, in pixels.")
+    det_threshold: float | None = Field(None, ge=0.0, le=1.0, description="Detection score cut.")
+    landmarks: int = Field(5, description="5 points, or 68 on request.", json_schema_extra={
+        "enum": [5, 68]})
+    return_embedding: bool = Field(False, description="Return each face's 128-d embedding.")
+    detector: Literal["blazeface", "hog"] | None = Field(None, description="Face detector.")
+
+
+    @field_validator("landmarks")
+    @classmethod
+    def _five_or_68(cls, v: int) -> int:
+        if v not in (5, 68):
+            raise ValueError("must be 5 or 68")
+        return v
+
+
+class CompareParams(DetectParams):
+    """Options of /v1/compare."""
+
+    face_index1: int = Field(0, ge=0, description="Which face of image1 (0 = the largest).")
+    face_index2: int = Field(0, ge=0, description="Which face of image2 (0 = the largest).")
+    embedding1: list[float] | None = Field(None, description="A 128-d embedding instead of image1.")
+    embedding2: list[float] | None = Field(None, description="A 128-d embedding instead of image2.")
+
+
+class ParsedBody:
+    """A request body split into images (by field name) and plain option values."""
+
+    def __init__(self) -> None:
+        self.images: dict[str, ImageSource] = {}
+        self.values: dict[str, Any] = {}
+
+    def image(self, name: str) -> ImageSource:
+        """The image sent as `name`, or an empty source that fails with MISSING_ARGUMENT."""
+        return self.images.get(name, ImageSource(field=name))
+
+
+def _ref_to_source(name: str, value: Any) -> ImageSource:
+    if isinstance(value, str):
+        # A bare string: a URL when it looks like one, else base64.
+        if value.startswith(("http://", "https://")):
+            return ImageSource(field=name, url=value)
+        return ImageSource(field=name, base64=value)
+    ref = ImageRef.model_validate(value)
+    if (ref.base64 is None) == (ref.url is None):
+        raise FaceplaneError(
+            Err.INVALID_ARGUMENT, f"`{name}` needs exactly one of `base64` or `url`.", field=name
+        )
+    return ImageSource(field=name, base64=ref.base64, url=ref.url)
+
+
+async def parse_body(request: Request, image_fields: tuple[str, ...]) -> ParsedBody:
+    """Read multipart, JSON or a raw image body; query parameters supply defaults."""
+    parsed = ParsedBody()
+    parsed.values.update(request.query_params)
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "multipart/form-data" or ctype == "application/x-www-form-urlencoded":
+        form = await request.form()
+        for key, value in form.multi_items():
+            base = key.removesuffix("_url").removesuffix("_base64")
+            if isinstance(value, UploadFile):
+                parsed.images[key] = ImageSource(field=key, data=await value.read())
+            elif base in image_fields and key.endswith("_url"):
+                parsed.images[base] = ImageSource(field=base, url=value)
+            elif base in image_fields and key.endswith("_base64"):
+                parsed.images[base] = ImageSource(field=base, base64=value)
+            else:
+                parsed.values[key] = value
+    elif ctype in ("application/json", ""):
+        raw = await request.body()
+        if not raw and ctype == "":
+            return parsed
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise FaceplaneError(Err.ENCODING_ERROR, "The body is not valid UTF-8.") from None
+        try:
+            body = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise FaceplaneError(
+                Err.INVALID_ARGUMENT, f"The body is not valid JSON: {exc.msg}.", position=exc.pos
+            ) from None
+        if not isinstance(body, dict):
+            raise FaceplaneError(Err.INVALID_ARGUMENT, "The JSON body must be an object.")
+        for key, value in body.items():
+            if key in image_fields and value is not None:
+                parsed.images[key] = _ref_to_source(key, value)
+            else:
+                parsed.values[key] = value
+    elif ctype.startswith("image/") or ctype == "application/octet-stream":
+        parsed.images[image_fields[0]] = ImageSource(field=image_fields[0], data=await request.body())
+    else:
+        raise FaceplaneError(
+            Err.IMAGE_FORMAT_UNSUPPORTED if ctype.startswith("video/") else Err.INVALID_ARGUMENT,
+            f"Unsupported content type {ctype!r}: send multipart/form-data or application/json.",
+            content_type=ctype,
+        )
+    return parsed
+
+
+def image_body_schema(
+    image_fields: tuple[str, ...], params: type[BaseModel], raw: bool = False
+) -> dict[str, Any]:
+    """OpenAPI requestBody for a route taking images as multipart, JSON (or raw bytes)."""
+    props = dict(params.model_json_schema().get("properties", {}))
+    ref = ImageRef.model_json_schema()
+    ref.pop("title", None)
+    json_props = {**props, **{f: ref for f in image_fields}}
+    form_props = {**props, **{f: {"type": "string", "format": "binary"} for f in image_fields}}
+    for f in image_fields:
+        form_props[f + "_url"] = {"type": "string", "description": f"URL of `{f}`."}
+    content: dict[str, Any] = {
+        "multipart/form-data": {"schema": {"type": "object", "properties": form_props}},
+        "application/json": {"schema": {"type": "object", "properties": json_props}},
+    }
+    if raw:
+        content["image/*"] = {"schema": {"type": "string", "format": "binary"}}
+    return {"requestBody": {"required": True, "content": content}}

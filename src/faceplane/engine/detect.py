@@ -1,0 +1,204 @@
+"""Face detectors: MediaPipe BlazeFace full-range (default) and dlib HOG (fallback)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+
+BLAZE_INPUT = 192
+BLAZE_GRID = 48  # full-range model: one anchor per cell of a 48×48 grid (stride 4)
+# BlazeFace keypoint order: right eye, left eye, nose tip, mouth centre, right ear, left ear
+# ("right" is the subject's right, so it appears on the left of the image).
+BLAZE_KEYPOINTS = ("right_eye", "left_eye", "nose_tip", "mouth", "right_ear", "left_ear")
+
+
+@dataclass
+class Detection:
+    """One detected face in image pixels: box (x, y, w, h), score and optional keypoints."""
+
+    x: float
+    y: float
+    w: float
+    h: float
+    score: float
+    detector: str
+    keypoints: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def area(self) -> float:
+        """Box area in square pixels."""
+        return self.w * self.h
+
+
+class Detector(Protocol):
+    """Anything that finds faces in an RGB uint8 image."""
+
+    name: str
+
+    def detect(self, rgb: np.ndarray, threshold: float) -> list[Detection]:
+        """Return the faces in `rgb` whose score is at least `threshold`."""
+        ...
+
+
+def _anchors() -> np.ndarray:
+    centres = (np.arange(BLAZE_GRID, dtype=np.float32) + 0.5) / BLAZE_GRID
+    ax, ay = np.meshgrid(centres, centres)
+    return np.stack([ax.ravel(), ay.ravel()], axis=1)
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of one box `a` (x1, y1, x2, y2) against many boxes `b` (N, 4)."""
+    ix1 = np.maximum(a[0], b[:, 0])
+    iy1 = np.maximum(a[1], b[:, 1])
+    ix2 = np.minimum(a[2], b[:, 2])
+    iy2 = np.minimum(a[3], b[:, 3])
+    inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
+    area_a = (a[2] - a[0]) * (a[3] - a[1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return np.asarray(inter / np.maximum(area_a + area_b - inter, 1e-9))
+
+
+def weighted_nms(
+    boxes: np.ndarray, scores: np.ndarray, keypoints: np.ndarray, iou_threshold: float = 0.3
+) -> list[tuple[np.ndarray, float, np.ndarray]]:
+    """MediaPipe-style blending NMS: overlapping candidates are averaged by score."""
+    order = np.argsort(-scores)
+    boxes, scores, keypoints = boxes[order], scores[order], keypoints[order]
+    alive = np.ones(len(scores), dtype=bool)
+    out: list[tuple[np.ndarray, float, np.ndarray]] = []
+    for i in range(len(scores)):
+        if not alive[i]:
+            continue
+        overlap = iou(boxes[i], boxes) >= iou_threshold
+        group = overlap & alive
+        alive &= ~group
+        weights = scores[group][:, None]
+        box = (boxes[group] * weights).sum(0) / weights.sum()
+        kps = (keypoints[group] * weights[:, :, None]).sum(0) / weights.sum()
+        out.append((box, float(scores[i]), kps))
+    return out
+
+
+class BlazeFaceDetector:
+    """BlazeFace full-range (192×192, 2304 anchors), run by LiteRT, with tiling for large images.
+
+    The full-range model sees the whole picture at 192 px, so faces smaller than about
+    1/15 of the long side are lost. Large photos are therefore also scanned in overlapping
+    tiles, and all candidates are merged with one blending NMS.
+    """
+
+    name = "blazeface_full_range"
+
+    def __init__(self, make_interpreter: Callable[[], Any], tile_min_side: int = 520) -> None:
+        self._make = make_interpreter
+        self._local = threading.local()
+        self._anchors = _anchors()
+        self.tile_min_side = tile_min_side
+
+    def _interpreter(self) -> tuple[Any, int, int, int]:
+        # LiteRT interpreters are not thread-safe: one per worker thread.
+        cached = getattr(self._local, "it", None)
+        if cached is None:
+            it = self._make()
+            it.allocate_tensors()
+            outs = it.get_output_details()
+            reg = next(o["index"] for o in outs if o["shape"][-1] == 16)
+            cls = next(o["index"] for o in outs if o["shape"][-1] == 1)
+            cached = (it, it.get_input_details()[0]["index"], reg, cls)
+            self._local.it = cached
+        return cached  # type: ignore[no-any-return]
+
+    def _run_square(
+        self, rgb: np.ndarray, x0: int, y0: int, side: int, threshold: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Run the model on the square window (x0, y0, side), zero-padded where it leaves the image."""
+        h, w = rgb.shape[:2]
+        window = np.zeros((side, side, 3), dtype=np.uint8)
+        sx1, sy1 = max(x0, 0), max(y0, 0)
+        sx2, sy2 = min(x0 + side, w), min(y0 + side, h)
+        window[sy1 - y0 : sy2 - y0, sx1 - x0 : sx2 - x0] = rgb[sy1:sy2, sx1:sx2]
+        interp = cv2.INTER_AREA if side > BLAZE_INPUT else cv2.INTER_LINEAR
+        small = cv2.resize(window, (BLAZE_INPUT, BLAZE_INPUT), interpolation=interp)
+        tensor = (small.astype(np.float32) / 127.5 - 1.0)[None]
+        it, inp, reg_i, cls_i = self._interpreter()
+        it.set_tensor(inp, tensor)
+        it.invoke()
+        raw = it.get_tensor(reg_i)[0]
+        logits = it.get_tensor(cls_i)[0, :, 0]
+        scores = 1.0 / (1.0 + np.exp(-np.clip(logits, -100.0, 100.0)))
+        keep = scores >= threshold
+        raw, scores, anchors = raw[keep], scores[keep], self._anchors[keep]
+        cx = raw[:, 0] / BLAZE_INPUT + anchors[:, 0]
+        cy = raw[:, 1] / BLAZE_INPUT + anchors[:, 1]
+        bw = raw[:, 2] / BLAZE_INPUT
+        bh = raw[:, 3] / BLAZE_INPUT
+        boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], 1) * side
+        boxes += np.array([x0, y0, x0, y0], dtype=np.float32)
+        kps = raw[:, 4:16].reshape(-1, 6, 2) / BLAZE_INPUT + anchors[:, None, :]
+        kps = kps * side + np.array([x0, y0], dtype=np.float32)
+        return boxes, scores, kps
+
+    def _windows(self, w: int, h: int) -> list[tuple[int, int, int]]:
+        """The whole image as one centred square, plus overlapping tiles for large images."""
+        side = max(w, h)
+        windows = [((w - side) // 2, (h - side) // 2, side)]
+        if min(w, h) >= self.tile_min_side:
+            # A 2×2 grid of squares of 60% of the short side, overlapping so that a face cut
+            # by one tile border lies whole inside a neighbour.
+            tile = int(min(w, h) * 0.6)
+            for ty in (0, h - tile):
+                for tx in (0, w - tile):
+                    windows.append((tx, ty, tile))
+            if max(w, h) > 1.6 * min(w, h):
+                # Panoramas: add the middle column (or row) that the corners leave thin.
+                windows += [((w - tile) // 2, 0, tile), ((w - tile) // 2, h - tile, tile)] if w > h \
+                    else [(0, (h - tile) // 2, tile), (w - tile, (h - tile) // 2, tile)]
+        return windows
+
+    def detect(self, rgb: np.ndarray, threshold: float) -> list[Detection]:
+        """Detect faces; boxes and keypoints are in pixels of `rgb`."""
+        h, w = rgb.shape[:2]
+        parts = [self._run_square(rgb, x0, y0, s, threshold) for x0, y0, s in self._windows(w, h)]
+        boxes = np.concatenate([p[0] for p in parts])
+        if len(boxes) == 0:
+            return []
+        scores = np.concatenate([p[1] for p in parts])
+        kps = np.concatenate([p[2] for p in parts])
+        out = []
+        for box, score, kp in weighted_nms(boxes, scores, kps):
+            x1, y1 = max(float(box[0]), 0.0), max(float(box[1]), 0.0)
+            x2, y2 = min(float(box[2]), float(w)), min(float(box[3]), float(h))
+            if x2 - x1 < 2 or y2 - y1 < 2:
+                continue
+            out.append(Detection(x1, y1, x2 - x1, y2 - y1, score, self.name, kp))
+        return out
+
+
+class HogDetector:
+    """dlib's HOG + linear SVM frontal face detector (upsampled once for small faces)."""
+
+    name = "dlib_hog"
+
+    def __init__(self, detector: Any, upsample: int = 1) -> None:
+        self._detector = detector
+        self.upsample = upsample
+
+    def detect(self, rgb: np.ndarray, threshold: float) -> list[Detection]:
+        """Detect frontal faces; the SVM margin is squashed into a [0, 1] score."""
+        rects, margins, _ = self._detector.run(rgb, self.upsample, -0.5)
+        h, w = rgb.shape[:2]
+        out = []
+        for r, m in zip(rects, margins, strict=True):
+            # The SVM margin is unbounded; a logistic around 0 gives a comparable [0, 1] score.
+            score = float(1.0 / (1.0 + np.exp(-2.0 * m)))
+            if score < threshold:
+                continue
+            x1, y1 = max(r.left(), 0), max(r.top(), 0)
+            x2, y2 = min(r.right(), w), min(r.bottom(), h)
+            out.append(Detection(float(x1), float(y1), float(x2 - x1), float(y2 - y1), score, self.name))
+        return out

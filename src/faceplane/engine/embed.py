@@ -1,0 +1,76 @@
+"""Face embedders behind one interface: dlib's ResNet run by dlib, or the same network on ONNX."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Protocol
+
+import numpy as np
+
+
+class Embedder(Protocol):
+    """Turns aligned 150×150 RGB face chips into raw 128-d descriptors."""
+
+    name: str
+
+    def embed(self, chips: np.ndarray) -> np.ndarray:
+        """Return a (N, 128) float32 array for a (N, 150, 150, 3) uint8 RGB batch."""
+        ...
+
+
+class DlibEmbedder:
+    """The reference: dlib's own forward pass (slow here: dlib-bin has no BLAS)."""
+
+    name = "dlib_resnet"
+
+    def __init__(self, model: Any) -> None:
+        self._model = model
+        # dlib's network keeps its activations on the object: one forward pass at a time.
+        self._lock = threading.Lock()
+
+    def embed(self, chips: np.ndarray) -> np.ndarray:
+        """Run dlib's batch descriptor on the chips."""
+        if len(chips) == 0:
+            return np.zeros((0, 128), dtype=np.float32)
+        with self._lock:
+            out = self._model.compute_face_descriptor([np.ascontiguousarray(c) for c in chips])
+        return np.asarray([np.asarray(d) for d in out], dtype=np.float32)
+
+
+class OnnxEmbedder:
+    """dlib's ResNet converted to ONNX by faceplane and run by onnxruntime."""
+
+    name = "dlib_resnet_onnx"
+
+    def __init__(self, session: Any) -> None:
+        self._session = session  # onnxruntime sessions are safe to call from several threads
+        self._input = session.get_inputs()[0].name
+
+    def embed(self, chips: np.ndarray) -> np.ndarray:
+        """Run the whole batch in one session call."""
+        if len(chips) == 0:
+            return np.zeros((0, 128), dtype=np.float32)
+        out = self._session.run(None, {self._input: chips.astype(np.float32)})[0]
+        return np.asarray(out, dtype=np.float32)
+
+
+def embed_chips(embedder: Embedder, chips: np.ndarray, flip: bool) -> np.ndarray:
+    """Embed chips, optionally averaging each with its mirror image (test-time flip)."""
+    if not flip or len(chips) == 0:
+        return embedder.embed(chips)
+    both = embedder.embed(np.concatenate([chips, chips[:, :, ::-1]]))
+    n = len(chips)
+    return np.asarray((both[:n] + both[n:]) / 2.0, dtype=np.float32)
+
+
+def normalise(vectors: np.ndarray) -> np.ndarray:
+    """L2-normalise rows; a zero row stays zero."""
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return np.asarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)
+
+
+def similarity(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Return (similarity in [0, 1], euclidean distance in [0, 2]) of two descriptors."""
+    na, nb = normalise(a.reshape(1, -1))[0], normalise(b.reshape(1, -1))[0]
+    cos = float(np.clip(np.dot(na, nb), -1.0, 1.0))
+    return (1.0 + cos) / 2.0, float(np.sqrt(max(0.0, 2.0 - 2.0 * cos)))

@@ -1,0 +1,136 @@
+"""The face pipeline: detect → landmarks → align → assess → embed, on one decoded image."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+
+from faceplane.engine.detect import BLAZE_KEYPOINTS, Detection
+from faceplane.engine.embed import embed_chips, normalise
+from faceplane.engine.models.pool import ModelPool
+from faceplane.engine.quality import Quality, QualityPolicy, measure_quality
+
+CHIP_SIZE = 150
+CHIP_PADDING = 0.25  # dlib's ResNet was trained on chips with this padding
+
+
+@dataclass(frozen=True)
+class AnalyseOptions:
+    """What to find and what to compute."""
+
+    detector: str = "blazeface"
+    det_threshold: float = 0.5
+    min_face_size: int = 20
+    max_faces: int = 100
+    landmarks: int = 5  # 5 or 68
+    embeddings: bool = False
+    flip: bool = False
+    detect_max_side: int = 1920
+    quality: QualityPolicy = field(default_factory=QualityPolicy)
+
+
+@dataclass
+class Face:
+    """One analysed face."""
+
+    detection: Detection
+    landmarks: np.ndarray  # (5, 2) or (68, 2)
+    quality: Quality
+    embedding: np.ndarray | None = None  # L2-normalised 128-d
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form, coordinates rounded to 0.1 px."""
+        d = self.detection
+        out: dict[str, Any] = {
+            "box": {
+                "x": round(d.x, 1),
+                "y": round(d.y, 1),
+                "width": round(d.w, 1),
+                "height": round(d.h, 1),
+            },
+            "score": round(d.score, 4),
+            "landmarks": [[round(float(x), 1), round(float(y), 1)] for x, y in self.landmarks],
+            "quality": self.quality.as_dict(),
+        }
+        if d.keypoints is not None:
+            out["keypoints"] = {
+                name: [round(float(p[0]), 1), round(float(p[1]), 1)]
+                for name, p in zip(BLAZE_KEYPOINTS, d.keypoints, strict=True)
+            }
+        if self.embedding is not None:
+            out["embedding"] = [round(float(v), 6) for v in self.embedding]
+        return out
+
+
+@dataclass
+class Analysis:
+    """All faces of one image, largest first, and the models that made them."""
+
+    width: int
+    height: int
+    faces: list[Face]
+    models: dict[str, str]
+
+
+def _detect(pool: ModelPool, rgb: np.ndarray, opts: AnalyseOptions) -> list[Detection]:
+    """Detect on a copy no larger than detect_max_side, and map boxes back to full size."""
+    h, w = rgb.shape[:2]
+    scale = min(1.0, opts.detect_max_side / max(h, w))
+    small = rgb if scale == 1.0 else cv2.resize(
+        rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA
+    )
+    found = pool.detector(opts.detector).detect(small, opts.det_threshold)
+    if scale != 1.0:
+        for d in found:
+            d.x, d.y, d.w, d.h = d.x / scale, d.y / scale, d.w / scale, d.h / scale
+            if d.keypoints is not None:
+                d.keypoints = d.keypoints / scale
+    return found
+
+
+def analyse_image(pool: ModelPool, rgb: np.ndarray, opts: AnalyseOptions) -> Analysis:
+    """Find, measure and optionally embed every face of an RGB uint8 image."""
+    import dlib
+
+    found = _detect(pool, rgb, opts)
+    found = [d for d in found if min(d.w, d.h) >= opts.min_face_size]
+    found.sort(key=lambda d: d.area, reverse=True)
+    found = found[: opts.max_faces]
+
+    detector_name = pool.detector(opts.detector).name
+    models = {"detector": detector_name, "landmarks": "dlib_5pt"}
+    predictor5 = pool.shape_predictor(5) if found else None
+    predictor68 = pool.shape_predictor(68) if found and opts.landmarks == 68 else None
+    if opts.landmarks == 68:
+        models["landmarks"] = "dlib_68pt"
+
+    faces: list[Face] = []
+    shapes = []
+    for d in found:
+        rect = dlib.rectangle(int(d.x), int(d.y), int(d.x + d.w), int(d.y + d.h))
+        shape = predictor5(rgb, rect)  # type: ignore[misc]
+        shapes.append(shape)
+        pts5 = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)
+        pts = pts5
+        if predictor68 is not None:
+            s68 = predictor68(rgb, rect)
+            pts = np.array([[p.x, p.y] for p in s68.parts()], dtype=np.float32)
+        pose_points = d.keypoints if d.keypoints is not None else pts5
+        quality = measure_quality(rgb, (d.x, d.y, d.w, d.h), pose_points, opts.quality)
+        faces.append(Face(d, pts, quality))
+
+    if opts.embeddings and faces:
+        embedder = pool.embedder()
+        models["embedder"] = embedder.name
+        chips = np.stack(
+            [dlib.get_face_chip(rgb, s, size=CHIP_SIZE, padding=CHIP_PADDING) for s in shapes]
+        )
+        vectors = normalise(embed_chips(embedder, chips, opts.flip))
+        for face, vec in zip(faces, vectors, strict=True):
+            face.embedding = vec
+    elif opts.embeddings:
+        models["embedder"] = pool.embedder().name
+    return Analysis(rgb.shape[1], rgb.shape[0], faces, models)

@@ -1,0 +1,122 @@
+"""The model pool: loads each model once, lazily, and reports what is present and loaded."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from faceplane.engine.detect import BlazeFaceDetector, Detector, HogDetector
+from faceplane.engine.embed import DlibEmbedder, Embedder, OnnxEmbedder
+from faceplane.engine.models.install import is_installed
+from faceplane.engine.models.registry import MODELS, ModelSpec, get_spec
+from faceplane.errors import Err, FaceplaneError
+
+
+class ModelPool:
+    """Owns loaded models. Missing models raise MODEL_UNAVAILABLE when first needed."""
+
+    def __init__(self, models_dir: Path, ort_threads: int = 1, embedder: str = "auto") -> None:
+        self.models_dir = models_dir
+        self.ort_threads = ort_threads
+        self.embedder_choice = embedder
+        self._loaded: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._present: dict[str, bool] = {}
+
+    def present(self, name: str) -> bool:
+        """True when the model's file is installed and its checksum is right (cached)."""
+        if name not in self._present:
+            self._present[name] = is_installed(self.models_dir, get_spec(name))
+        return self._present[name]
+
+    def _load(self, name: str, loader: Callable[[ModelSpec, Path | None], Any]) -> Any:
+        with self._lock:
+            if name in self._loaded:
+                return self._loaded[name]
+            spec = get_spec(name)
+            if not self.present(name):
+                raise FaceplaneError(
+                    Err.MODEL_UNAVAILABLE,
+                    f"Model {name} is not installed; run `faceplane models install`.",
+                    model=name,
+                )
+            path = self.models_dir / spec.file if spec.file else None
+            obj = loader(spec, path)
+            self._loaded[name] = obj
+            return obj
+
+    def detector(self, name: str = "blazeface") -> Detector:
+        """Return the detector `blazeface` or `hog`."""
+        if name == "hog":
+            return self._load("dlib_hog", _load_hog)  # type: ignore[no-any-return]
+        return self._load("blazeface_full_range", _load_blazeface)  # type: ignore[no-any-return]
+
+    def shape_predictor(self, points: int = 5) -> Any:
+        """Return dlib's 5-point (alignment) or 68-point shape predictor."""
+        return self._load(f"dlib_{points}pt", _load_shape_predictor)
+
+    def embedder(self) -> Embedder:
+        """The ONNX embedder when installed (unless settings say dlib), else dlib's own."""
+        choice = self.embedder_choice
+        if choice == "onnx" or (choice == "auto" and self.present("dlib_resnet_onnx")):
+            return self._load(  # type: ignore[no-any-return]
+                "dlib_resnet_onnx", lambda s, p: _load_onnx_embedder(p, self.ort_threads)
+            )
+        return self._load("dlib_resnet", _load_dlib_embedder)  # type: ignore[no-any-return]
+
+    def status(self) -> list[dict[str, Any]]:
+        """Per model: task, version, sha256, licence, present, loaded."""
+        from faceplane.engine.models.install import recorded_sha256
+
+        return [
+            {
+                "name": m.name,
+                "task": m.task,
+                "version": m.version,
+                "sha256": recorded_sha256(self.models_dir, m) if m.file else None,
+                "licence": m.licence,
+                "present": self.present(m.name),
+                "loaded": m.name in self._loaded,
+                "note": m.note,
+            }
+            for m in MODELS
+        ]
+
+
+def _load_blazeface(spec: ModelSpec, path: Path | None) -> BlazeFaceDetector:
+    from ai_edge_litert.interpreter import Interpreter
+
+    return BlazeFaceDetector(lambda: Interpreter(model_path=str(path), num_threads=1))
+
+
+def _load_hog(spec: ModelSpec, path: Path | None) -> HogDetector:
+    import dlib
+
+    return HogDetector(dlib.get_frontal_face_detector())
+
+
+def _load_shape_predictor(spec: ModelSpec, path: Path | None) -> Any:
+    import dlib
+
+    return dlib.shape_predictor(str(path))
+
+
+def _load_dlib_embedder(spec: ModelSpec, path: Path | None) -> DlibEmbedder:
+    import dlib
+
+    return DlibEmbedder(dlib.face_recognition_model_v1(str(path)))
+
+
+def _load_onnx_embedder(path: Path | None, threads: int) -> OnnxEmbedder:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    # Parallelism comes from the bounded inference pool, one job per core; more threads
+    # inside each session would oversubscribe the two cores.
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return OnnxEmbedder(session)

@@ -1,0 +1,66 @@
+"""The app-scoped objects every service needs, built once from settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from faceplane.engine.faces import AnalyseOptions
+from faceplane.engine.fetch import FetchPolicy
+from faceplane.engine.image import ImageLimits
+from faceplane.engine.models.pool import ModelPool
+from faceplane.engine.models.registry import get_spec
+from faceplane.settings import Settings
+
+MB = 1024 * 1024
+
+
+@dataclass
+class Services:
+    """Settings, the model pool and the intake policies, shared by routes, CLI and workers."""
+
+    settings: Settings
+    pool: ModelPool
+    limits: ImageLimits
+    fetch: FetchPolicy
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Services:
+        """Build the services for one app (or one CLI run, or one worker)."""
+        limits = ImageLimits(
+            max_bytes=int(settings.max_image_mb * MB),
+            max_pixels=settings.max_image_pixels,
+            min_side=settings.min_image_side_px,
+            max_side=settings.max_image_side_px,
+        )
+        fetch = FetchPolicy(
+            max_bytes=limits.max_bytes,
+            connect_timeout_s=settings.fetch_connect_timeout_s,
+            read_timeout_s=settings.fetch_read_timeout_s,
+            total_timeout_s=settings.fetch_total_timeout_s,
+            max_redirects=settings.fetch_max_redirects,
+            allow_private=settings.fetch_allow_private,
+        )
+        pool = ModelPool(settings.models_dir, settings.ort_intra_op_threads, settings.embedder)
+        return cls(settings, pool, limits, fetch)
+
+    def analyse_options(self, **overrides: object) -> AnalyseOptions:
+        """Analysis options from settings, with per-request overrides."""
+        s = self.settings
+        base: dict[str, object] = {
+            "detector": s.detector,
+            "det_threshold": s.det_threshold,
+            "min_face_size": s.min_face_size_px,
+            "max_faces": s.max_faces,
+            "flip": s.embed_flip,
+            "detect_max_side": s.detect_max_side_px,
+        }
+        base.update({k: v for k, v in overrides.items() if v is not None})
+        return AnalyseOptions(**base)  # type: ignore[arg-type]
+
+    def compare_threshold(self, embedder_name: str) -> float:
+        """The similarity threshold for a match: the setting, else the model's calibration."""
+        if self.settings.compare_threshold is not None:
+            return self.settings.compare_threshold
+        threshold = get_spec(embedder_name).threshold
+        assert threshold is not None
+        return threshold

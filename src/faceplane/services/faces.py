@@ -1,0 +1,122 @@
+"""Use cases on faces: detect (analyse) one image, compare two faces."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from faceplane.engine.embed import normalise, similarity
+from faceplane.engine.faces import Analysis, analyse_image
+from faceplane.errors import Err, FaceplaneError
+from faceplane.services.context import Services
+from faceplane.services.images import ImageSource, load_image
+
+EMBEDDING_DIM = 128
+
+
+@dataclass(frozen=True)
+class DetectRequest:
+    """Per-request detection options (None = the server's default)."""
+
+    max_faces: int | None = None
+    min_face_size: int | None = None
+    det_threshold: float | None = None
+    landmarks: int = 5
+    return_embedding: bool = False
+    detector: str | None = None
+
+
+def analysis_json(analysis: Analysis) -> dict[str, Any]:
+    """The `detect` answer body (without request_id)."""
+    return {
+        "image": {"width": analysis.width, "height": analysis.height},
+        "faces": [f.as_dict() for f in analysis.faces],
+        "models": analysis.models,
+    }
+
+
+def detect_faces(services: Services, source: ImageSource, req: DetectRequest) -> dict[str, Any]:
+    """Find every face in one image with landmarks and quality, largest first."""
+    image = load_image(services, source)
+    opts = services.analyse_options(
+        max_faces=req.max_faces,
+        min_face_size=req.min_face_size,
+        det_threshold=req.det_threshold,
+        detector=req.detector,
+        landmarks=req.landmarks,
+        embeddings=req.return_embedding,
+    )
+    return analysis_json(analyse_image(services.pool, image.rgb, opts))
+
+
+@dataclass(frozen=True)
+class CompareSide:
+    """One side of a comparison: an image (and which face in it) or a ready embedding."""
+
+    image: ImageSource | None = None
+    embedding: list[float] | None = None
+    face_index: int = 0
+
+
+def _side_vector(
+    services: Services, side: CompareSide, name: str, req: DetectRequest
+) -> tuple[np.ndarray, dict[str, Any] | None, str | None]:
+    """The normalised embedding of one side, the face it came from, and the embedder name."""
+    if side.embedding is not None:
+        vec = np.asarray(side.embedding, dtype=np.float32)
+        if vec.shape != (EMBEDDING_DIM,) or not np.all(np.isfinite(vec)) or not vec.any():
+            raise FaceplaneError(
+                Err.EMBEDDING_INVALID,
+                f"`{name}` must be {EMBEDDING_DIM} finite numbers, not all zero.",
+                field=name,
+            )
+        return normalise(vec[None])[0], None, None
+    assert side.image is not None
+    image = load_image(services, side.image)
+    opts = services.analyse_options(
+        max_faces=req.max_faces,
+        min_face_size=req.min_face_size,
+        det_threshold=req.det_threshold,
+        detector=req.detector,
+        embeddings=True,
+    )
+    analysis = analyse_image(services.pool, image.rgb, opts)
+    if not analysis.faces:
+        raise FaceplaneError(Err.FACE_NOT_FOUND, f"No face was found in `{name}`.", field=name)
+    if side.face_index >= len(analysis.faces) or side.face_index < 0:
+        raise FaceplaneError(
+            Err.FACE_INDEX_OUT_OF_RANGE,
+            f"`{name}` has {len(analysis.faces)} face(s); face index {side.face_index} is out "
+            "of range.",
+            field=name,
+            faces=len(analysis.faces),
+        )
+    face = analysis.faces[side.face_index]
+    assert face.embedding is not None
+    used = face.as_dict()
+    used.pop("embedding", None)
+    used.pop("landmarks", None)
+    used["index"] = side.face_index
+    return face.embedding, used, analysis.models.get("embedder")
+
+
+def compare_faces(
+    services: Services, a: CompareSide, b: CompareSide, req: DetectRequest
+) -> dict[str, Any]:
+    """Compare two faces 1:1 and decide with the calibrated threshold."""
+    va, face_a, model_a = _side_vector(services, a, "image1", req)
+    vb, face_b, model_b = _side_vector(services, b, "image2", req)
+    model = model_a or model_b or services.pool.embedder().name
+    sim, dist = similarity(va, vb)
+    threshold = services.compare_threshold(model)
+    return {
+        "similarity": round(sim, 6),
+        "distance": round(dist, 6),
+        "threshold": threshold,
+        "match": sim >= threshold,
+        "model": model,
+        "face1": face_a,
+        "face2": face_b,
+    }

@@ -1,0 +1,162 @@
+"""POST /v1/detect on real photos, over HTTP."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+SAMPLES = "faces/compreface/embedding-calculator/sample_images"
+BROKEN = "faces/compreface/embedding-calculator/src/services/imgtools/test/files"
+
+
+def detect(client: TestClient, data: bytes, **params: object) -> dict:
+    resp = client.post("/v1/detect", files={"image": ("x.jpg", data)}, data=params)
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+def test_astronaut_has_one_face_with_landmarks_and_quality(
+    client: TestClient, astronaut: bytes
+) -> None:
+    body = detect(client, astronaut)
+    assert body["image"] == {"width": 512, "height": 512}
+    assert len(body["faces"]) == 1
+    face = body["faces"][0]
+    box = face["box"]
+    # Eileen Collins' face sits in the upper middle of the 512×512 portrait.
+    assert 150 < box["x"] < 260 and 40 < box["y"] < 150 and 70 < box["width"] < 170
+    assert len(face["landmarks"]) == 5
+    q = face["quality"]
+    assert q["face_size"] >= 70 and 0 < q["sharpness"] <= 1 and 0 < q["brightness"] < 1
+    assert abs(q["yaw"]) < 30 and abs(q["roll"]) < 20
+    assert body["models"]["detector"] == "blazeface_full_range"
+    assert body["request_id"]
+
+
+def test_embedding_and_68_landmarks_on_request(client: TestClient, astronaut: bytes) -> None:
+    body = detect(client, astronaut, return_embedding="true", landmarks="68")
+    face = body["faces"][0]
+    assert len(face["landmarks"]) == 68
+    assert len(face["embedding"]) == 128
+    assert abs(sum(v * v for v in face["embedding"]) - 1.0) < 1e-3
+    assert body["models"]["embedder"] in ("dlib_resnet_onnx", "dlib_resnet")
+
+
+def test_json_base64_input_equals_multipart(client: TestClient, astronaut: bytes) -> None:
+    resp = client.post(
+        "/v1/detect", json={"image": {"base64": base64.b64encode(astronaut).decode()}}
+    )
+    assert resp.status_code == 200
+    assert resp.json()["faces"][0]["box"] == detect(client, astronaut)["faces"][0]["box"]
+
+
+def test_raw_image_body_is_accepted(client: TestClient, astronaut: bytes) -> None:
+    resp = client.post("/v1/detect", content=astronaut, headers={"content-type": "image/jpeg"})
+    assert resp.status_code == 200 and len(resp.json()["faces"]) == 1
+
+
+def test_hog_fallback_detector_finds_the_astronaut(client: TestClient, astronaut: bytes) -> None:
+    body = detect(client, astronaut, detector="hog")
+    assert body["models"]["detector"] == "dlib_hog"
+    best = max(body["faces"], key=lambda f: f["score"])
+    assert 150 < best["box"]["x"] < 260 and 40 < best["box"]["y"] < 150
+
+
+@pytest.mark.parametrize(
+    ("path", "count"),
+    [
+        ("faces/insightface/t1.jpg", 6),
+        (f"{SAMPLES}/016_8.jpg", 8),
+        (f"{SAMPLES}/017_0.jpg", 0),
+        ("faces/dlib/examples/faces/dogs.jpg", 0),
+    ],
+)
+def test_face_counts_on_real_photos(
+    client: TestClient, testdata: Path, path: str, count: int
+) -> None:
+    body = detect(client, (testdata / path).read_bytes())
+    assert len(body["faces"]) == count
+    areas = [f["box"]["width"] * f["box"]["height"] for f in body["faces"]]
+    assert areas == sorted(areas, reverse=True)
+
+
+def test_max_faces_and_min_face_size_filter(client: TestClient, testdata: Path) -> None:
+    data = (testdata / "faces/insightface/t1.jpg").read_bytes()
+    assert len(detect(client, data, max_faces=2)["faces"]) == 2
+    assert len(detect(client, data, min_face_size=5000)["faces"]) == 0
+
+
+def test_exif_rotated_liveness_samples_are_detected_upright(
+    client: TestClient, testdata: Path
+) -> None:
+    for name in ("image_T1.jpg", "image_F1.jpg", "image_F2.jpg"):
+        body = detect(client, (testdata / "liveness/silent_face/sample" / name).read_bytes())
+        assert len(body["faces"]) >= 1, name
+        face = body["faces"][0]
+        # Upright: the eyes are above the mouth and the head is not rolled by 90°.
+        assert abs(face["quality"]["roll"]) < 30, (name, face["quality"])
+        kp = face["keypoints"]
+        assert kp["right_eye"][1] < kp["mouth"][1] and kp["left_eye"][1] < kp["mouth"][1]
+
+
+@pytest.mark.parametrize(
+    ("name", "code"),
+    [("corrupted.png", "IMAGE_CORRUPT"), ("empty.png", "IMAGE_CORRUPT"),
+     ("truncated.jpg", "IMAGE_CORRUPT"), ("einstein.ico", "IMAGE_FORMAT_UNSUPPORTED")],
+)
+def test_broken_files_get_their_code_over_http(
+    client: TestClient, testdata: Path, name: str, code: str
+) -> None:
+    resp = client.post("/v1/detect", files={"image": (name, (testdata / BROKEN / name).read_bytes())})
+    assert resp.status_code in (400, 415, 422)
+    body = resp.json()
+    assert body["error"]["code"] == code
+    assert resp.headers["x-request-id"] == body["request_id"]
+
+
+def test_text_file_named_jpg_is_corrupt(client: TestClient) -> None:
+    resp = client.post("/v1/detect", files={"image": ("photo.jpg", b"I am text, not a JPEG.\n")})
+    assert resp.json()["error"]["code"] == "IMAGE_CORRUPT"
+
+
+def test_one_by_one_image_is_too_small(client: TestClient) -> None:
+    from PIL import Image
+    import io
+
+    buf = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(buf, format="PNG")
+    resp = client.post("/v1/detect", files={"image": ("tiny.png", buf.getvalue())})
+    assert resp.json()["error"]["code"] == "IMAGE_DIMENSION_TOO_SMALL"
+
+
+def test_url_to_loopback_is_forbidden(client: TestClient) -> None:
+    resp = client.post("/v1/detect", json={"image": {"url": "http://127.0.0.1:8080/x.jpg"}})
+    assert resp.status_code == 403
+    assert resp.json()["error"]["code"] == "URL_FORBIDDEN"
+
+
+def test_missing_image_is_missing_argument(client: TestClient) -> None:
+    resp = client.post("/v1/detect", json={"max_faces": 3})
+    assert resp.json()["error"]["code"] == "MISSING_ARGUMENT"
+
+
+def test_bad_option_is_invalid_argument(client: TestClient, astronaut: bytes) -> None:
+    resp = client.post("/v1/detect", files={"image": ("a.jpg", astronaut)}, data={"max_faces": "0"})
+    assert resp.status_code == 400
+    err = resp.json()["error"]
+    assert err["code"] == "INVALID_ARGUMENT" and err["details"]["errors"][0]["field"] == "max_faces"
+
+
+def test_invalid_json_is_invalid_argument(client: TestClient) -> None:
+    resp = client.post("/v1/detect", content=b"{nope", headers={"content-type": "application/json"})
+    assert resp.json()["error"]["code"] == "INVALID_ARGUMENT"
+
+
+def test_non_utf8_json_is_encoding_error(client: TestClient) -> None:
+    resp = client.post(
+        "/v1/detect", content=b'{"image": "\xff\xfe"}', headers={"content-type": "application/json"}
+    )
+    assert resp.json()["error"]["code"] == "ENCODING_ERROR"

@@ -1,0 +1,69 @@
+"""Shared fixtures: settings on the installed models, the app client, and real test photos."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from faceplane.app import create_app
+from faceplane.services.context import Services
+from faceplane.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def testdata_dir() -> Path | None:
+    """FACEPLANE_TESTDATA, else ../shared/testdata beside the repository, if it exists."""
+    env = os.environ.get("FACEPLANE_TESTDATA")
+    path = Path(env) if env else REPO.parent / "shared" / "testdata"
+    return path if path.is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def testdata() -> Path:
+    """The real-photo folder; tests that need it skip visibly when it is absent."""
+    path = testdata_dir()
+    if path is None:
+        pytest.skip("FACEPLANE_TESTDATA not set and ../shared/testdata absent: real-photo test")
+    return path
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    """Server settings on the installed models (FACEPLANE_MODELS_DIR or the default)."""
+    return Settings()
+
+
+@pytest.fixture(scope="session")
+def services(settings: Settings) -> Services:
+    """One Services object (and model pool) for the whole session."""
+    return Services.from_settings(settings)
+
+
+@pytest.fixture(scope="session")
+def client(settings: Settings) -> Iterator[TestClient]:
+    """A test client on a real app with real models."""
+    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+        yield c
+
+
+def astronaut_jpeg() -> bytes:
+    """skimage's public-domain astronaut portrait (Eileen Collins), as JPEG bytes."""
+    from skimage import data
+
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(data.astronaut())).save(buf, format="JPEG", quality=92)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> bytes:
+    """The shipped real face photo."""
+    return astronaut_jpeg()
