@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import print_table, testdata_dir  # noqa: E402
+from common import print_table, testdata_dir
 
 
 def load_truth(folder: Path) -> dict[str, list[tuple[float, float, float, float]]]:
@@ -105,8 +105,15 @@ def main() -> None:
                 fn(rgb)
                 runs.append(time.perf_counter() - start)
             times.append(statistics.median(runs))
-        rows.append([name, f"{tp}/{total} ({100 * tp / total:.1f}%)", str(fp), str(dog_fp),
-                     f"{1000 * float(np.mean(times)):.1f}"])
+        rows.append(
+            [
+                name,
+                f"{tp}/{total} ({100 * tp / total:.1f}%)",
+                str(fp),
+                str(dog_fp),
+                f"{1000 * float(np.mean(times)):.1f}",
+            ]
+        )
     print(f"{len(images)} images, {total} labelled faces (IoU ≥ 0.4)")
     print_table(["detector", "recall", "false positives", "on dogs.jpg", "ms/image"], rows)
 

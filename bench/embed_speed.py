@@ -35,14 +35,14 @@ def load_chips(models: Path) -> np.ndarray:
     for path in sorted((testdata_dir() / "faces/dlib/examples/johns").glob("*/*.jpg")):
         img = dlib.load_rgb_image(str(path))
         # The files are already tight chips: fall back to the whole image if HOG misses.
-        boxes = list(detector(img, 1)) or [dlib.rectangle(0, 0, img.shape[1] - 1,
-                                                          img.shape[0] - 1)]
+        boxes = list(detector(img, 1)) or [dlib.rectangle(0, 0, img.shape[1] - 1, img.shape[0] - 1)]
         chips.append(dlib.get_face_chip(img, predictor(img, boxes[0]), size=150, padding=0.25))
     return np.array(chips, dtype=np.uint8)
 
 
-def timed(embed: Callable[[np.ndarray], np.ndarray], chips: np.ndarray, batch: int,
-          repeat: int) -> tuple[float, np.ndarray]:
+def timed(
+    embed: Callable[[np.ndarray], np.ndarray], chips: np.ndarray, batch: int, repeat: int
+) -> tuple[float, np.ndarray]:
     """Median ms per face over `repeat` passes, and the descriptors of the last pass."""
     embed(chips[:batch])  # warm-up: first-run allocation is not what we measure
     runs, out = [], np.zeros(0)
@@ -87,15 +87,17 @@ def main() -> None:
             ms, out = timed(dlib_embed, chips, batch, args.repeat)
             reference = out if reference is None else reference
             diff = np.abs(out - reference).max()
-            rows.append(["dlib", str(batch), "dlib's own", f"{ms:.2f}", f"{1000 / ms:.0f}",
-                         f"{diff:.1e}"])
+            rows.append(
+                ["dlib", str(batch), "dlib's own", f"{ms:.2f}", f"{1000 / ms:.0f}", f"{diff:.1e}"]
+            )
         assert reference is not None
         for threads in (1, 2):
             options = ort.SessionOptions()
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
-            session = ort.InferenceSession(str(onnx_path), options,
-                                           providers=["CPUExecutionProvider"])
+            session = ort.InferenceSession(
+                str(onnx_path), options, providers=["CPUExecutionProvider"]
+            )
 
             def onnx_embed(batch: np.ndarray, s: ort.InferenceSession = session) -> np.ndarray:
                 return np.asarray(s.run(None, {"chips": batch.astype(np.float32)})[0])
@@ -103,10 +105,20 @@ def main() -> None:
             for batch in (1, 8):
                 ms, out = timed(onnx_embed, chips, batch, args.repeat)
                 diff = np.abs(out - reference).max()
-                rows.append(["onnxruntime", str(batch), str(threads), f"{ms:.2f}",
-                             f"{1000 / ms:.0f}", f"{diff:.1e}"])
-    print(f"{len(chips)} chips, median of {args.repeat} passes, dlib {dlib.__version__}, "
-          f"onnxruntime {ort.__version__}\n")
+                rows.append(
+                    [
+                        "onnxruntime",
+                        str(batch),
+                        str(threads),
+                        f"{ms:.2f}",
+                        f"{1000 / ms:.0f}",
+                        f"{diff:.1e}",
+                    ]
+                )
+    print(
+        f"{len(chips)} chips, median of {args.repeat} passes, dlib {dlib.__version__}, "
+        f"onnxruntime {ort.__version__}\n"
+    )
     print_table(["engine", "batch", "threads", "ms/face", "faces/s", "max |Δ| vs dlib"], rows)
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import print_table, testdata_dir  # noqa: E402
+from common import print_table, testdata_dir
 
 _ENGINE: Any = None
 
@@ -32,7 +32,9 @@ def read_pairs(path: Path) -> list[tuple[str, str, bool]]:
     for parts in lines[1:] if len(lines[0]) <= 2 else lines:
         if len(parts) == 3:
             name, i, j = parts
-            pairs.append((f"{name}/{name}_{int(i):04d}.jpg", f"{name}/{name}_{int(j):04d}.jpg", True))
+            pairs.append(
+                (f"{name}/{name}_{int(i):04d}.jpg", f"{name}/{name}_{int(j):04d}.jpg", True)
+            )
         elif len(parts) == 4:
             n1, i, n2, j = parts
             pairs.append((f"{n1}/{n1}_{int(i):04d}.jpg", f"{n2}/{n2}_{int(j):04d}.jpg", False))
@@ -65,8 +67,10 @@ class FaceplaneEngine:
         if analysis.faces:
             face = min(
                 analysis.faces,
-                key=lambda f: (f.detection.x + f.detection.w / 2 - w / 2) ** 2
-                + (f.detection.y + f.detection.h / 2 - h / 2) ** 2,
+                key=lambda f: (
+                    (f.detection.x + f.detection.w / 2 - w / 2) ** 2
+                    + (f.detection.y + f.detection.h / 2 - h / 2) ** 2
+                ),
             )
             assert face.embedding is not None
             return face.embedding, True
@@ -92,8 +96,10 @@ class FaceRecognitionEngine:
         boxes = self.fr.face_locations(img)
         found = bool(boxes)
         if boxes:
-            box = min(boxes, key=lambda b: ((b[1] + b[3]) / 2 - w / 2) ** 2
-                      + ((b[0] + b[2]) / 2 - h / 2) ** 2)
+            box = min(
+                boxes,
+                key=lambda b: ((b[1] + b[3]) / 2 - w / 2) ** 2 + ((b[0] + b[2]) / 2 - h / 2) ** 2,
+            )
         else:
             box = (h // 2 - 50, w // 2 + 50, h // 2 + 50, w // 2 - 50)
         enc = self.fr.face_encodings(img, [box], model="small")[0]
@@ -130,14 +136,14 @@ def embed_all(kind: str, root: Path, files: list[str], workers: int) -> tuple[di
 
 
 def scores_of(vectors: dict, pairs: list[tuple[str, str, bool]], kind: str) -> np.ndarray:
-    """Similarity per pair (higher = more alike): (1 + cos) / 2, or -distance for the reference."""
+    """Score per pair (higher = more alike): cosine, or -distance for the reference."""
     out = []
     for a, b, _ in pairs:
         va, vb = vectors[a], vectors[b]
         if kind == "face_recognition":
             out.append(-float(np.linalg.norm(va - vb)))  # its own rule: distance < 0.6
         else:
-            out.append((1.0 + float(np.dot(va, vb))) / 2.0)
+            out.append(float(np.dot(va, vb)))  # cosine; the API's similarity is monotone in it
     return np.asarray(out)
 
 
@@ -159,6 +165,19 @@ def ten_fold(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
         t, _ = best_threshold(scores[train], labels[train])
         accs.append(float(np.mean((scores[folds[k]] >= t) == labels[folds[k]])))
     return float(np.mean(accs)), float(np.std(accs))
+
+
+def fit_logistic(cosines: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Fit P(same) = sigmoid(a·cos + b) by Newton's method (the similarity calibration)."""
+    x = np.stack([cosines, np.ones_like(cosines)], 1)
+    y = labels.astype(np.float64)
+    w = np.zeros(2)
+    for _ in range(50):
+        p = 1.0 / (1.0 + np.exp(-x @ w))
+        grad = x.T @ (p - y)
+        hess = x.T @ (x * (p * (1 - p))[:, None]) + 1e-9 * np.eye(2)
+        w -= np.linalg.solve(hess, grad)
+    return float(w[0]), float(w[1])
 
 
 def tar_at_far(scores: np.ndarray, labels: np.ndarray, far: float) -> float:
@@ -194,16 +213,35 @@ def main() -> None:
         vectors, rate, missed = embed_all(kind, root, files, args.workers)
         scores = scores_of(vectors, pairs, kind)
         mean, std = ten_fold(scores, labels)
-        cut, acc_all = best_threshold(scores, labels)
+        cut, _ = best_threshold(scores, labels)
         tar = tar_at_far(scores, labels, 1e-3)
-        label = "face_recognition 1.3.0 (reference)" if kind == "face_recognition" else \
-            f"faceplane ({kind} embedder)"
-        rows.append([label, f"{mean * 100:.2f} ± {std * 100:.2f}", f"{tar * 100:.1f}",
-                     f"{rate:.1f}", str(missed), f"{cut:.4f}"])
-        if args.calibrate:
-            print(f"{kind}: accuracy-maximising threshold {cut:.4f} (accuracy {acc_all:.4f})")
-    print_table(["engine", "10-fold accuracy %", "TAR@FAR=1e-3 %", "images/s", "no face",
-                 "best cut"], rows)
+        label = (
+            "face_recognition 1.3.0 (reference)"
+            if kind == "face_recognition"
+            else f"faceplane ({kind} embedder)"
+        )
+        rows.append(
+            [
+                label,
+                f"{mean * 100:.2f} ± {std * 100:.2f}",
+                f"{tar * 100:.1f}",
+                f"{rate:.1f}",
+                str(missed),
+                f"{cut:.4f}",
+            ]
+        )
+        if args.calibrate and kind != "face_recognition":
+            cos = np.array([float(np.dot(vectors[a], vectors[b])) for a, b, _ in pairs])
+            slope, bias = fit_logistic(cos, labels)
+            cos_cut, acc_cos = best_threshold(cos, labels)
+            print(
+                f"{kind}: cosine cut {cos_cut:.4f} (accuracy {acc_cos:.4f}); "
+                f"logistic similarity = sigmoid({slope:.3f}·cos {bias:+.3f}), "
+                f"0.5 at cos {-bias / slope:.4f}"
+            )
+    print_table(
+        ["engine", "10-fold accuracy %", "TAR@FAR=1e-3 %", "images/s", "no face", "best cut"], rows
+    )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from faceplane.errors import FaceplaneError
+from faceplane.services.context import Services
 from faceplane.settings import Settings
 
 
@@ -21,9 +22,7 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
     return "\n".join(out)
 
 
-def _services(settings: Settings) -> Any:
-    from faceplane.services.context import Services
-
+def _services(settings: Settings) -> Services:
     return Services.from_settings(settings)
 
 
@@ -38,7 +37,9 @@ def _call_server(server: str, path: str, files: dict[str, Path], data: dict[str,
     body = resp.json()
     if resp.status_code >= 400:
         err = body.get("error", {})
-        code = Err[err.get("code", "INTERNAL")] if err.get("code") in Err.__members__ else Err.INTERNAL
+        code = (
+            Err[err.get("code", "INTERNAL")] if err.get("code") in Err.__members__ else Err.INTERNAL
+        )
         raise FaceplaneError(code, err.get("message", resp.text), **(err.get("details") or {}))
     return body
 
@@ -56,7 +57,7 @@ def cmd_detect(args: argparse.Namespace, settings: Settings) -> int:
         return_embedding=args.embedding,
         detector=args.detector,
     )
-    services = None if args.server else _services(settings)
+    services = _services(settings)
     status = 0
     for path in args.images:
         try:
@@ -82,12 +83,18 @@ def cmd_detect(args: argparse.Namespace, settings: Settings) -> int:
         rows = []
         for i, f in enumerate(result["faces"]):
             b, q = f["box"], f["quality"]
-            rows.append([
-                str(i), f"{b['x']:.0f},{b['y']:.0f}", f"{b['width']:.0f}×{b['height']:.0f}",
-                f"{f['score']:.2f}", f"{q['sharpness']:.2f}", f"{q['brightness']:.2f}",
-                f"{q['yaw']:+.0f}/{q['pitch']:+.0f}/{q['roll']:+.0f}",
-                ",".join(q["issues"]) or "-",
-            ])
+            rows.append(
+                [
+                    str(i),
+                    f"{b['x']:.0f},{b['y']:.0f}",
+                    f"{b['width']:.0f}×{b['height']:.0f}",
+                    f"{f['score']:.2f}",
+                    f"{q['sharpness']:.2f}",
+                    f"{q['brightness']:.2f}",
+                    f"{q['yaw']:+.0f}/{q['pitch']:+.0f}/{q['roll']:+.0f}",
+                    ",".join(q["issues"]) or "-",
+                ]
+            )
         if rows:
             header = ["#", "x,y", "size", "score", "sharp", "bright", "yaw/pitch/roll", "issues"]
             print(_table(rows, header))
@@ -117,9 +124,11 @@ def cmd_compare(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps(result))
         return 0
     verdict = "SAME person" if result["match"] else "DIFFERENT people"
-    print(f"{verdict}: similarity {result['similarity']:.4f} "
-          f"(threshold {result['threshold']:.4f}, distance {result['distance']:.4f}, "
-          f"model {result['model']})")
+    print(
+        f"{verdict}: similarity {result['similarity']:.4f} "
+        f"(threshold {result['threshold']:.4f}, distance {result['distance']:.4f}, "
+        f"model {result['model']})"
+    )
     return 0
 
 
@@ -142,8 +151,15 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     print(f"model folder: {settings.models_dir}")
     rows = [
-        [m["name"], m["task"], "yes" if m["present"] else "MISSING",
-         "yes" if m["loaded"] else "no", (m["sha256"] or "-")[:16], m["licence"], m["version"]]
+        [
+            m["name"],
+            m["task"],
+            "yes" if m["present"] else "MISSING",
+            "yes" if m["loaded"] else "no",
+            (m["sha256"] or "-")[:16],
+            m["licence"],
+            m["version"],
+        ]
         for m in status
     ]
     print(_table(rows, ["name", "task", "present", "loaded", "sha256", "licence", "version"]))

@@ -22,7 +22,17 @@ import functools
 from dataclasses import dataclass
 from enum import Enum
 
-__all__ = ["Err", "ErrSpec", "FaceplaneError", "render_errors_markdown", "vendor_home"]
+from faceplane.catalogue import load_vendor_table
+
+__all__ = [
+    "VENDOR_TITLES",
+    "Err",
+    "ErrSpec",
+    "FaceplaneError",
+    "render_errors_markdown",
+    "split_vendor_code",
+    "vendor_home",
+]
 
 VENDOR_TITLES: dict[str, str] = {
     "photo": "Pho.to",
@@ -432,8 +442,6 @@ def _cell(text: object) -> str:
 
 def render_errors_markdown() -> str:
     """Render the catalogue as the Markdown page docs/errors.md."""
-    from faceplane.catalogue import load_vendor_table
-
     lines = [
         "# Error catalogue",
         "",
@@ -463,7 +471,7 @@ def render_errors_markdown() -> str:
         "",
         "Every code in each vendor's published catalogue has one *home*: the member it means",
         "when read back. Several members may render the same vendor code (many 400s render",
-        "Linkface `INVALID_ARGUMENT`); the home is the broadest of them. A code marked *alias*",
+        "Linkface `INVALID_ARGUMENT`); the home is the broadest of them. An *alias*",
         "is one the home member does not render itself: it names that member in the vendor's",
         "more detailed (or older) vocabulary. Oz reuses 3, 4 and 5 for data-container errors;",
         "the `CONTAINER_*` members render those codes, and read back they mean the general member.",
@@ -474,7 +482,7 @@ def render_errors_markdown() -> str:
             "",
             f"### {title}",
             "",
-            "| Vendor code | Vendor description | Home | |",
+            "| Vendor code | Vendor description | Home | Alias |",
             "|---|---|---|---|",
         ]
         for row in rows:
@@ -487,6 +495,6 @@ def render_errors_markdown() -> str:
                 home_cell, alias = "*none*", ""
             else:
                 home_cell = f"`{home.name}`"
-                alias = "" if home.vendor_code(vendor) == row.code else "alias"
+                alias = "" if home.vendor_code(vendor) == row.code else "yes"
             lines.append(f"| {code} | {_cell(about)} | {home_cell} | {alias} |")
     return "\n".join(lines) + "\n"

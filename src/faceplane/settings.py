@@ -29,9 +29,7 @@ class Settings(BaseSettings):
     models_dir: Path = Field(
         default_factory=default_models_dir, description="Folder holding the installed models."
     )
-    detector: str = Field(
-        "blazeface", description="Default face detector: `blazeface` or `hog`."
-    )
+    detector: str = Field("blazeface", description="Default face detector: `blazeface` or `hog`.")
     embedder: str = Field(
         "auto", description="Embedder: `auto` (ONNX when installed, else dlib), `onnx` or `dlib`."
     )
@@ -42,8 +40,9 @@ class Settings(BaseSettings):
         1, ge=1, description="onnxruntime intra-op threads per session."
     )
     embed_flip: bool = Field(
-        False,
-        description="Average the descriptors of the face chip and its mirror image.",
+        True,
+        description="Average the descriptors of the face chip and its mirror image "
+        "(LFW View 1 DevTrain: 98.91% -> 99.09% 10-fold accuracy).",
     )
 
     # image intake limits

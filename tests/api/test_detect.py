@@ -104,13 +104,19 @@ def test_exif_rotated_liveness_samples_are_detected_upright(
 
 @pytest.mark.parametrize(
     ("name", "code"),
-    [("corrupted.png", "IMAGE_CORRUPT"), ("empty.png", "IMAGE_CORRUPT"),
-     ("truncated.jpg", "IMAGE_CORRUPT"), ("einstein.ico", "IMAGE_FORMAT_UNSUPPORTED")],
+    [
+        ("corrupted.png", "IMAGE_CORRUPT"),
+        ("empty.png", "IMAGE_CORRUPT"),
+        ("truncated.jpg", "IMAGE_CORRUPT"),
+        ("einstein.ico", "IMAGE_FORMAT_UNSUPPORTED"),
+    ],
 )
 def test_broken_files_get_their_code_over_http(
     client: TestClient, testdata: Path, name: str, code: str
 ) -> None:
-    resp = client.post("/v1/detect", files={"image": (name, (testdata / BROKEN / name).read_bytes())})
+    resp = client.post(
+        "/v1/detect", files={"image": (name, (testdata / BROKEN / name).read_bytes())}
+    )
     assert resp.status_code in (400, 415, 422)
     body = resp.json()
     assert body["error"]["code"] == code
@@ -123,8 +129,9 @@ def test_text_file_named_jpg_is_corrupt(client: TestClient) -> None:
 
 
 def test_one_by_one_image_is_too_small(client: TestClient) -> None:
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     buf = io.BytesIO()
     Image.new("RGB", (1, 1)).save(buf, format="PNG")

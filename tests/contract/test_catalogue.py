@@ -168,7 +168,9 @@ def test_faceplane_error_defaults_to_the_member_message() -> None:
 
 
 def test_faceplane_error_keeps_a_specific_message_and_details() -> None:
-    exc = FaceplaneError(Err.IMAGE_FILE_TOO_LARGE, "The image is 12 MB; the limit is 10 MB.", size=12)
+    exc = FaceplaneError(
+        Err.IMAGE_FILE_TOO_LARGE, "The image is 12 MB; the limit is 10 MB.", size=12
+    )
     assert exc.message == "The image is 12 MB; the limit is 10 MB."
     assert exc.details == {"size": 12}
 

@@ -12,17 +12,17 @@ from faceplane.services.context import Services
 
 def get_services(request: Request) -> Services:
     """The app's services."""
-    return request.app.state.services  # type: ignore[no-any-return]
+    return request.app.state.services
 
 
 def get_blocking(request: Request) -> BlockingPool:
     """The app's bounded pool for blocking work."""
-    return request.app.state.blocking  # type: ignore[no-any-return]
+    return request.app.state.blocking
 
 
 def get_request_id(request: Request) -> str:
     """The id given to this request by the middleware."""
-    return request.state.request_id  # type: ignore[no-any-return]
+    return request.state.request_id
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]

@@ -61,9 +61,9 @@ def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _request_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         err = FaceplaneError(
-            Err.INVALID_ARGUMENT, "The request is invalid.", errors=_validation_details(
-                list(exc.errors())
-            )
+            Err.INVALID_ARGUMENT,
+            "The request is invalid.",
+            errors=_validation_details(list(exc.errors())),
         )
         return error_response(_request_id(request), err)
 
@@ -71,9 +71,7 @@ def install_handlers(app: FastAPI) -> None:
     async def _validation(request: Request, exc: ValidationError) -> JSONResponse:
         details = _validation_details(list(exc.errors()))
         fields = ", ".join(d["field"] for d in details)
-        err = FaceplaneError(
-            Err.INVALID_ARGUMENT, f"Invalid value for: {fields}.", errors=details
-        )
+        err = FaceplaneError(Err.INVALID_ARGUMENT, f"Invalid value for: {fields}.", errors=details)
         return error_response(_request_id(request), err)
 
     @app.exception_handler(StarletteHTTPException)

@@ -28,11 +28,11 @@ class DetectParams(BaseModel):
     max_faces: int | None = Field(None, ge=1, le=1000, description="Largest faces returned.")
     min_face_size: int | None = Field(None, ge=0, description="Smallest face side, in pixels.")
     det_threshold: float | None = Field(None, ge=0.0, le=1.0, description="Detection score cut.")
-    landmarks: int = Field(5, description="5 points, or 68 on request.", json_schema_extra={
-        "enum": [5, 68]})
+    landmarks: int = Field(
+        5, description="5 points, or 68 on request.", json_schema_extra={"enum": [5, 68]}
+    )
     return_embedding: bool = Field(False, description="Return each face's 128-d embedding.")
     detector: Literal["blazeface", "hog"] | None = Field(None, description="Face detector.")
-
 
     @field_validator("landmarks")
     @classmethod
@@ -116,7 +116,9 @@ async def parse_body(request: Request, image_fields: tuple[str, ...]) -> ParsedB
             else:
                 parsed.values[key] = value
     elif ctype.startswith("image/") or ctype == "application/octet-stream":
-        parsed.images[image_fields[0]] = ImageSource(field=image_fields[0], data=await request.body())
+        parsed.images[image_fields[0]] = ImageSource(
+            field=image_fields[0], data=await request.body()
+        )
     else:
         raise FaceplaneError(
             Err.IMAGE_FORMAT_UNSUPPORTED if ctype.startswith("video/") else Err.INVALID_ARGUMENT,

@@ -111,12 +111,12 @@ class BlazeFaceDetector:
             cls = next(o["index"] for o in outs if o["shape"][-1] == 1)
             cached = (it, it.get_input_details()[0]["index"], reg, cls)
             self._local.it = cached
-        return cached  # type: ignore[no-any-return]
+        return cached
 
     def _run_square(
         self, rgb: np.ndarray, x0: int, y0: int, side: int, threshold: float
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Run the model on the square window (x0, y0, side), zero-padded where it leaves the image."""
+        """Run the model on the square window (x0, y0, side), zero-padded outside the image."""
         h, w = rgb.shape[:2]
         window = np.zeros((side, side, 3), dtype=np.uint8)
         sx1, sy1 = max(x0, 0), max(y0, 0)
@@ -156,8 +156,11 @@ class BlazeFaceDetector:
                     windows.append((tx, ty, tile))
             if max(w, h) > 1.6 * min(w, h):
                 # Panoramas: add the middle column (or row) that the corners leave thin.
-                windows += [((w - tile) // 2, 0, tile), ((w - tile) // 2, h - tile, tile)] if w > h \
+                windows += (
+                    [((w - tile) // 2, 0, tile), ((w - tile) // 2, h - tile, tile)]
+                    if w > h
                     else [(0, (h - tile) // 2, tile), (w - tile, (h - tile) // 2, tile)]
+                )
         return windows
 
     def detect(self, rgb: np.ndarray, threshold: float) -> list[Detection]:
@@ -166,7 +169,13 @@ class BlazeFaceDetector:
         parts = [self._run_square(rgb, x0, y0, s, threshold) for x0, y0, s in self._windows(w, h)]
         boxes = np.concatenate([p[0] for p in parts])
         if len(boxes) == 0:
-            return []
+            # A face that fills the frame (a tight crop, an ID-photo chip) is too big for the
+            # model, which expects some context: look again with the picture zoomed out.
+            side = int(max(w, h) * 1.8)
+            parts = [self._run_square(rgb, (w - side) // 2, (h - side) // 2, side, threshold)]
+            boxes = parts[0][0]
+            if len(boxes) == 0:
+                return []
         scores = np.concatenate([p[1] for p in parts])
         kps = np.concatenate([p[2] for p in parts])
         out = []
@@ -200,5 +209,7 @@ class HogDetector:
                 continue
             x1, y1 = max(r.left(), 0), max(r.top(), 0)
             x2, y2 = min(r.right(), w), min(r.bottom(), h)
-            out.append(Detection(float(x1), float(y1), float(x2 - x1), float(y2 - y1), score, self.name))
+            out.append(
+                Detection(float(x1), float(y1), float(x2 - x1), float(y2 - y1), score, self.name)
+            )
         return out

@@ -79,8 +79,10 @@ def _detect(pool: ModelPool, rgb: np.ndarray, opts: AnalyseOptions) -> list[Dete
     """Detect on a copy no larger than detect_max_side, and map boxes back to full size."""
     h, w = rgb.shape[:2]
     scale = min(1.0, opts.detect_max_side / max(h, w))
-    small = rgb if scale == 1.0 else cv2.resize(
-        rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA
+    small = (
+        rgb
+        if scale == 1.0
+        else cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
     )
     found = pool.detector(opts.detector).detect(small, opts.det_threshold)
     if scale != 1.0:
@@ -111,7 +113,8 @@ def analyse_image(pool: ModelPool, rgb: np.ndarray, opts: AnalyseOptions) -> Ana
     shapes = []
     for d in found:
         rect = dlib.rectangle(int(d.x), int(d.y), int(d.x + d.w), int(d.y + d.h))
-        shape = predictor5(rgb, rect)  # type: ignore[misc]
+        assert predictor5 is not None
+        shape = predictor5(rgb, rect)
         shapes.append(shape)
         pts5 = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)
         pts = pts5

@@ -41,9 +41,7 @@ def check_url(url: str, policy: FetchPolicy) -> None:
     except ValueError as exc:
         raise FaceplaneError(Err.URL_INVALID, f"The URL is malformed: {exc}.", url=url) from None
     if parts.scheme not in ("http", "https"):
-        raise FaceplaneError(
-            Err.URL_INVALID, "Only http and https URLs are accepted.", url=url
-        )
+        raise FaceplaneError(Err.URL_INVALID, "Only http and https URLs are accepted.", url=url)
     if not host:
         raise FaceplaneError(Err.URL_INVALID, "The URL has no host.", url=url)
     if policy.allow_private:

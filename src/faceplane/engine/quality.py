@@ -113,7 +113,7 @@ def measure_quality(
     sharpness = lap_var / (lap_var + 100.0)
     brightness = float(norm.mean()) / 255.0
     yaw, pitch, roll = head_pose(points, rgb.shape[1], rgb.shape[0])
-    size = int(round(min(w, h)))
+    size = round(min(w, h))
     issues = []
     if size < policy.min_face_px:
         issues.append("too_small")

@@ -57,6 +57,13 @@ class Services:
         base.update({k: v for k, v in overrides.items() if v is not None})
         return AnalyseOptions(**base)  # type: ignore[arg-type]
 
+    def calibration(self, embedder_name: str) -> tuple[float, float]:
+        """The similarity calibration of an embedder, for the flip setting in force."""
+        spec = get_spec(embedder_name)
+        cal = spec.calibration if self.settings.embed_flip else spec.calibration_noflip
+        assert cal is not None
+        return cal
+
     def compare_threshold(self, embedder_name: str) -> float:
         """The similarity threshold for a match: the setting, else the model's calibration."""
         if self.settings.compare_threshold is not None:

@@ -109,7 +109,8 @@ def compare_faces(
     va, face_a, model_a = _side_vector(services, a, "image1", req)
     vb, face_b, model_b = _side_vector(services, b, "image2", req)
     model = model_a or model_b or services.pool.embedder().name
-    sim, dist = similarity(va, vb)
+    calibration = services.calibration(model)
+    sim, dist = similarity(va, vb, calibration)
     threshold = services.compare_threshold(model)
     return {
         "similarity": round(sim, 6),

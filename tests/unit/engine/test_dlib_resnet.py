@@ -128,8 +128,10 @@ def photos(testdata: Path) -> Faces:
 
 
 def _run(session: Any, chips: np.ndarray, batch: int) -> np.ndarray:
-    parts = [session.run(["descriptors"], {"chips": chips[i : i + batch].astype(np.float32)})[0]
-             for i in range(0, len(chips), batch)]
+    parts = [
+        session.run(["descriptors"], {"chips": chips[i : i + batch].astype(np.float32)})[0]
+        for i in range(0, len(chips), batch)
+    ]
     return np.concatenate(parts).astype(np.float64)
 
 
@@ -205,15 +207,20 @@ def test_parse_reads_means_and_layers() -> None:
         pytest.param(lambda data: data[:-1], id="truncated-one-byte"),
         pytest.param(lambda data: data + b"\x00", id="trailing-byte"),
         pytest.param(lambda data: b"", id="empty"),
-        pytest.param(lambda data: bytes(np.random.default_rng(0).integers(0, 256, 4096,
-                                                                       dtype=np.uint8)),
-                     id="random-garbage"),
-        pytest.param(lambda data: data.replace(b"loss_metric_2", b"loss_metric_9", 1),
-                     id="wrong-loss-layer"),
+        pytest.param(
+            lambda data: bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8)),
+            id="random-garbage",
+        ),
+        pytest.param(
+            lambda data: data.replace(b"loss_metric_2", b"loss_metric_9", 1), id="wrong-loss-layer"
+        ),
         # max_pool<3,3,2,2> rewritten as a 2x2 window: well-formed, but not this network.
-        pytest.param(lambda data: data.replace(b"max_pool_2\x01\x03\x01\x03",
-                                               b"max_pool_2\x01\x02\x01\x02", 1),
-                     id="wrong-pool-window"),
+        pytest.param(
+            lambda data: data.replace(
+                b"max_pool_2\x01\x03\x01\x03", b"max_pool_2\x01\x02\x01\x02", 1
+            ),
+            id="wrong-pool-window",
+        ),
     ],
 )
 def test_bad_files_raise_value_error(tmp_path: Path, mangle: Any) -> None:
@@ -233,9 +240,12 @@ def test_other_dlib_model_raises_value_error() -> None:
 
 def test_module_imports_without_onnx() -> None:
     # onnx is only needed at conversion time; block it and import the module fresh.
-    code = ("import sys; sys.modules['onnx'] = None; "
-            "import faceplane.engine.models.dlib_resnet as m; m.parse_dlib_resnet")
+    code = (
+        "import sys; sys.modules['onnx'] = None; "
+        "import faceplane.engine.models.dlib_resnet as m; m.parse_dlib_resnet"
+    )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                            text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stderr

@@ -91,6 +91,7 @@ def test_one_pixel_image_is_too_small() -> None:
 
 def _png_header_only(width: int, height: int) -> bytes:
     """A PNG whose header declares a size, with a tiny (bomb-like) compressed body."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         body = kind + data
         return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
@@ -123,7 +124,9 @@ BROKEN = {
 
 @pytest.mark.parametrize("name", sorted(BROKEN))
 def test_compreface_broken_files_get_their_code(testdata: Path, name: str) -> None:
-    data = (testdata / "faces/compreface/embedding-calculator/src/services/imgtools/test/files" / name).read_bytes()
+    data = (
+        testdata / "faces/compreface/embedding-calculator/src/services/imgtools/test/files" / name
+    ).read_bytes()
     assert code_of(data) is BROKEN[name]
 
 

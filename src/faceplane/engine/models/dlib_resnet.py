@@ -84,12 +84,24 @@ def _network_definition() -> list[Spec]:
         for i in range(count):
             stride = 2 if downsamples and i == 0 else 1
             # block = affine<con<N,3,3,1,1,relu<affine<con<N,3,3,stride,stride,...>>>>>
-            block: list[Spec] = [("con", (filters, 3, stride)), ("affine", ()), ("relu", ()),
-                                 ("con", (filters, 3, 1)), ("affine", ())]
+            block: list[Spec] = [
+                ("con", (filters, 3, stride)),
+                ("affine", ()),
+                ("relu", ()),
+                ("con", (filters, 3, 1)),
+                ("affine", ()),
+            ]
             if stride == 2:
                 # ares_down = relu<add_prev2<avg_pool<2,2,2,2,skip1<tag2<block<tag1<...>>>>>>>
-                spec += [("tag", (1,)), *block, ("tag", (2,)), ("skip", (1,)),
-                         ("avg_pool", (2, 2)), ("add_prev", (2,)), ("relu", ())]
+                spec += [
+                    ("tag", (1,)),
+                    *block,
+                    ("tag", (2,)),
+                    ("skip", (1,)),
+                    ("avg_pool", (2, 2)),
+                    ("add_prev", (2,)),
+                    ("relu", ()),
+                ]
             else:
                 # ares = relu<add_prev1<block<tag1<...>>>>
                 spec += [("tag", (1,)), *block, ("add_prev", (1,)), ("relu", ())]
@@ -117,8 +129,11 @@ def _read_checked(r: DlibReader, kind: str, args: tuple[int, ...], channels: int
         filters, kernel, stride = args
         layer = read_con(r)
         pad = _same_padding(kernel, stride)
-        ok = (layer.filters.shape == (filters, channels, kernel, kernel)
-              and layer.stride == (stride, stride) and layer.padding == (pad, pad))
+        ok = (
+            layer.filters.shape == (filters, channels, kernel, kernel)
+            and layer.stride == (stride, stride)
+            and layer.padding == (pad, pad)
+        )
         found = f"filters {layer.filters.shape}, stride {layer.stride}, padding {layer.padding}"
     elif kind == "affine":
         layer = read_affine(r)
@@ -127,8 +142,11 @@ def _read_checked(r: DlibReader, kind: str, args: tuple[int, ...], channels: int
         window, stride = args
         pad = _same_padding(window, stride)
         layer = read_pool(r, kind[:3])
-        ok = (layer.window == (window, window) and layer.stride == (stride, stride)
-              and layer.padding == (pad, pad))
+        ok = (
+            layer.window == (window, window)
+            and layer.stride == (stride, stride)
+            and layer.padding == (pad, pad)
+        )
         found = f"window {layer.window}, stride {layer.stride}, padding {layer.padding}"
     elif kind == "fc":
         layer = read_fc(r)
@@ -139,8 +157,11 @@ def _read_checked(r: DlibReader, kind: str, args: tuple[int, ...], channels: int
         layer = Relu() if kind == "relu" else AddPrev(args[0])
         ok, found = True, ""
     if not ok:
-        raise r.fail(f"layer record does not match the network definition: {kind} {args} "
-                     f"on {channels} channels, found {found}", at=where)
+        raise r.fail(
+            f"layer record does not match the network definition: {kind} {args} "
+            f"on {channels} channels, found {found}",
+            at=where,
+        )
     return layer
 
 
@@ -234,12 +255,25 @@ def _pad_to(g: _Graph, x: str, shape: Shape, target: Shape) -> str:
     return g.op("Pad", [x, g.const("pads", np.array([0, 0, 0, 0, 0, *extra], np.int64))])
 
 
-def _window_op(g: _Graph, op_type: str, x: str, inputs: list[str], shape: Shape,
-               kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],
-               channels: int) -> tuple[str, Shape]:
+def _window_op(
+    g: _Graph,
+    op_type: str,
+    x: str,
+    inputs: list[str],
+    shape: Shape,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    channels: int,
+) -> tuple[str, Shape]:
     """Emit a Conv or pooling node and return its output and output shape."""
-    x = g.op(op_type, [x, *inputs], kernel_shape=list(kernel), strides=list(stride),
-             pads=[padding[0], padding[1], padding[0], padding[1]])
+    x = g.op(
+        op_type,
+        [x, *inputs],
+        kernel_shape=list(kernel),
+        strides=list(stride),
+        pads=[padding[0], padding[1], padding[0], padding[1]],
+    )
     rows = _out_size(shape[1], kernel[0], stride[0], padding[0])
     return x, (channels, rows, _out_size(shape[2], kernel[1], stride[1], padding[1]))
 
@@ -270,8 +304,17 @@ def build_onnx(net: DlibResnet, *, fold_affine: bool = True) -> onnx.ModelProto:
                 w, b = w * gamma[:, None, None, None], b * gamma + nxt.beta
                 i += 1
             params = [g.const("W", w.astype(np.float32)), g.const("B", b.astype(np.float32))]
-            x, shape = _window_op(g, "Conv", x, params, shape, (w.shape[2], w.shape[3]),
-                                  layer.stride, layer.padding, w.shape[0])
+            x, shape = _window_op(
+                g,
+                "Conv",
+                x,
+                params,
+                shape,
+                (w.shape[2], w.shape[3]),
+                layer.stride,
+                layer.padding,
+                w.shape[0],
+            )
         elif isinstance(layer, Affine):
             x = g.op("Mul", [x, g.const("gamma", layer.gamma.reshape(-1, 1, 1))])
             x = g.op("Add", [x, g.const("beta", layer.beta.reshape(-1, 1, 1))])
@@ -282,16 +325,20 @@ def build_onnx(net: DlibResnet, *, fold_affine: bool = True) -> onnx.ModelProto:
             shape = (shape[0], 1, 1)
         elif isinstance(layer, Pool):
             op_type = "AveragePool" if layer.kind == "avg" else "MaxPool"
-            x, shape = _window_op(g, op_type, x, [], shape, layer.window, layer.stride,
-                                  layer.padding, shape[0])
+            x, shape = _window_op(
+                g, op_type, x, [], shape, layer.window, layer.stride, layer.padding, shape[0]
+            )
         elif isinstance(layer, Tag):
             tags[layer.tag_id] = (x, shape)
         elif isinstance(layer, Skip):
             x, shape = tags[layer.tag_id]
         elif isinstance(layer, AddPrev):
             other, other_shape = tags[layer.tag_id]
-            target: Shape = (max(shape[0], other_shape[0]), max(shape[1], other_shape[1]),
-                             max(shape[2], other_shape[2]))
+            target: Shape = (
+                max(shape[0], other_shape[0]),
+                max(shape[1], other_shape[1]),
+                max(shape[2], other_shape[2]),
+            )
             x = g.op("Add", [_pad_to(g, x, shape, target), _pad_to(g, other, other_shape, target)])
             shape = target
         else:  # Fc
@@ -301,19 +348,22 @@ def build_onnx(net: DlibResnet, *, fold_affine: bool = True) -> onnx.ModelProto:
         i += 1
     g.op("Identity", [x], out=OUTPUT_NAME)
     graph = helper.make_graph(
-        g.nodes, "dlib_face_recognition_resnet_model_v1",
+        g.nodes,
+        "dlib_face_recognition_resnet_model_v1",
         [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["N", size, size, 3])],
-        [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT,
-                                       ["N", net.descriptor_size])],
+        [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["N", net.descriptor_size])],
         initializer=g.initializers,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                              producer_name="faceplane.dlib_resnet")
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="faceplane.dlib_resnet"
+    )
     model.ir_version = IR_VERSION
     threshold = str(np.float32(net.distance_threshold))  # dlib stores a float: "0.6"
-    model.doc_string = ("dlib face-recognition ResNet v1: RGB 150x150 face chips (0..255) in, "
-                        "raw dlib descriptors out; same person when the euclidean distance "
-                        f"is below {threshold}.")
+    model.doc_string = (
+        "dlib face-recognition ResNet v1: RGB 150x150 face chips (0..255) in, "
+        "raw dlib descriptors out; same person when the euclidean distance "
+        f"is below {threshold}."
+    )
     helper.set_model_props(model, {"distance_threshold": threshold})
     return model
 

