@@ -1,4 +1,4 @@
-"""`faceplane serve | detect | compare | models | errors-doc`."""
+"""`faceplane serve | detect | compare | models | errors-doc | settings-doc`."""
 
 from __future__ import annotations
 
@@ -187,6 +187,14 @@ def cmd_errors_doc(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_settings_doc(args: argparse.Namespace, settings: Settings) -> int:
+    """Print docs/settings.md, generated from the settings class."""
+    from faceplane.settings import render_settings_markdown
+
+    sys.stdout.write(render_settings_markdown())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `faceplane` command."""
     p = argparse.ArgumentParser(prog="faceplane", description="Self-hosted face API server.")
@@ -223,6 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("errors-doc", help="print the error catalogue as Markdown")
     e.set_defaults(fn=cmd_errors_doc)
+
+    sd = sub.add_parser("settings-doc", help="print the settings reference as Markdown")
+    sd.set_defaults(fn=cmd_settings_doc)
     return p
 
 

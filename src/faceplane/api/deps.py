@@ -8,6 +8,8 @@ from fastapi import Depends, Request
 
 from faceplane.api.blocking import BlockingPool
 from faceplane.services.context import Services
+from faceplane.store import Store
+from faceplane.tasks.hub import TaskHub
 
 
 def get_services(request: Request) -> Services:
@@ -25,6 +27,18 @@ def get_request_id(request: Request) -> str:
     return request.state.request_id
 
 
+def get_store(request: Request) -> Store:
+    """The app's database and blobs."""
+    return request.app.state.store
+
+
+def get_hub(request: Request) -> TaskHub:
+    """The app's task hub (executor, waiters)."""
+    return request.app.state.hub
+
+
 ServicesDep = Annotated[Services, Depends(get_services)]
 BlockingDep = Annotated[BlockingPool, Depends(get_blocking)]
 RequestIdDep = Annotated[str, Depends(get_request_id)]
+StoreDep = Annotated[Store, Depends(get_store)]
+TaskHubDep = Annotated[TaskHub, Depends(get_hub)]

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
@@ -21,36 +21,6 @@ class ImageRef(BaseModel):
     url: str | None = Field(None, description="An http(s) URL to download the image from.")
 
 
-class DetectParams(BaseModel):
-    """Options of /v1/detect (and of each side of /v1/compare)."""
-
-    model_config = ConfigDict(extra="ignore")
-    max_faces: int | None = Field(None, ge=1, le=1000, description="Largest faces returned.")
-    min_face_size: int | None = Field(None, ge=0, description="Smallest face side, in pixels.")
-    det_threshold: float | None = Field(None, ge=0.0, le=1.0, description="Detection score cut.")
-    landmarks: int = Field(
-        5, description="5 points, or 68 on request.", json_schema_extra={"enum": [5, 68]}
-    )
-    return_embedding: bool = Field(False, description="Return each face's 128-d embedding.")
-    detector: Literal["blazeface", "hog"] | None = Field(None, description="Face detector.")
-
-    @field_validator("landmarks")
-    @classmethod
-    def _five_or_68(cls, v: int) -> int:
-        if v not in (5, 68):
-            raise ValueError("must be 5 or 68")
-        return v
-
-
-class CompareParams(DetectParams):
-    """Options of /v1/compare."""
-
-    face_index1: int = Field(0, ge=0, description="Which face of image1 (0 = the largest).")
-    face_index2: int = Field(0, ge=0, description="Which face of image2 (0 = the largest).")
-    embedding1: list[float] | None = Field(None, description="A 128-d embedding instead of image1.")
-    embedding2: list[float] | None = Field(None, description="A 128-d embedding instead of image2.")
-
-
 class ParsedBody:
     """A request body split into images (by field name) and plain option values."""
 
@@ -63,7 +33,8 @@ class ParsedBody:
         return self.images.get(name, ImageSource(field=name))
 
 
-def _ref_to_source(name: str, value: Any) -> ImageSource:
+def ref_to_source(name: str, value: Any) -> ImageSource:
+    """An image given in JSON: {base64} or {url}, or a bare string (URL or base64)."""
     if isinstance(value, str):
         # A bare string: a URL when it looks like one, else base64.
         if value.startswith(("http://", "https://")):
@@ -112,7 +83,7 @@ async def parse_body(request: Request, image_fields: tuple[str, ...]) -> ParsedB
             raise FaceplaneError(Err.INVALID_ARGUMENT, "The JSON body must be an object.")
         for key, value in body.items():
             if key in image_fields and value is not None:
-                parsed.images[key] = _ref_to_source(key, value)
+                parsed.images[key] = ref_to_source(key, value)
             else:
                 parsed.values[key] = value
     elif ctype.startswith("image/") or ctype == "application/octet-stream":

@@ -22,7 +22,8 @@ class ImageSource:
     url: str | None = None
 
 
-def _b64decode(field: str, text: str, services: Services) -> bytes:
+def b64decode_checked(field: str, text: str, services: Services) -> bytes:
+    """Decode base64 (or a data: URL) after checking the size it will have."""
     if text.startswith("data:") and "," in text:
         text = text.split(",", 1)[1]  # data URLs: drop the "data:image/png;base64," prefix
     # Base64 is 4/3 of the bytes: refuse an oversized string before decoding it.
@@ -40,7 +41,7 @@ def load_image(services: Services, source: ImageSource) -> DecodedImage:
     if source.data is not None:
         data = source.data
     elif source.base64 is not None:
-        data = _b64decode(source.field, source.base64, services)
+        data = b64decode_checked(source.field, source.base64, services)
     elif source.url is not None:
         data = fetch_url(source.url, services.fetch)
     else:

@@ -1,4 +1,4 @@
-"""POST /v1/detect and POST /v1/compare."""
+"""POST /v1/detect and POST /v1/compare: synchronous runs of the operations."""
 
 from __future__ import annotations
 
@@ -6,70 +6,44 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from faceplane.api.blocking import BlockingPool
 from faceplane.api.deps import BlockingDep, RequestIdDep, ServicesDep
-from faceplane.api.inputs import CompareParams, DetectParams, image_body_schema, parse_body
+from faceplane.api.inputs import image_body_schema, parse_body
 from faceplane.dialects.native import render_result
-from faceplane.services.faces import (
-    CompareSide,
-    DetectRequest,
-    compare_faces,
-    detect_faces,
-)
+from faceplane.services.context import Services
+from faceplane.services.operations import OPERATIONS, run_operation
+from faceplane.services.params import CompareParams, DetectParams
 
 router = APIRouter(prefix="/v1", tags=["faces"])
 
-DETECT_FIELDS = ("image",)
-COMPARE_FIELDS = ("image1", "image2")
 
-
-def _detect_request(p: DetectParams) -> DetectRequest:
-    return DetectRequest(
-        max_faces=p.max_faces,
-        min_face_size=p.min_face_size,
-        det_threshold=p.det_threshold,
-        landmarks=p.landmarks,
-        return_embedding=p.return_embedding,
-        detector=p.detector,
-    )
+async def _run_sync(
+    name: str, request: Request, services: Services, blocking: BlockingPool, request_id: str
+) -> dict[str, Any]:
+    body = await parse_body(request, OPERATIONS[name].image_fields)
+    result = await blocking.run(run_operation, services, name, body.images, body.values)
+    return render_result(request_id, result.body)
 
 
 @router.post(
     "/detect",
     summary="Detect faces with landmarks, quality and optional embeddings",
-    openapi_extra=image_body_schema(DETECT_FIELDS, DetectParams, raw=True),
+    openapi_extra=image_body_schema(OPERATIONS["detect"].image_fields, DetectParams, raw=True),
 )
 async def detect(
     request: Request, services: ServicesDep, blocking: BlockingDep, request_id: RequestIdDep
 ) -> dict[str, Any]:
     """Faces sorted by size, largest first: box, score, landmarks, quality, embedding."""
-    body = await parse_body(request, DETECT_FIELDS)
-    params = DetectParams.model_validate(body.values)
-    result = await blocking.run(
-        detect_faces, services, body.image("image"), _detect_request(params)
-    )
-    return render_result(request_id, result)
+    return await _run_sync("detect", request, services, blocking, request_id)
 
 
 @router.post(
     "/compare",
     summary="Compare two faces 1:1 with the calibrated threshold",
-    openapi_extra=image_body_schema(COMPARE_FIELDS, CompareParams),
+    openapi_extra=image_body_schema(OPERATIONS["compare"].image_fields, CompareParams),
 )
 async def compare(
     request: Request, services: ServicesDep, blocking: BlockingDep, request_id: RequestIdDep
 ) -> dict[str, Any]:
     """Similarity in [0, 1], distance, threshold, match, and the face used on each side."""
-    body = await parse_body(request, COMPARE_FIELDS)
-    params = CompareParams.model_validate(body.values)
-    side1 = CompareSide(
-        image=None if params.embedding1 else body.image("image1"),
-        embedding=params.embedding1,
-        face_index=params.face_index1,
-    )
-    side2 = CompareSide(
-        image=None if params.embedding2 else body.image("image2"),
-        embedding=params.embedding2,
-        face_index=params.face_index2,
-    )
-    result = await blocking.run(compare_faces, services, side1, side2, _detect_request(params))
-    return render_result(request_id, result)
+    return await _run_sync("compare", request, services, blocking, request_id)

@@ -1,0 +1,169 @@
+"""The operations every caller can run, synchronously or as a task: one registry, one path."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from faceplane.effects.thumbs import THUMB_SIDES, crop_box, encode_jpeg, thumbnail
+from faceplane.engine.faces import analyse_image
+from faceplane.errors import Err, FaceplaneError
+from faceplane.services.context import Services
+from faceplane.services.faces import (
+    CompareSide,
+    DetectRequest,
+    analysis_json,
+    compare_faces,
+    detect_faces,
+)
+from faceplane.services.images import ImageSource, load_image
+from faceplane.services.params import CompareParams, CropParams, DetectParams
+
+
+@dataclass
+class OperationResult:
+    """A JSON body and the images it produced (name → JPEG bytes)."""
+
+    body: dict[str, Any]
+    images: dict[str, bytes] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One operation: the images it takes, its options model, and its service function."""
+
+    name: str
+    image_fields: tuple[str, ...]
+    params: type[BaseModel]
+    run: Callable[[Services, dict[str, ImageSource], Any], OperationResult]
+    # Fields that may be given instead of an image (compare takes embeddings).
+    optional_images: bool = False
+
+
+def detect_request(p: DetectParams) -> DetectRequest:
+    """The service request for detection options."""
+    return DetectRequest(
+        max_faces=p.max_faces,
+        min_face_size=p.min_face_size,
+        det_threshold=p.det_threshold,
+        landmarks=p.landmarks,
+        return_embedding=p.return_embedding,
+        detector=p.detector,
+    )
+
+
+def _image(images: dict[str, ImageSource], name: str) -> ImageSource:
+    return images.get(name, ImageSource(field=name))
+
+
+def run_detect(
+    services: Services, images: dict[str, ImageSource], p: DetectParams
+) -> OperationResult:
+    """Detect faces in `image`."""
+    return OperationResult(detect_faces(services, _image(images, "image"), detect_request(p)))
+
+
+def compare_sides(
+    images: dict[str, ImageSource], p: CompareParams
+) -> tuple[CompareSide, CompareSide]:
+    """The two sides of a comparison: each an image or an embedding."""
+    side1 = CompareSide(
+        image=None if p.embedding1 else _image(images, "image1"),
+        embedding=p.embedding1,
+        face_index=p.face_index1,
+    )
+    side2 = CompareSide(
+        image=None if p.embedding2 else _image(images, "image2"),
+        embedding=p.embedding2,
+        face_index=p.face_index2,
+    )
+    return side1, side2
+
+
+def run_compare(
+    services: Services, images: dict[str, ImageSource], p: CompareParams
+) -> OperationResult:
+    """Compare the faces of `image1` and `image2` (or two embeddings)."""
+    a, b = compare_sides(images, p)
+    return OperationResult(compare_faces(services, a, b, detect_request(p)))
+
+
+def run_crop(services: Services, images: dict[str, ImageSource], p: CropParams) -> OperationResult:
+    """Cut faces out of `image`: the largest (the result) or all; with thumbnails."""
+    image = load_image(services, _image(images, "image"))
+    opts = services.analyse_options(
+        max_faces=p.max_faces,
+        min_face_size=p.min_face_size,
+        det_threshold=p.det_threshold,
+        detector=p.detector,
+    )
+    analysis = analyse_image(services.pool, image.rgb, opts)
+    if not analysis.faces:
+        raise FaceplaneError(Err.FACE_NOT_FOUND, "No face was found in `image`.", field="image")
+    faces = analysis.faces if p.all_faces else analysis.faces[:1]
+    body = analysis_json(analysis)
+    body["faces"] = body["faces"][: len(faces)]
+    out: dict[str, bytes] = {}
+    for i, face in enumerate(faces):
+        d = face.detection
+        crop = crop_box(image.rgb, (d.x, d.y, d.w, d.h), p.margin, p.size)
+        out[f"face{i}"] = encode_jpeg(crop)
+        body["faces"][i]["crop"] = {
+            "image": f"face{i}",
+            "width": crop.shape[1],
+            "height": crop.shape[0],
+        }
+        if i == 0:
+            out["result"] = out["face0"]
+            for n, side in enumerate(THUMB_SIDES, start=1):
+                out[f"thumb{n}"] = encode_jpeg(thumbnail(crop, side))
+    for n, side in enumerate(THUMB_SIDES, start=1):
+        out[f"thumb_ini{n}"] = encode_jpeg(thumbnail(image.rgb, side))
+    return OperationResult(body, out)
+
+
+OPERATIONS: dict[str, Operation] = {
+    op.name: op
+    for op in (
+        Operation("detect", ("image",), DetectParams, run_detect),
+        Operation("compare", ("image1", "image2"), CompareParams, run_compare, True),
+        Operation("crop", ("image",), CropParams, run_crop),
+    )
+}
+
+
+def get_operation(name: str) -> Operation:
+    """The operation called `name`, or INVALID_ARGUMENT listing the known ones."""
+    op = OPERATIONS.get(name)
+    if op is None:
+        raise FaceplaneError(
+            Err.INVALID_ARGUMENT,
+            f"Unknown operation {name!r}; known: {', '.join(sorted(OPERATIONS))}.",
+            operation=name,
+        )
+    return op
+
+
+def validate_options(op: Operation, options: dict[str, Any]) -> BaseModel:
+    """The operation's options model, or INVALID_ARGUMENT naming each bad field."""
+    try:
+        return op.params.model_validate(options)
+    except ValidationError as exc:
+        errors = [
+            {"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()
+        ]
+        fields = ", ".join(e["field"] for e in errors)
+        raise FaceplaneError(
+            Err.INVALID_ARGUMENT, f"Invalid value for: {fields}.", errors=errors
+        ) from None
+
+
+def run_operation(
+    services: Services, name: str, images: dict[str, ImageSource], options: dict[str, Any]
+) -> OperationResult:
+    """Validate the options and run one operation: the one path for sync calls and tasks."""
+    op = get_operation(name)
+    return op.run(services, images, validate_options(op, options))

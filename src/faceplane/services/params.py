@@ -1,0 +1,45 @@
+"""Validated options of each operation, shared by the HTTP routes and the task API."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class DetectParams(BaseModel):
+    """Options of /v1/detect (and of each side of /v1/compare)."""
+
+    model_config = ConfigDict(extra="ignore")
+    max_faces: int | None = Field(None, ge=1, le=1000, description="Largest faces returned.")
+    min_face_size: int | None = Field(None, ge=0, description="Smallest face side, in pixels.")
+    det_threshold: float | None = Field(None, ge=0.0, le=1.0, description="Detection score cut.")
+    landmarks: int = Field(
+        5, description="5 points, or 68 on request.", json_schema_extra={"enum": [5, 68]}
+    )
+    return_embedding: bool = Field(False, description="Return each face's 128-d embedding.")
+    detector: Literal["blazeface", "hog"] | None = Field(None, description="Face detector.")
+
+    @field_validator("landmarks")
+    @classmethod
+    def _five_or_68(cls, v: int) -> int:
+        if v not in (5, 68):
+            raise ValueError("must be 5 or 68")
+        return v
+
+
+class CompareParams(DetectParams):
+    """Options of /v1/compare."""
+
+    face_index1: int = Field(0, ge=0, description="Which face of image1 (0 = the largest).")
+    face_index2: int = Field(0, ge=0, description="Which face of image2 (0 = the largest).")
+    embedding1: list[float] | None = Field(None, description="A 128-d embedding instead of image1.")
+    embedding2: list[float] | None = Field(None, description="A 128-d embedding instead of image2.")
+
+
+class CropParams(DetectParams):
+    """Options of the `crop` operation."""
+
+    margin: float = Field(0.25, ge=0.0, le=2.0, description="Extra border per side, × face size.")
+    size: int | None = Field(None, ge=16, le=2048, description="Output side in pixels (square).")
+    all_faces: bool = Field(False, description="Crop every face, not only the largest.")

@@ -1,0 +1,356 @@
+"""The task API's use cases: submit, get, list, cancel. The task table is the truth."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from faceplane.engine.fetch import check_url
+from faceplane.errors import Err, FaceplaneError
+from faceplane.services.context import Services
+from faceplane.services.images import ImageSource, b64decode_checked
+from faceplane.services.operations import get_operation, validate_options
+from faceplane.store import Store
+from faceplane.store.blobs import blob_url
+from faceplane.store.db import tasks, webhook_attempts
+from faceplane.tasks.state import FINISHED, Status
+
+# Image result names → the Pho.to-style URL fields they are published as.
+URL_FIELDS = {
+    "result": "result_url",
+    "thumb1": "thumb1_url",
+    "thumb2": "thumb2_url",
+    "thumb_ini1": "thumb_ini1_url",
+    "thumb_ini2": "thumb_ini2_url",
+}
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task as a caller asks for it."""
+
+    operation: str
+    images: dict[str, ImageSource]
+    options: dict[str, Any]
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    idempotency_key: str | None = None
+
+
+def new_task_id() -> str:
+    """A fresh task id (it is also the task's request_id)."""
+    return uuid.uuid4().hex
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds")
+
+
+def _store_inputs(store: Store, services: Services, task_id: str, spec: TaskSpec) -> dict:
+    """Keep uploaded bytes as blobs and URLs as URLs; nothing is decoded here."""
+    stored: dict[str, dict[str, str]] = {}
+    for name, src in spec.images.items():
+        if src.url is not None:
+            check_url(src.url, services.fetch)
+            stored[name] = {"url": src.url}
+            continue
+        data = src.data
+        if data is None and src.base64 is not None:
+            data = b64decode_checked(name, src.base64, services)
+        if data is None:
+            continue
+        key = store.blobs.put(f"tasks/{task_id}/input/{name}", data)
+        stored[name] = {"blob": key}
+    return stored
+
+
+def _check_spec(services: Services, spec: TaskSpec) -> None:
+    op = get_operation(spec.operation)
+    validate_options(op, spec.options)
+    if not op.optional_images:
+        for name in op.image_fields:
+            if name not in spec.images:
+                raise FaceplaneError(
+                    Err.MISSING_ARGUMENT, f"No image was given in `{name}`.", field=name
+                )
+    for name in spec.images:
+        if name not in op.image_fields:
+            raise FaceplaneError(
+                Err.INVALID_ARGUMENT,
+                f"`{spec.operation}` takes images {', '.join(op.image_fields)}, not `{name}`.",
+                field=name,
+            )
+    if spec.webhook_url:
+        check_url(spec.webhook_url, services.fetch)
+
+
+def submit_task(
+    services: Services, store: Store, owner: str, spec: TaskSpec, batch_id: str | None = None
+) -> tuple[dict[str, Any], bool]:
+    """Queue a task; return (its rendering, created). A repeated idempotency key returns the
+    existing task (created = False), never a duplicate."""
+    s = services.settings
+    if spec.idempotency_key:
+        existing = _find_by_key(store, owner, spec.idempotency_key)
+        if existing is not None:
+            return render_task(services, store, existing), False
+    _check_spec(services, spec)
+    check_capacity(services, store, 1)
+    task_id = new_task_id()
+    inputs = _store_inputs(store, services, task_id, spec)
+    now = time.time()
+    secret = spec.webhook_secret or (secrets.token_hex(16) if spec.webhook_url else None)
+    row = {
+        "id": task_id,
+        "owner": owner,
+        "operation": spec.operation,
+        "status": Status.QUEUED.value,
+        "input_json": json.dumps(inputs),
+        "options_json": json.dumps(spec.options),
+        "attempts": 0,
+        "max_attempts": s.task_max_attempts,
+        "created_at": now,
+        "updated_at": now,
+        "expires_at": now + s.task_ttl_s,
+        "cancel_requested": False,
+        "idempotency_key": spec.idempotency_key,
+        "batch_id": batch_id,
+        "webhook_url": spec.webhook_url,
+        "webhook_secret": secret,
+        "purged": False,
+    }
+    try:
+        with store.db.begin() as conn:
+            conn.execute(tasks.insert().values(**row))
+    except IntegrityError:
+        # Two submissions with one key raced: the first one won; answer with it.
+        store.blobs.delete_prefix(f"tasks/{task_id}")
+        assert spec.idempotency_key
+        existing = _find_by_key(store, owner, spec.idempotency_key)
+        assert existing is not None
+        return render_task(services, store, existing), False
+    rendered = render_task(services, store, row)
+    if spec.webhook_url and not spec.webhook_secret:
+        rendered["webhook"]["secret"] = secret  # shown once, at creation
+    return rendered, True
+
+
+def check_capacity(services: Services, store: Store, incoming: int) -> None:
+    """Refuse new work with SERVER_BUSY (503, Retry-After) when the queue is full."""
+    with store.db.connect() as conn:
+        queued = conn.execute(
+            select(func.count()).select_from(tasks).where(tasks.c.status == Status.QUEUED)
+        ).scalar_one()
+    if queued + incoming > services.settings.task_max_queue:
+        raise FaceplaneError(
+            Err.SERVER_BUSY,
+            "Maximum server load reached: the task queue is full; try again later.",
+            queued=queued,
+            max_queue=services.settings.task_max_queue,
+            retry_after_s=5,
+        )
+
+
+def submit_batch(
+    services: Services, store: Store, owner: str, specs: list[TaskSpec]
+) -> dict[str, Any]:
+    """Queue several tasks: all are checked first, so a bad item queues nothing."""
+    limit = services.settings.batch_max_items
+    if len(specs) > limit:
+        raise FaceplaneError(
+            Err.BATCH_LIMIT_EXCEEDED,
+            f"A batch holds at most {limit} tasks; this one has {len(specs)}.",
+            items=len(specs),
+            max_items=limit,
+        )
+    if not specs:
+        raise FaceplaneError(Err.MISSING_ARGUMENT, "The batch has no items.")
+    for i, spec in enumerate(specs):
+        try:
+            _check_spec(services, spec)
+        except FaceplaneError as exc:
+            exc.details.setdefault("item", i)
+            raise
+    check_capacity(services, store, len(specs))
+    batch_id = new_task_id()
+    out = [submit_task(services, store, owner, spec, batch_id)[0] for spec in specs]
+    return {"batch_id": batch_id, "tasks": out}
+
+
+def _find_by_key(store: Store, owner: str, key: str) -> dict[str, Any] | None:
+    with store.db.connect() as conn:
+        row = (
+            conn.execute(
+                select(tasks).where(and_(tasks.c.owner == owner, tasks.c.idempotency_key == key))
+            )
+            .mappings()
+            .first()
+        )
+    return dict(row) if row else None
+
+
+def load_task(store: Store, owner: str, task_id: str) -> dict[str, Any]:
+    """The task row, or TASK_NOT_FOUND (also for another owner's task: ids leak nothing)."""
+    with store.db.connect() as conn:
+        row = (
+            conn.execute(select(tasks).where(and_(tasks.c.id == task_id, tasks.c.owner == owner)))
+            .mappings()
+            .first()
+        )
+    if row is None:
+        raise FaceplaneError(Err.TASK_NOT_FOUND, "There is no task with this id.", id=task_id)
+    return dict(row)
+
+
+def render_task(services: Services, store: Store, row: dict[str, Any]) -> dict[str, Any]:
+    """The public form of a task: status, timestamps, attempts, result (with signed URLs)."""
+    out: dict[str, Any] = {
+        "request_id": row["id"],
+        "operation": row["operation"],
+        "status": row["status"],
+        "created_at": _iso(row["created_at"]),
+        "started_at": _iso(row.get("started_at")),
+        "finished_at": _iso(row.get("finished_at")),
+        "expires_at": _iso(row["expires_at"]),
+        "attempts": row["attempts"],
+        "max_attempts": row["max_attempts"],
+    }
+    if row.get("batch_id"):
+        out["batch_id"] = row["batch_id"]
+    if row.get("cancel_requested") and row["status"] == Status.RUNNING:
+        out["cancel_requested"] = True
+    if row.get("result_json"):
+        result = json.loads(row["result_json"])
+        images: dict[str, str] = result.pop("_images", {})
+        st = services.settings
+        base = (st.public_url or f"http://{st.host}:{st.port}").rstrip("/")
+        urls = {
+            n: blob_url(store.secret, k, row["owner"], st.blob_url_ttl_s, base)
+            for n, k in images.items()
+        }
+        for name, field in URL_FIELDS.items():
+            if name in urls:
+                out[field] = urls[name]
+        for face in result.get("faces", []):
+            crop = face.get("crop")
+            if crop and crop.get("image") in urls:
+                crop["url"] = urls[crop.pop("image")]
+        out["result"] = result
+    if row.get("error_json"):
+        out["error"] = json.loads(row["error_json"])
+    if row.get("webhook_url"):
+        out["webhook"] = {
+            "url": row["webhook_url"],
+            "state": row.get("webhook_state") or "waiting",
+            "deliveries": _deliveries(store, row["id"]),
+        }
+    return out
+
+
+def _deliveries(store: Store, task_id: str) -> list[dict[str, Any]]:
+    with store.db.connect() as conn:
+        rows = (
+            conn.execute(
+                select(webhook_attempts)
+                .where(webhook_attempts.c.task_id == task_id)
+                .order_by(webhook_attempts.c.attempt)
+            )
+            .mappings()
+            .all()
+        )
+    return [
+        {
+            "attempt": r["attempt"],
+            "at": _iso(r["at"]),
+            "http_status": r["http_status"],
+            "error": r["error"],
+            "duration_ms": r["duration_ms"],
+        }
+        for r in rows
+    ]
+
+
+def get_task(services: Services, store: Store, owner: str, task_id: str) -> dict[str, Any]:
+    """A task's state; TASK_EXPIRED once its inputs and results were deleted."""
+    row = load_task(store, owner, task_id)
+    if row["purged"]:
+        raise FaceplaneError(
+            Err.TASK_EXPIRED,
+            "This task's inputs and results have expired and were deleted.",
+            id=task_id,
+            expired_at=_iso(row["expires_at"]),
+        )
+    return render_task(services, store, row)
+
+
+def cancel_task(services: Services, store: Store, owner: str, task_id: str) -> dict[str, Any]:
+    """Cancel a queued task at once; ask a running one to stop; refuse a finished one."""
+    row = load_task(store, owner, task_id)
+    now = time.time()
+    with store.db.begin() as conn:
+        done = conn.execute(
+            update(tasks)
+            .where(and_(tasks.c.id == task_id, tasks.c.status == Status.QUEUED))
+            .values(status=Status.CANCELED.value, finished_at=now, updated_at=now)
+        ).rowcount
+        if not done:
+            conn.execute(
+                update(tasks)
+                .where(and_(tasks.c.id == task_id, tasks.c.status == Status.RUNNING))
+                .values(cancel_requested=True, updated_at=now)
+            )
+    row = load_task(store, owner, task_id)
+    if row["status"] == Status.CANCELED and not done:
+        raise FaceplaneError(Err.TASK_REVOKED, "The task was already canceled.", id=task_id)
+    if row["status"] in FINISHED and row["status"] != Status.CANCELED:
+        raise FaceplaneError(
+            Err.TASK_REVOCATION_FAILED,
+            f"The task has already {row['status']}; it cannot be canceled.",
+            id=task_id,
+            status=row["status"],
+        )
+    return render_task(services, store, row)
+
+
+def list_tasks(
+    services: Services,
+    store: Store,
+    owner: str,
+    status: str | None,
+    since: float | None,
+    limit: int,
+    cursor: str | None,
+) -> dict[str, Any]:
+    """The caller's tasks, newest first, `limit` per page; `next_cursor` fetches the next."""
+    query = select(tasks).where(tasks.c.owner == owner)
+    if status:
+        query = query.where(tasks.c.status == Status(status).value)
+    if since is not None:
+        query = query.where(tasks.c.created_at >= since)
+    if cursor:
+        created, _, tid = cursor.partition(":")
+        query = query.where(
+            (tasks.c.created_at < float(created))
+            | and_(tasks.c.created_at == float(created), tasks.c.id < tid)
+        )
+    query = query.order_by(tasks.c.created_at.desc(), tasks.c.id.desc()).limit(limit + 1)
+    with store.db.connect() as conn:
+        rows = [dict(r) for r in conn.execute(query).mappings().all()]
+    page = rows[:limit]
+    next_cursor = (
+        f"{page[-1]['created_at']!r}:{page[-1]['id']}" if len(rows) > limit and page else None
+    )
+    return {
+        "tasks": [render_task(services, store, r) for r in page],
+        "next_cursor": next_cursor,
+    }

@@ -1,0 +1,46 @@
+"""Storage: the metadata database and blobs, opened together from settings."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from faceplane.settings import Settings
+from faceplane.store.blobs import LocalBlobs
+from faceplane.store.db import make_engine, migrate, sqlite_url
+
+
+@dataclass
+class Store:
+    """What must last: the database (the truth), the blobs, and the server's secret."""
+
+    db: Engine
+    blobs: LocalBlobs
+    secret: bytes
+
+    @classmethod
+    def open(cls, settings: Settings) -> Store:
+        """Open (and migrate) the database and the blob folder named by settings."""
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(settings.database_url or sqlite_url(settings.data_dir))
+        migrate(engine)
+        return cls(engine, LocalBlobs(settings.data_dir / "blobs"), _secret(settings))
+
+
+def _secret(settings: Settings) -> bytes:
+    """The configured secret, else one generated once and kept (0600) in the data folder."""
+    if settings.secret_key:
+        return settings.secret_key.encode()
+    path = settings.data_dir / "secret.key"
+    if not path.exists():
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process made it first
+            pass
+        else:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32))
+    return path.read_text().strip().encode()

@@ -1,0 +1,224 @@
+"""Running tasks: claim one, execute it through the operation registry, record the outcome.
+
+Every executor (local worker processes, Celery workers) uses these functions, so a task
+runs the same code whoever runs it. Claims are leases: a worker that dies leaves a task whose
+lease runs out, and `recover_tasks` queues it again (or fails it when attempts are spent).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from sqlalchemy import and_, select, update
+
+from faceplane.errors import Err, FaceplaneError
+from faceplane.services.context import Services
+from faceplane.services.images import ImageSource
+from faceplane.services.operations import run_operation
+from faceplane.store import Store
+from faceplane.store.db import tasks
+from faceplane.tasks.state import Status, check_transition
+
+log = logging.getLogger("faceplane.tasks")
+
+
+def _claim(store: Store, where: Any, worker: str, lease_s: float) -> dict[str, Any] | None:
+    now = time.time()
+    values = {
+        "status": Status.RUNNING.value,
+        "attempts": tasks.c.attempts + 1,
+        "worker": worker,
+        "lease_until": now + lease_s,
+        "started_at": now,
+        "updated_at": now,
+    }
+    with store.db.begin() as conn:
+        row = (
+            conn.execute(update(tasks).where(where).values(**values).returning(*tasks.c))
+            .mappings()
+            .first()
+        )
+    return dict(row) if row else None
+
+
+def claim_next(store: Store, worker: str, lease_s: float) -> dict[str, Any] | None:
+    """Take the oldest queued task (SKIP LOCKED on PostgreSQL; SQLite serialises writers)."""
+    oldest = (
+        select(tasks.c.id)
+        .where(tasks.c.status == Status.QUEUED)
+        .order_by(tasks.c.created_at)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    return _claim(
+        store, and_(tasks.c.id == oldest, tasks.c.status == Status.QUEUED), worker, lease_s
+    )
+
+
+def claim_task(store: Store, task_id: str, worker: str, lease_s: float) -> dict[str, Any] | None:
+    """Take one named task if it is still queued (the Celery path)."""
+    return _claim(
+        store, and_(tasks.c.id == task_id, tasks.c.status == Status.QUEUED), worker, lease_s
+    )
+
+
+def _finish(store: Store, row: dict[str, Any], status: Status, **values: Any) -> bool:
+    """Move a running task to `status` if this worker still holds it; False if it lost it."""
+    check_transition(Status.RUNNING, status)
+    now = time.time()
+    finished = {"finished_at": now} if status != Status.QUEUED else {}
+    webhook = {}
+    if status != Status.QUEUED and row.get("webhook_url"):
+        webhook = {"webhook_state": "pending", "webhook_next_at": now}
+    with store.db.begin() as conn:
+        count = conn.execute(
+            update(tasks)
+            .where(
+                and_(
+                    tasks.c.id == row["id"],
+                    tasks.c.status == Status.RUNNING,
+                    tasks.c.worker == row["worker"],
+                )
+            )
+            .values(
+                status=status.value,
+                updated_at=now,
+                lease_until=None,
+                **finished,
+                **webhook,
+                **values,
+            )
+        ).rowcount
+    return bool(count)
+
+
+def _inputs(store: Store, row: dict[str, Any]) -> dict[str, ImageSource]:
+    images = {}
+    for name, ref in json.loads(row["input_json"]).items():
+        if "blob" in ref:
+            images[name] = ImageSource(field=name, data=store.blobs.get(ref["blob"]))
+        else:
+            images[name] = ImageSource(field=name, url=ref["url"])
+    return images
+
+
+def _cancel_requested(store: Store, task_id: str) -> bool:
+    with store.db.connect() as conn:
+        return bool(
+            conn.execute(select(tasks.c.cancel_requested).where(tasks.c.id == task_id)).scalar()
+        )
+
+
+def execute(services: Services, store: Store, row: dict[str, Any]) -> str:
+    """Run a claimed task to its end and return its final status."""
+    task_id = row["id"]
+    if row["cancel_requested"]:
+        _finish(store, row, Status.CANCELED)
+        return Status.CANCELED.value
+    try:
+        result = run_operation(
+            services, row["operation"], _inputs(store, row), json.loads(row["options_json"])
+        )
+    except FaceplaneError as exc:
+        # A catalogue error is the answer (no face, bad image): retrying cannot change it.
+        error = {"code": exc.err.name, "message": exc.message, "details": exc.details}
+        _finish(store, row, Status.FAILED, error_json=json.dumps(error))
+        return Status.FAILED.value
+    except Exception:
+        log.exception("task %s crashed (attempt %s)", task_id, row["attempts"])
+        if row["attempts"] < row["max_attempts"]:
+            _finish(store, row, Status.QUEUED, worker=None)
+            return Status.QUEUED.value
+        error = {"code": Err.INTERNAL.name, "message": Err.INTERNAL.message, "details": {}}
+        _finish(store, row, Status.FAILED, error_json=json.dumps(error))
+        return Status.FAILED.value
+    if _cancel_requested(store, task_id):
+        _finish(store, row, Status.CANCELED)  # cooperative: the result is dropped
+        return Status.CANCELED.value
+    body = dict(result.body)
+    if result.images:
+        body["_images"] = {
+            name: store.blobs.put(f"tasks/{task_id}/result/{name}.jpg", data)
+            for name, data in result.images.items()
+        }
+    _finish(store, row, Status.SUCCEEDED, result_json=json.dumps(body))
+    return Status.SUCCEEDED.value
+
+
+def recover_tasks(store: Store, now: float | None = None) -> int:
+    """Requeue running tasks whose lease ran out, or fail them when no attempt is left."""
+    lease_cut = now if now is not None else time.time()
+    now = time.time()
+    lost = and_(tasks.c.status == Status.RUNNING, tasks.c.lease_until < lease_cut)
+    error = json.dumps(
+        {
+            "code": Err.WORKER_FAILED.name,
+            "message": "The worker running this task stopped; no attempt is left.",
+            "details": {},
+        }
+    )
+    with store.db.begin() as conn:
+        retried = conn.execute(
+            update(tasks)
+            .where(and_(lost, tasks.c.attempts < tasks.c.max_attempts))
+            .values(status=Status.QUEUED.value, worker=None, lease_until=None, updated_at=now)
+        ).rowcount
+        failed = conn.execute(
+            update(tasks)
+            .where(and_(lost, tasks.c.attempts >= tasks.c.max_attempts))
+            .values(
+                status=Status.FAILED.value,
+                error_json=error,
+                finished_at=now,
+                lease_until=None,
+                updated_at=now,
+                webhook_state=None,
+            )
+        ).rowcount
+    if retried or failed:
+        log.warning("recovered tasks from dead workers: %s requeued, %s failed", retried, failed)
+    return int(retried + failed)
+
+
+def expire_tasks(store: Store, now: float | None = None) -> int:
+    """Past their TTL: fail tasks still queued, and delete every input and result for real."""
+    now = now or time.time()
+    error = json.dumps(
+        {
+            "code": Err.TASK_EXPIRED.name,
+            "message": "The task expired before a worker could run it.",
+            "details": {},
+        }
+    )
+    with store.db.begin() as conn:
+        conn.execute(
+            update(tasks)
+            .where(and_(tasks.c.status == Status.QUEUED, tasks.c.expires_at < now))
+            .values(status=Status.FAILED.value, error_json=error, finished_at=now, updated_at=now)
+        )
+        ids = (
+            conn.execute(
+                select(tasks.c.id).where(
+                    and_(
+                        tasks.c.expires_at < now,
+                        tasks.c.purged.is_(False),
+                        tasks.c.status != Status.RUNNING,
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
+        if ids:
+            conn.execute(
+                update(tasks)
+                .where(tasks.c.id.in_(ids))
+                .values(purged=True, result_json=None, input_json="{}", updated_at=now)
+            )
+    for task_id in ids:
+        store.blobs.delete_prefix(f"tasks/{task_id}")
+    return len(ids)
