@@ -57,25 +57,30 @@ class LocalExecutor:
         self._on_done = on_done
         self._listener: threading.Thread | None = None
         self._stopping = False
+        self._spawned = 0
+
+    def _spawn(self, slot: int) -> Any:
+        self._spawned += 1
+        name = f"local-{os.getpid()}-{slot}-{self._spawned}"
+        proc = self._ctx.Process(
+            target=worker_main,
+            args=(self.settings.model_dump_json(), self._wake, self._done, name, os.getpid()),
+            name=f"faceplane-worker-{slot}",
+            daemon=True,
+        )
+        proc.start()
+        return proc
 
     def start(self) -> None:
         """Spawn `settings.workers` processes and the listener thread."""
-        payload = self.settings.model_dump_json()
-        for i in range(self.settings.workers):
-            proc = self._ctx.Process(
-                target=worker_main,
-                args=(payload, self._wake, self._done, f"local-{os.getpid()}-{i}", os.getpid()),
-                name=f"faceplane-worker-{i}",
-                daemon=True,
-            )
-            proc.start()
-            self._procs.append(proc)
+        self._procs = [self._spawn(i) for i in range(self.settings.workers)]
         self._listener = threading.Thread(target=self._listen, daemon=True)
         self._listener.start()
         log.info("started %d local worker process(es)", len(self._procs))
 
     def _listen(self) -> None:
         while not self._stopping:
+            self._supervise()
             try:
                 task_id, status = self._done.get(timeout=0.5)
             except queue.Empty:
@@ -83,6 +88,15 @@ class LocalExecutor:
             except (EOFError, OSError):
                 return
             self._on_done(task_id, status)
+
+    def _supervise(self) -> None:
+        """Replace dead workers; the task a dead worker held comes back when its lease ends."""
+        for slot, proc in enumerate(self._procs):
+            if not proc.is_alive() and not self._stopping:
+                log.warning(
+                    "worker %s died (exit %s); starting a new one", proc.name, proc.exitcode
+                )
+                self._procs[slot] = self._spawn(slot)
 
     def notify(self, task_ids: list[str]) -> None:
         """Wake idle workers: these tasks were queued (the table says which; ids are hints)."""

@@ -1,0 +1,158 @@
+"""Durability with real process kills: no task is lost, none stays `running` forever."""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """`faceplane serve` in a subprocess, on its own data folder."""
+
+    def __init__(self, data_dir: Path, **env: str) -> None:
+        self.port = free_port()
+        self.env = {
+            **os.environ,
+            "FACEPLANE_DATA_DIR": str(data_dir),
+            "FACEPLANE_PORT": str(self.port),
+            "FACEPLANE_WORKERS": "1",
+            "FACEPLANE_MAINTENANCE_INTERVAL_S": "0.2",
+            **env,
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "faceplane.cli", "serve"],
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                httpx.get(self.base + "/v1/health", timeout=1)
+                return
+            except httpx.TransportError:
+                time.sleep(0.2)
+        raise RuntimeError("server did not start")
+
+    def kill9(self) -> None:
+        assert self.proc
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=20)
+        if self.proc:
+            # Worker processes notice their parent is gone; make sure none outlives the test.
+            subprocess.run(["pkill", "-9", "-g", str(self.proc.pid)], check=False)
+
+    def children(self) -> list[int]:
+        assert self.proc
+        out = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == self.proc.pid:
+                cmd = (stat.parent / "cmdline").read_bytes()
+                if b"spawn_main" in cmd:
+                    out.append(int(stat.parent.name))
+        return out
+
+
+@pytest.fixture
+def photo(testdata: Path) -> str:
+    data = (testdata / "faces/insightface/t1.jpg").read_bytes()
+    return base64.b64encode(data).decode()
+
+
+def submit_batch(base: str, photo: str, n: int) -> list[str]:
+    items = [
+        {"operation": "crop", "input": {"image": {"base64": photo}}, "options": {"all_faces": True}}
+        for _ in range(n)
+    ]
+    resp = httpx.post(base + "/v1/tasks:batch", json=items, timeout=60)
+    resp.raise_for_status()
+    return [t["request_id"] for t in resp.json()["tasks"]]
+
+
+def states(base: str, ids: list[str]) -> dict[str, Any]:
+    return {i: httpx.get(f"{base}/v1/tasks/{i}", timeout=10).json() for i in ids}
+
+
+def wait_until(pred: Any, seconds: float) -> bool:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if pred():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    srv = Server(tmp_path / "data", FACEPLANE_TASK_LEASE_S="3")
+    yield srv
+    srv.stop()
+
+
+def test_kill_9_of_the_server_loses_no_task(server: Server, photo: str) -> None:
+    server.start()
+    ids = submit_batch(server.base, photo, 12)
+    assert wait_until(
+        lambda: sum(s["status"] == "succeeded" for s in states(server.base, ids).values()) >= 2,
+        60,
+    )
+    server.kill9()
+    server.start()  # same data folder: the task table is the truth
+    assert wait_until(
+        lambda: all(
+            s["status"] in ("succeeded", "failed", "canceled")
+            for s in states(server.base, ids).values()
+        ),
+        120,
+    )
+    final = states(server.base, ids)
+    assert all(s["status"] == "succeeded" for s in final.values()), final
+    assert all(1 <= s["attempts"] <= s["max_attempts"] for s in final.values())
+
+
+def test_kill_9_of_a_worker_retries_its_task(server: Server, photo: str) -> None:
+    server.start()
+    ids = submit_batch(server.base, photo, 8)
+    assert wait_until(
+        lambda: any(s["status"] == "running" for s in states(server.base, ids).values()), 60
+    )
+    workers = server.children()
+    assert workers, "no worker process found"
+    for pid in workers:
+        os.kill(pid, signal.SIGKILL)
+    assert wait_until(
+        lambda: all(s["status"] == "succeeded" for s in states(server.base, ids).values()), 120
+    )
+    final = states(server.base, ids)
+    assert max(s["attempts"] for s in final.values()) >= 2  # the killed one ran again
