@@ -44,12 +44,12 @@ def read_pairs(path: Path) -> list[tuple[str, str, bool]]:
 class FaceplaneEngine:
     """Faceplane's pipeline (BlazeFace, dlib 5-point, chip) with one embedder."""
 
-    def __init__(self, embedder: str, flip: bool = False) -> None:
+    def __init__(self, embedder: str, tta: str = "flip") -> None:
         from faceplane.services.context import Services
         from faceplane.settings import Settings
 
         self.services = Services.from_settings(
-            Settings(embedder=embedder, embed_flip=flip, inference_threads=1)
+            Settings(embedder=embedder, embed_tta=tta, inference_threads=1)
         )
         self.opts = self.services.analyse_options(embeddings=True)
 
@@ -77,7 +77,7 @@ class FaceplaneEngine:
         rect = dlib.rectangle(w // 2 - 50, h // 2 - 50, w // 2 + 50, h // 2 + 50)
         shape = self.services.pool.shape_predictor(5)(rgb, rect)
         chip = dlib.get_face_chip(rgb, shape, size=CHIP_SIZE, padding=CHIP_PADDING)
-        vec = embed_chips(self.services.pool.embedder(), chip[None], self.opts.flip)
+        vec = embed_chips(self.services.pool.embedder(), chip[None], self.opts.tta != "none")
         return normalise(vec)[0], False
 
 
@@ -110,8 +110,9 @@ def _init(kind: str) -> None:
     global _ENGINE
     if kind == "face_recognition":
         _ENGINE = FaceRecognitionEngine()
-    elif kind.endswith("+flip"):
-        _ENGINE = FaceplaneEngine(kind.removesuffix("+flip"), flip=True)
+    elif "+" in kind:
+        embedder, tta = kind.split("+", 1)
+        _ENGINE = FaceplaneEngine(embedder, tta)
     else:
         _ENGINE = FaceplaneEngine(kind)
 

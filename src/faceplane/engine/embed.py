@@ -55,13 +55,20 @@ class OnnxEmbedder:
         return np.asarray(out, dtype=np.float32)
 
 
-def embed_chips(embedder: Embedder, chips: np.ndarray, flip: bool) -> np.ndarray:
-    """Embed chips, optionally averaging each with its mirror image (test-time flip)."""
-    if not flip or len(chips) == 0:
-        return embedder.embed(chips)
-    both = embedder.embed(np.concatenate([chips, chips[:, :, ::-1]]))
-    n = len(chips)
-    return np.asarray((both[:n] + both[n:]) / 2.0, dtype=np.float32)
+def embed_chips(embedder: Embedder, chips: np.ndarray, flip: bool, views: int = 1) -> np.ndarray:
+    """Embed chips in one batch and average each face's views.
+
+    `chips` holds `views` consecutive chips per face (e.g. several paddings); with `flip`
+    each chip's mirror image is added. Returns one raw descriptor per face.
+    """
+    if len(chips) == 0:
+        return np.zeros((0, 128), dtype=np.float32)
+    batch = np.concatenate([chips, chips[:, :, ::-1]]) if flip else chips
+    out = embedder.embed(batch)
+    if flip:
+        out = out[: len(chips)] + out[len(chips) :]
+    per_face = out.reshape(len(chips) // views, views, -1).sum(axis=1)
+    return np.asarray(per_face / (views * (2 if flip else 1)), dtype=np.float32)
 
 
 def normalise(vectors: np.ndarray) -> np.ndarray:

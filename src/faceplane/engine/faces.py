@@ -15,6 +15,8 @@ from faceplane.engine.quality import Quality, QualityPolicy, measure_quality
 
 CHIP_SIZE = 150
 CHIP_PADDING = 0.25  # dlib's ResNet was trained on chips with this padding
+# Chip paddings per test-time-augmentation mode (chosen on LFW View 1 DevTrain).
+TTA_PADDINGS = {"none": (CHIP_PADDING,), "flip": (CHIP_PADDING,), "multi": (0.25, 0.2, 0.3)}
 
 
 @dataclass(frozen=True)
@@ -27,7 +29,7 @@ class AnalyseOptions:
     max_faces: int = 100
     landmarks: int = 5  # 5 or 68
     embeddings: bool = False
-    flip: bool = False
+    tta: str = "flip"  # none | flip | multi (see Settings.embed_tta)
     detect_max_side: int = 1920
     quality: QualityPolicy = field(default_factory=QualityPolicy)
 
@@ -128,10 +130,15 @@ def analyse_image(pool: ModelPool, rgb: np.ndarray, opts: AnalyseOptions) -> Ana
     if opts.embeddings and faces:
         embedder = pool.embedder()
         models["embedder"] = embedder.name
+        paddings = TTA_PADDINGS[opts.tta]
         chips = np.stack(
-            [dlib.get_face_chip(rgb, s, size=CHIP_SIZE, padding=CHIP_PADDING) for s in shapes]
+            [
+                dlib.get_face_chip(rgb, s, size=CHIP_SIZE, padding=p)
+                for s in shapes
+                for p in paddings
+            ]
         )
-        vectors = normalise(embed_chips(embedder, chips, opts.flip))
+        vectors = normalise(embed_chips(embedder, chips, opts.tta != "none", len(paddings)))
         for face, vec in zip(faces, vectors, strict=True):
             face.embedding = vec
     elif opts.embeddings:

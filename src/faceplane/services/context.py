@@ -51,18 +51,17 @@ class Services:
             "det_threshold": s.det_threshold,
             "min_face_size": s.min_face_size_px,
             "max_faces": s.max_faces,
-            "flip": s.embed_flip,
+            "tta": s.embed_tta,
             "detect_max_side": s.detect_max_side_px,
         }
         base.update({k: v for k, v in overrides.items() if v is not None})
         return AnalyseOptions(**base)  # type: ignore[arg-type]
 
     def calibration(self, embedder_name: str) -> tuple[float, float]:
-        """The similarity calibration of an embedder, for the flip setting in force."""
-        spec = get_spec(embedder_name)
-        cal = spec.calibration if self.settings.embed_flip else spec.calibration_noflip
+        """The similarity calibration of an embedder, for the augmentation in force."""
+        cal = get_spec(embedder_name).calibration
         assert cal is not None
-        return cal
+        return cal[self.settings.embed_tta]
 
     def compare_threshold(self, embedder_name: str) -> float:
         """The similarity threshold for a match: the setting, else the model's calibration."""

@@ -25,18 +25,21 @@ class ModelSpec:
     threshold: float | None = None  # calibrated decision threshold, where one applies
     # Embedders: similarity = sigmoid(slope · cosine + bias), fitted on labelled pairs, so that
     # a similarity reads as the probability of "same person" on the calibration set.
-    calibration: tuple[float, float] | None = None  # with test-time flip (the default)
-    calibration_noflip: tuple[float, float] | None = None  # without it
+    # (slope, bias) per test-time augmentation mode (Settings.embed_tta).
+    calibration: dict[str, tuple[float, float]] | None = None
     note: str = ""
 
 
 # The embedders' similarity calibration: a logistic fit of "same person" on the cosine of
-# L2-normalised descriptors over LFW View 1 pairsDevTrain.txt (2,200 pairs), made by
-# `python bench/lfw.py --calibrate --pairs .../pairsDevTrain.txt --engines onnx`
-# (bench/README.md), once with the default test-time flip and once without (`--engines onnx`):
-# 0.5 falls at cosine 0.9102 and 0.9053. A match is similarity >= 0.5.
-DLIB_RESNET_CALIBRATION = (177.172, -161.262)
-DLIB_RESNET_CALIBRATION_NOFLIP = (162.407, -147.021)
+# L2-normalised descriptors over LFW View 1 pairsDevTrain.txt (2,200 pairs), one per
+# test-time-augmentation mode, made by `python bench/lfw.py --calibrate --pairs
+# .../pairsDevTrain.txt --engines onnx+none,onnx+flip,onnx+multi` (bench/README.md).
+# A match is similarity >= 0.5.
+DLIB_RESNET_CALIBRATION = {
+    "none": (162.407, -147.021),
+    "flip": (177.172, -161.262),
+    "multi": (181.708, -165.947),
+}
 DLIB_RESNET_THRESHOLD = 0.5
 
 MODELS: tuple[ModelSpec, ...] = (
@@ -94,7 +97,6 @@ MODELS: tuple[ModelSpec, ...] = (
         input_size=150,
         threshold=DLIB_RESNET_THRESHOLD,
         calibration=DLIB_RESNET_CALIBRATION,
-        calibration_noflip=DLIB_RESNET_CALIBRATION_NOFLIP,
     ),
     ModelSpec(
         name="dlib_resnet_onnx",
@@ -107,7 +109,6 @@ MODELS: tuple[ModelSpec, ...] = (
         input_size=150,
         threshold=DLIB_RESNET_THRESHOLD,
         calibration=DLIB_RESNET_CALIBRATION,
-        calibration_noflip=DLIB_RESNET_CALIBRATION_NOFLIP,
         note="Same network and weights as dlib_resnet, run by onnxruntime.",
     ),
 )
