@@ -181,6 +181,25 @@ def fit_logistic(cosines: np.ndarray, labels: np.ndarray) -> tuple[float, float]
     return float(w[0]), float(w[1])
 
 
+def print_far_table(kind: str, vectors: dict) -> None:
+    """Cosine thresholds by false-accept rate over every cross-identity pair of the images."""
+    names = sorted(vectors)
+    who = np.array([n.split("/")[0] for n in names])
+    mat = np.stack([vectors[n] for n in names]).astype(np.float64)
+    sims = mat @ mat.T
+    upper = np.triu_indices(len(names), 1)
+    same = who[upper[0]] == who[upper[1]]
+    impostor = np.sort(sims[upper][~same])[::-1]
+    genuine = sims[upper][same]
+    print(f"{kind}: {len(impostor)} impostor and {len(genuine)} genuine pairs")
+    for far in (1e-3, 1e-4, 1e-5, 1e-6):
+        idx = int(far * len(impostor))
+        if idx < 1:
+            continue
+        cut = float(impostor[idx - 1])
+        print(f"  far {far:.0e}: cosine {cut:.4f}  TAR {float(np.mean(genuine > cut)):.4f}")
+
+
 def tar_at_far(scores: np.ndarray, labels: np.ndarray, far: float) -> float:
     """True-accept rate at the threshold where at most `far` of impostor pairs pass."""
     impostors = np.sort(scores[~labels])[::-1]
@@ -235,6 +254,7 @@ def main() -> None:
             cos = np.array([float(np.dot(vectors[a], vectors[b])) for a, b, _ in pairs])
             slope, bias = fit_logistic(cos, labels)
             cos_cut, acc_cos = best_threshold(cos, labels)
+            print_far_table(kind, vectors)
             print(
                 f"{kind}: cosine cut {cos_cut:.4f} (accuracy {acc_cos:.4f}); "
                 f"logistic similarity = sigmoid({slope:.3f}·cos {bias:+.3f}), "

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from faceplane import __version__
 from faceplane.api.blocking import BlockingPool
 from faceplane.api.handlers import RequestContext, install_handlers
-from faceplane.api.routes import faces, meta, tasks
+from faceplane.api.routes import collections, faces, meta, tasks
 from faceplane.services.context import Services
 from faceplane.settings import Settings
 from faceplane.store import Store
@@ -41,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await app.state.hub.start()
         yield
         await app.state.hub.stop()
+        store.indexes.save_all()
         app.state.blocking.shutdown()
 
     app = FastAPI(
@@ -52,10 +53,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.services = services
     app.state.blocking = BlockingPool(settings.inference_threads)
-    app.state.store = store = Store.open(settings)
+    app.state.store = store = services.store = Store.open(settings)
     app.state.hub = TaskHub(services, store)
     app.include_router(faces.router)
     app.include_router(tasks.router)
+    app.include_router(collections.router)
     app.include_router(meta.router)
     install_handlers(app)
     app.add_middleware(RequestContext, max_body_bytes=int(settings.max_body_mb * 1024 * 1024))

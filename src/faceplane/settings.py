@@ -126,6 +126,29 @@ class Settings(BaseSettings):
         1.0, gt=0, description="How often the server recovers, expires and delivers."
     )
 
+    # collections and search
+    max_collections: int = Field(100, ge=1, description="Collections per owner.")
+    collection_max_subjects: int = Field(
+        1_000_000, ge=1, description="Subjects per collection."
+    )
+    collection_max_faces: int = Field(2_000_000, ge=1, description="Faces per collection.")
+    subject_max_faces: int = Field(50, ge=1, description="Faces per subject.")
+    enroll_keep_crops: bool = Field(
+        False, description="Keep a crop of each enrolled face (never the full photo)."
+    )
+    enroll_min_face_px: int = Field(60, ge=1, description="Enroll gate: smallest face side.")
+    enroll_min_sharpness: float = Field(0.25, ge=0, le=1, description="Enroll gate: sharpness.")
+    enroll_min_brightness: float = Field(0.2, ge=0, le=1, description="Enroll gate: darkest.")
+    enroll_max_brightness: float = Field(0.9, ge=0, le=1, description="Enroll gate: brightest.")
+    enroll_max_yaw_deg: float = Field(35.0, ge=0, description="Enroll gate: head turn.")
+    enroll_max_pitch_deg: float = Field(35.0, ge=0, description="Enroll gate: head tilt.")
+    search_default_far: float = Field(
+        1e-4, gt=0, lt=1, description="Default false-accept rate of a search threshold."
+    )
+    index_ann_threshold: int = Field(
+        20_000, ge=1, description="Collections this large are searched with HNSW, not exactly."
+    )
+
     # face analysis defaults
     det_threshold: float = Field(0.5, ge=0.0, le=1.0, description="Default detection score.")
     min_face_size_px: int = Field(20, ge=0, description="Default smallest face side reported.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from faceplane.engine.faces import AnalyseOptions
 from faceplane.engine.fetch import FetchPolicy
@@ -10,6 +11,9 @@ from faceplane.engine.image import ImageLimits
 from faceplane.engine.models.pool import ModelPool
 from faceplane.engine.models.registry import get_spec
 from faceplane.settings import Settings
+
+if TYPE_CHECKING:
+    from faceplane.store import Store
 
 MB = 1024 * 1024
 
@@ -22,6 +26,14 @@ class Services:
     pool: ModelPool
     limits: ImageLimits
     fetch: FetchPolicy
+    # The database and blobs, for operations that need them (collections); set by the app,
+    # the workers and the CLI commands that use storage.
+    store: Store | None = None
+
+    def require_store(self) -> Store:
+        """The store, which collection operations need."""
+        assert self.store is not None, "this operation needs storage (Services.store)"
+        return self.store
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 from faceplane.effects.thumbs import THUMB_SIDES, crop_box, encode_jpeg, thumbnail
 from faceplane.engine.faces import analyse_image
 from faceplane.errors import Err, FaceplaneError
+from faceplane.services.collections import enroll_faces
 from faceplane.services.context import Services
 from faceplane.services.faces import (
     CompareSide,
@@ -20,7 +21,15 @@ from faceplane.services.faces import (
     detect_faces,
 )
 from faceplane.services.images import ImageSource, load_image
-from faceplane.services.params import CompareParams, CropParams, DetectParams
+from faceplane.services.params import (
+    BlacklistParams,
+    CompareParams,
+    CropParams,
+    DetectParams,
+    EnrollParams,
+    SearchParams,
+)
+from faceplane.services.search import check_blacklists, search_collection
 
 
 @dataclass
@@ -38,7 +47,7 @@ class Operation:
     name: str
     image_fields: tuple[str, ...]
     params: type[BaseModel]
-    run: Callable[[Services, dict[str, ImageSource], Any], OperationResult]
+    run: Callable[[Services, dict[str, ImageSource], Any, str], OperationResult]
     # Fields that may be given instead of an image (compare takes embeddings).
     optional_images: bool = False
 
@@ -60,7 +69,7 @@ def _image(images: dict[str, ImageSource], name: str) -> ImageSource:
 
 
 def run_detect(
-    services: Services, images: dict[str, ImageSource], p: DetectParams
+    services: Services, images: dict[str, ImageSource], p: DetectParams, owner: str
 ) -> OperationResult:
     """Detect faces in `image`."""
     return OperationResult(detect_faces(services, _image(images, "image"), detect_request(p)))
@@ -84,14 +93,16 @@ def compare_sides(
 
 
 def run_compare(
-    services: Services, images: dict[str, ImageSource], p: CompareParams
+    services: Services, images: dict[str, ImageSource], p: CompareParams, owner: str
 ) -> OperationResult:
     """Compare the faces of `image1` and `image2` (or two embeddings)."""
     a, b = compare_sides(images, p)
     return OperationResult(compare_faces(services, a, b, detect_request(p)))
 
 
-def run_crop(services: Services, images: dict[str, ImageSource], p: CropParams) -> OperationResult:
+def run_crop(
+    services: Services, images: dict[str, ImageSource], p: CropParams, owner: str
+) -> OperationResult:
     """Cut faces out of `image`: the largest (the result) or all; with thumbnails."""
     image = load_image(services, _image(images, "image"))
     opts = services.analyse_options(
@@ -125,12 +136,45 @@ def run_crop(services: Services, images: dict[str, ImageSource], p: CropParams) 
     return OperationResult(body, out)
 
 
+def run_enroll(
+    services: Services, images: dict[str, ImageSource], p: EnrollParams, owner: str
+) -> OperationResult:
+    """Enroll faces of `image` into a subject of a collection."""
+    return OperationResult(enroll_faces(
+        services, services.require_store(), owner, p.collection_id, p.subject_id,
+        _image(images, "image"), p.face, p.keep_crop,
+    ))
+
+
+def run_search(
+    services: Services, images: dict[str, ImageSource], p: SearchParams, owner: str
+) -> OperationResult:
+    """Search a collection with an image, an embedding or a face token."""
+    return OperationResult(search_collection(
+        services, services.require_store(), owner, p.collection_id,
+        image=images.get("image"), embedding=p.embedding, face_token=p.face_token,
+        all_faces=p.all_faces, k=p.k, far=p.far,
+    ))
+
+
+def run_blacklist_check(
+    services: Services, images: dict[str, ImageSource], p: BlacklistParams, owner: str
+) -> OperationResult:
+    """Check every face of `image` against every blacklist of the caller."""
+    return OperationResult(check_blacklists(
+        services, services.require_store(), owner, images.get("image"), p.embedding, p.far, p.k
+    ))
+
+
 OPERATIONS: dict[str, Operation] = {
     op.name: op
     for op in (
         Operation("detect", ("image",), DetectParams, run_detect),
         Operation("compare", ("image1", "image2"), CompareParams, run_compare, True),
         Operation("crop", ("image",), CropParams, run_crop),
+        Operation("enroll", ("image",), EnrollParams, run_enroll),
+        Operation("search", ("image",), SearchParams, run_search, True),
+        Operation("blacklist_check", ("image",), BlacklistParams, run_blacklist_check, True),
     )
 }
 
@@ -162,8 +206,12 @@ def validate_options(op: Operation, options: dict[str, Any]) -> BaseModel:
 
 
 def run_operation(
-    services: Services, name: str, images: dict[str, ImageSource], options: dict[str, Any]
+    services: Services,
+    name: str,
+    images: dict[str, ImageSource],
+    options: dict[str, Any],
+    owner: str = "default",
 ) -> OperationResult:
     """Validate the options and run one operation: the one path for sync calls and tasks."""
     op = get_operation(name)
-    return op.run(services, images, validate_options(op, options))
+    return op.run(services, images, validate_options(op, options), owner)

@@ -43,3 +43,35 @@ class CropParams(DetectParams):
     margin: float = Field(0.25, ge=0.0, le=2.0, description="Extra border per side, × face size.")
     size: int | None = Field(None, ge=16, le=2048, description="Output side in pixels (square).")
     all_faces: bool = Field(False, description="Crop every face, not only the largest.")
+
+
+class EnrollParams(BaseModel):
+    """Options of `enroll`."""
+
+    model_config = ConfigDict(extra="ignore")
+    collection_id: str = Field(description="The collection.")
+    subject_id: str = Field(description="The subject (person) the faces belong to.")
+    face: str = Field("largest", pattern=r"^(largest|all|\d+)$",
+                      description="`largest`, `all`, or a face index (0 = largest).")
+    keep_crop: bool | None = Field(None, description="Keep a crop of the face (setting).")
+
+
+class SearchParams(BaseModel):
+    """Options of `search`."""
+
+    model_config = ConfigDict(extra="ignore")
+    collection_id: str = Field(description="The collection to search.")
+    embedding: list[float] | None = Field(None, description="Probe with a 128-d embedding.")
+    face_token: str | None = Field(None, description="Probe with an enrolled face.")
+    all_faces: bool = Field(False, description="Search every face of the image.")
+    k: int = Field(5, ge=1, le=100, description="Subjects returned per probe face.")
+    far: float | None = Field(None, gt=0, lt=1, description="False-accept rate (1e-3, 1e-4…).")
+
+
+class BlacklistParams(BaseModel):
+    """Options of `blacklist_check`."""
+
+    model_config = ConfigDict(extra="ignore")
+    embedding: list[float] | None = Field(None, description="Probe with a 128-d embedding.")
+    k: int = Field(5, ge=1, le=100, description="Entries returned per blacklist and face.")
+    far: float | None = Field(None, gt=0, lt=1, description="False-accept rate (1e-3, 1e-4…).")

@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from faceplane.settings import Settings
 from faceplane.store.blobs import LocalBlobs
 from faceplane.store.db import make_engine, migrate, sqlite_url
+from faceplane.store.indexes import IndexRegistry
 
 
 @dataclass
@@ -20,6 +21,7 @@ class Store:
     db: Engine
     blobs: LocalBlobs
     secret: bytes
+    indexes: IndexRegistry
 
     @classmethod
     def open(cls, settings: Settings) -> Store:
@@ -27,7 +29,8 @@ class Store:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         engine = make_engine(settings.database_url or sqlite_url(settings.data_dir))
         migrate(engine)
-        return cls(engine, LocalBlobs(settings.data_dir / "blobs"), _secret(settings))
+        indexes = IndexRegistry(settings.data_dir / "index", settings.index_ann_threshold)
+        return cls(engine, LocalBlobs(settings.data_dir / "blobs"), _secret(settings), indexes)
 
 
 def _secret(settings: Settings) -> bytes:

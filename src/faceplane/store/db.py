@@ -16,6 +16,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -24,6 +25,7 @@ from sqlalchemy import (
     create_engine,
     event,
     select,
+    text,
 )
 from sqlalchemy.engine import Connection
 
@@ -83,9 +85,71 @@ webhook_attempts = Table(
 )
 Index("ix_webhook_attempts_task", webhook_attempts.c.task_id)
 
+collections = Table(
+    "collections",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("owner", String(64), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("kind", String(16), nullable=False),  # gallery | blacklist
+    Column("model", String(64), nullable=False),  # the embedder that fills it
+    Column("description", Text, nullable=False, default=""),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("owner", "name", name="uq_collections_owner_name"),
+)
+
+subjects = Table(
+    "subjects",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("collection_id", String(64), ForeignKey("collections.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("external_id", String(200)),
+    Column("metadata_json", Text, nullable=False, default="{}"),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("collection_id", "name", name="uq_subjects_collection_name"),
+)
+Index("ix_subjects_collection", subjects.c.collection_id, subjects.c.created_at)
+
+faces = Table(
+    "faces",
+    metadata,
+    # seq is the vector index key: an integer that only grows, so an index can catch up.
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("token", String(64), nullable=False, unique=True),
+    Column("collection_id", String(64), ForeignKey("collections.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("subject_id", String(64), ForeignKey("subjects.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("model", String(64), nullable=False),
+    Column("embedding", LargeBinary, nullable=False),  # float32 little-endian, L2-normalised
+    Column("quality_json", Text, nullable=False, default="{}"),
+    Column("box_json", Text, nullable=False, default="{}"),
+    Column("crop_key", String(300)),
+    Column("created_at", Float, nullable=False),
+)
+Index("ix_faces_collection_seq", faces.c.collection_id, faces.c.seq)
+Index("ix_faces_subject", faces.c.subject_id)
+
+# Every removal of a face from a collection, in order: indexes in other processes replay
+# these to drop vectors they still hold.
+face_removals = Table(
+    "face_removals",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("collection_id", String(64), nullable=False),
+    Column("face_seq", Integer, nullable=False),
+    Column("at", Float, nullable=False),
+)
+Index("ix_face_removals_collection_seq", face_removals.c.collection_id, face_removals.c.seq)
+
 # Ordered migrations after the initial schema; each takes a connection inside a transaction.
 MIGRATIONS: list[Callable[[Connection], None]] = []
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
+MIGRATION_LOCK = 0x46414345  # "FACE": the PostgreSQL advisory lock held while migrating
 
 
 def sqlite_url(data_dir: Path) -> str:
@@ -115,8 +179,12 @@ def migrate(engine: Engine) -> int:
     """Create the schema if needed and apply pending migrations; return the version."""
     import time
 
-    metadata.create_all(engine)
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Servers and workers may start together on an empty database: without the lock
+            # two of them race to create the same tables (and to record version 1).
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+        metadata.create_all(conn)
         current = conn.execute(
             select(schema_version.c.version).order_by(schema_version.c.version.desc()).limit(1)
         ).scalar()

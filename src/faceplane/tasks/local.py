@@ -34,7 +34,7 @@ def worker_main(settings_json: str, wake: Any, done: Any, name: str, parent_pid:
     cv2.setNumThreads(1)  # one process per core; no nested thread pools
     settings = Settings.model_validate_json(settings_json)
     services = Services.from_settings(settings)
-    store = Store.open(settings)
+    store = services.store = Store.open(settings)
     while os.getppid() == parent_pid:
         row = claim_next(store, name, settings.task_lease_s)
         if row is None:

@@ -121,7 +121,11 @@ def execute(services: Services, store: Store, row: dict[str, Any]) -> str:
         return Status.CANCELED.value
     try:
         result = run_operation(
-            services, row["operation"], _inputs(store, row), json.loads(row["options_json"])
+            services,
+            row["operation"],
+            _inputs(store, row),
+            json.loads(row["options_json"]),
+            row["owner"],
         )
     except FaceplaneError as exc:
         # A catalogue error is the answer (no face, bad image): retrying cannot change it.
@@ -182,6 +186,34 @@ def recover_tasks(store: Store, now: float | None = None) -> int:
     if retried or failed:
         log.warning("recovered tasks from dead workers: %s requeued, %s failed", retried, failed)
     return int(retried + failed)
+
+
+def stale_queued(store: Store, older_than_s: float, limit: int = 500) -> list[str]:
+    """Ids of queued tasks untouched for `older_than_s`, touched now (once per period)."""
+    # Bumping `updated_at` keeps a task from coming back every tick; SKIP LOCKED keeps two
+    # servers from both taking it.
+    now = time.time()
+    with store.db.begin() as conn:
+        ids = (
+            conn.execute(
+                select(tasks.c.id)
+                .where(
+                    and_(tasks.c.status == Status.QUEUED, tasks.c.updated_at < now - older_than_s)
+                )
+                .order_by(tasks.c.created_at)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+            .scalars()
+            .all()
+        )
+        if ids:
+            conn.execute(
+                update(tasks)
+                .where(and_(tasks.c.id.in_(ids), tasks.c.status == Status.QUEUED))
+                .values(updated_at=now)
+            )
+    return list(ids)
 
 
 def expire_tasks(store: Store, now: float | None = None) -> int:

@@ -57,10 +57,16 @@ class ModelPool:
         """Return dlib's 5-point (alignment) or 68-point shape predictor."""
         return self._load(f"dlib_{points}pt", _load_shape_predictor)
 
-    def embedder(self) -> Embedder:
-        """The ONNX embedder when installed (unless settings say dlib), else dlib's own."""
+    def embedder_name(self) -> str:
+        """The name of the embedder `embedder()` gives, without loading it."""
         choice = self.embedder_choice
         if choice == "onnx" or (choice == "auto" and self.present("dlib_resnet_onnx")):
+            return "dlib_resnet_onnx"
+        return "dlib_resnet"
+
+    def embedder(self) -> Embedder:
+        """The ONNX embedder when installed (unless settings say dlib), else dlib's own."""
+        if self.embedder_name() == "dlib_resnet_onnx":
             return self._load(
                 "dlib_resnet_onnx", lambda s, p: _load_onnx_embedder(p, self.ort_threads)
             )

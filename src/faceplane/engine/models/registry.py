@@ -27,6 +27,10 @@ class ModelSpec:
     # a similarity reads as the probability of "same person" on the calibration set.
     # (slope, bias) per test-time augmentation mode (Settings.embed_tta).
     calibration: dict[str, tuple[float, float]] | None = None
+    # Embedders: the embedding space; models with the same space give comparable vectors.
+    space: str | None = None
+    # Embedders: cosine thresholds by false-accept rate, per augmentation mode.
+    far_cosine: dict[str, dict[float, float]] | None = None
     note: str = ""
 
 
@@ -41,6 +45,14 @@ DLIB_RESNET_CALIBRATION = {
     "multi": (181.708, -165.947),
 }
 DLIB_RESNET_THRESHOLD = 0.5
+# Cosine thresholds by false-accept rate: quantiles of every cross-identity pair among the
+# 3,443 images of LFW View 1 pairsDevTrain.txt (about 5.9 million impostor pairs), printed by
+# the same `bench/lfw.py --calibrate` run. A FAR below 1/pairs cannot be measured there.
+DLIB_RESNET_FAR_COSINE: dict[str, dict[float, float]] = {
+    "none": {1e-3: 0.9266, 1e-4: 0.9413, 1e-5: 0.9519, 1e-6: 0.9609},
+    "flip": {1e-3: 0.9293, 1e-4: 0.9436, 1e-5: 0.9541, 1e-6: 0.9622},
+    "multi": {1e-3: 0.9316, 1e-4: 0.9456, 1e-5: 0.9558, 1e-6: 0.9638},
+}
 
 MODELS: tuple[ModelSpec, ...] = (
     ModelSpec(
@@ -97,6 +109,8 @@ MODELS: tuple[ModelSpec, ...] = (
         input_size=150,
         threshold=DLIB_RESNET_THRESHOLD,
         calibration=DLIB_RESNET_CALIBRATION,
+        space="dlib_resnet_v1",
+        far_cosine=DLIB_RESNET_FAR_COSINE,
     ),
     ModelSpec(
         name="dlib_resnet_onnx",
@@ -109,6 +123,8 @@ MODELS: tuple[ModelSpec, ...] = (
         input_size=150,
         threshold=DLIB_RESNET_THRESHOLD,
         calibration=DLIB_RESNET_CALIBRATION,
+        space="dlib_resnet_v1",
+        far_cosine=DLIB_RESNET_FAR_COSINE,
         note="Same network and weights as dlib_resnet, run by onnxruntime.",
     ),
 )

@@ -1,0 +1,296 @@
+"""Collections, subjects and faces (CRUD), enroll, 1:N search and the blacklist check."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from faceplane.api.blocking import BlockingPool
+from faceplane.api.deps import BlockingDep, RequestIdDep, ServicesDep, StoreDep
+from faceplane.api.inputs import image_body_schema, parse_body
+from faceplane.dialects.native import render_result
+from faceplane.services import collections as col
+from faceplane.services.context import Services
+from faceplane.services.operations import run_operation
+from faceplane.services.params import BlacklistParams, EnrollParams, SearchParams
+
+router = APIRouter(prefix="/v1", tags=["collections"])
+
+OWNER = "default"  # until accounts exist, every caller is the one local owner
+Limit = Annotated[int, Query(ge=1, le=1000)]
+Cursor = Annotated[str | None, Query(description="`next_cursor` of the previous page.")]
+
+
+class CollectionIn(BaseModel):
+    """A new collection."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200)
+    kind: str = Field("gallery", pattern="^(gallery|blacklist)$")
+    description: str = Field("", max_length=2000)
+
+
+class CollectionPatch(BaseModel):
+    """A rename or a new description."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(None, min_length=1, max_length=200)
+    description: str | None = Field(None, max_length=2000)
+
+
+class SubjectIn(BaseModel):
+    """A new subject (a person)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200)
+    external_id: str | None = Field(None, max_length=200)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class SubjectPatch(BaseModel):
+    """Changes to a subject."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(None, min_length=1, max_length=200)
+    external_id: str | None = Field(None, max_length=200)
+    metadata: dict[str, Any] | None = None
+
+
+class FacePatch(BaseModel):
+    """Move a face to another subject."""
+
+    model_config = ConfigDict(extra="forbid")
+    subject_id: str
+
+
+async def _run(
+    name: str,
+    request: Request,
+    services: Services,
+    blocking: BlockingPool,
+    request_id: str,
+    **path: str,
+) -> dict[str, Any]:
+    body = await parse_body(request, ("image",))
+    options = {**body.values, **path}
+    result = await blocking.run(run_operation, services, name, body.images, options, OWNER)
+    return render_result(request_id, result.body)
+
+
+@router.post("/collections", status_code=201, summary="Create a gallery or a blacklist")
+async def create_collection(
+    body: CollectionIn, services: ServicesDep, store: StoreDep, request_id: RequestIdDep
+) -> dict[str, Any]:
+    """Answers with the collection's `id`; its embedding model is pinned now."""
+    out = col.create_collection(services, store, OWNER, body.name, body.kind, body.description)
+    return render_result(request_id, out)
+
+
+@router.get("/collections", summary="The caller's collections")
+async def list_collections(
+    store: StoreDep,
+    request_id: RequestIdDep,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    kind: Annotated[str | None, Query(pattern="^(gallery|blacklist)$")] = None,
+) -> dict[str, Any]:
+    """Paginated with `next_cursor`."""
+    return render_result(request_id, col.list_collections(store, OWNER, limit, cursor, kind))
+
+
+@router.get("/collections/{collection_id}", summary="One collection")
+async def get_collection(
+    collection_id: str, store: StoreDep, request_id: RequestIdDep
+) -> dict[str, Any]:
+    """With its subject and face counts."""
+    return render_result(request_id, col.get_collection(store, OWNER, collection_id))
+
+
+@router.patch("/collections/{collection_id}", summary="Rename a collection")
+async def patch_collection(
+    collection_id: str, body: CollectionPatch, store: StoreDep, request_id: RequestIdDep
+) -> dict[str, Any]:
+    """Change the name or the description."""
+    out = col.update_collection(store, OWNER, collection_id, body.name, body.description)
+    return render_result(request_id, out)
+
+
+@router.delete(
+    "/collections/{collection_id}",
+    status_code=204,
+    summary="Delete a collection with everything in it",
+)
+async def delete_collection(collection_id: str, store: StoreDep) -> Response:
+    """Subjects, faces, vectors and crops are deleted for real."""
+    col.delete_collection(store, OWNER, collection_id)
+    return Response(status_code=204)
+
+
+@router.post("/collections/{collection_id}/subjects", status_code=201, summary="Add a subject")
+async def create_subject(
+    collection_id: str,
+    body: SubjectIn,
+    services: ServicesDep,
+    store: StoreDep,
+    request_id: RequestIdDep,
+) -> dict[str, Any]:
+    """Answers with the subject's `id`; names are unique within a collection."""
+    out = col.create_subject(
+        services, store, OWNER, collection_id, body.name, body.external_id, body.metadata
+    )
+    return render_result(request_id, out)
+
+
+@router.get("/collections/{collection_id}/subjects", summary="A collection's subjects")
+async def list_subjects(
+    collection_id: str,
+    store: StoreDep,
+    request_id: RequestIdDep,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> dict[str, Any]:
+    """Paginated with `next_cursor`."""
+    return render_result(request_id, col.list_subjects(store, OWNER, collection_id, limit, cursor))
+
+
+@router.get("/collections/{collection_id}/subjects/{subject_id}", summary="One subject")
+async def get_subject(
+    collection_id: str, subject_id: str, store: StoreDep, request_id: RequestIdDep
+) -> dict[str, Any]:
+    """With its face count."""
+    return render_result(request_id, col.get_subject(store, OWNER, collection_id, subject_id))
+
+
+@router.patch("/collections/{collection_id}/subjects/{subject_id}", summary="Change a subject")
+async def patch_subject(
+    collection_id: str,
+    subject_id: str,
+    body: SubjectPatch,
+    store: StoreDep,
+    request_id: RequestIdDep,
+) -> dict[str, Any]:
+    """Rename, or change the external id or metadata."""
+    changes = body.model_dump(exclude_unset=True)
+    out = col.update_subject(store, OWNER, collection_id, subject_id, changes)
+    return render_result(request_id, out)
+
+
+@router.delete(
+    "/collections/{collection_id}/subjects/{subject_id}",
+    status_code=204,
+    summary="Delete a subject and its faces",
+)
+async def delete_subject(collection_id: str, subject_id: str, store: StoreDep) -> Response:
+    """Its faces, vectors and crops are deleted for real."""
+    col.delete_subject(store, OWNER, collection_id, subject_id)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/collections/{collection_id}/subjects/{subject_id}/faces",
+    status_code=201,
+    summary="Enroll faces of an image into a subject",
+    openapi_extra=image_body_schema(("image",), EnrollParams),
+)
+async def enroll(
+    collection_id: str,
+    subject_id: str,
+    request: Request,
+    services: ServicesDep,
+    blocking: BlockingDep,
+    request_id: RequestIdDep,
+) -> JSONResponse:
+    """`face`: `largest` (default), `all` or an index. Answers with `face_token`; faces that
+    fail the quality gate are refused with the reason's code (or listed in `unindexed`)."""
+    out = await _run(
+        "enroll",
+        request,
+        services,
+        blocking,
+        request_id,
+        collection_id=collection_id,
+        subject_id=subject_id,
+    )
+    return JSONResponse(out, status_code=201)
+
+
+@router.get("/collections/{collection_id}/subjects/{subject_id}/faces", summary="A subject's faces")
+async def list_faces(
+    collection_id: str,
+    subject_id: str,
+    store: StoreDep,
+    request_id: RequestIdDep,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> dict[str, Any]:
+    """Tokens, boxes and quality (never embeddings)."""
+    out = col.list_faces(store, OWNER, collection_id, subject_id, limit, cursor)
+    return render_result(request_id, out)
+
+
+@router.get("/collections/{collection_id}/faces/{face_token}", summary="One face")
+async def get_face(
+    collection_id: str, face_token: str, store: StoreDep, request_id: RequestIdDep
+) -> dict[str, Any]:
+    """Its subject, box and quality."""
+    return render_result(request_id, col.get_face(store, OWNER, collection_id, face_token))
+
+
+@router.patch(
+    "/collections/{collection_id}/faces/{face_token}", summary="Move a face to another subject"
+)
+async def move_face(
+    collection_id: str,
+    face_token: str,
+    body: FacePatch,
+    services: ServicesDep,
+    store: StoreDep,
+    request_id: RequestIdDep,
+) -> dict[str, Any]:
+    """The subject must be in the same collection."""
+    out = col.move_face(services, store, OWNER, collection_id, face_token, body.subject_id)
+    return render_result(request_id, out)
+
+
+@router.delete(
+    "/collections/{collection_id}/faces/{face_token}", status_code=204, summary="Delete a face"
+)
+async def delete_face(collection_id: str, face_token: str, store: StoreDep) -> Response:
+    """Its vector and crop are deleted for real."""
+    col.delete_face(store, OWNER, collection_id, face_token)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/collections/{collection_id}/search",
+    summary="1:N search with an image, an embedding or a face token",
+    openapi_extra=image_body_schema(("image",), SearchParams),
+)
+async def search(
+    collection_id: str,
+    request: Request,
+    services: ServicesDep,
+    blocking: BlockingDep,
+    request_id: RequestIdDep,
+) -> dict[str, Any]:
+    """`faces: [{box, matches: [{subject_id, subject_name, similarity}], threshold}]`;
+    `matches` is empty when nobody passes the threshold chosen by `far`."""
+    return await _run(
+        "search", request, services, blocking, request_id, collection_id=collection_id
+    )
+
+
+@router.post(
+    "/blacklist/check",
+    tags=["collections"],
+    summary="Check every face of an image against all the caller's blacklists",
+    openapi_extra=image_body_schema(("image",), BlacklistParams),
+)
+async def blacklist_check(
+    request: Request, services: ServicesDep, blocking: BlockingDep, request_id: RequestIdDep
+) -> dict[str, Any]:
+    """`hit` true or false, with the matched entries."""
+    return await _run("blacklist_check", request, services, blocking, request_id)

@@ -1,0 +1,616 @@
+"""Face collections: CRUD of collections, subjects and faces; enroll with a quality gate."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+import numpy as np
+from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from faceplane.effects.thumbs import crop_box, encode_jpeg
+from faceplane.engine.faces import Face, analyse_image
+from faceplane.engine.models.registry import get_spec
+from faceplane.engine.quality import Quality
+from faceplane.errors import Err, FaceplaneError
+from faceplane.services.context import Services
+from faceplane.services.images import ImageSource, load_image
+from faceplane.store import Store
+from faceplane.store.db import collections, face_removals, faces, subjects
+
+KINDS = ("gallery", "blacklist")
+
+# The enroll gate's reasons, in the order they are reported, with their codes.
+GATE_CODES = {
+    "too_small": Err.FACE_TOO_SMALL,
+    "blurry": Err.FACE_BLURRY,
+    "too_dark": Err.FACE_POOR_LIGHTING,
+    "too_bright": Err.FACE_POOR_LIGHTING,
+    "not_frontal": Err.FACE_NOT_FRONTAL,
+}
+
+
+def new_id() -> str:
+    """A fresh resource id."""
+    return uuid.uuid4().hex
+
+
+def current_space(services: Services) -> tuple[str, str]:
+    """(embedder name, embedding space) of the embedder in force."""
+    name = services.pool.embedder_name()
+    space = get_spec(name).space
+    assert space
+    return name, space
+
+
+def _page(rows: list[dict[str, Any]], limit: int, key: str = "id") -> str | None:
+    return rows[limit - 1][key] if len(rows) > limit else None
+
+
+# ---- collections ---------------------------------------------------------------------------
+
+
+def _collection_json(row: dict[str, Any], conn: Connection) -> dict[str, Any]:
+    counts = conn.execute(
+        select(func.count(func.distinct(subjects.c.id)), func.count(func.distinct(faces.c.seq)))
+        .select_from(subjects.outerjoin(faces, faces.c.subject_id == subjects.c.id))
+        .where(subjects.c.collection_id == row["id"])
+    ).one()
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "kind": row["kind"],
+        "model": row["model"],
+        "description": row["description"],
+        "subjects": counts[0],
+        "faces": counts[1],
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+    }
+
+
+def load_collection(conn: Connection, owner: str, collection_id: str) -> dict[str, Any]:
+    """The collection row, or COLLECTION_NOT_FOUND (also for another owner's)."""
+    row = (
+        conn.execute(
+            select(collections).where(
+                and_(collections.c.id == collection_id, collections.c.owner == owner)
+            )
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        raise FaceplaneError(
+            Err.COLLECTION_NOT_FOUND, "There is no collection with this id.", id=collection_id
+        )
+    return dict(row)
+
+
+def create_collection(
+    services: Services, store: Store, owner: str, name: str, kind: str, description: str = ""
+) -> dict[str, Any]:
+    """Create a gallery or blacklist, pinned to the embedding space in force."""
+    if kind not in KINDS:
+        raise FaceplaneError(Err.INVALID_ARGUMENT, "`kind` is gallery or blacklist.", kind=kind)
+    if not name.strip():
+        raise FaceplaneError(Err.MISSING_ARGUMENT, "`name` is required.", field="name")
+    _, space = current_space(services)
+    now = time.time()
+    row = {
+        "id": new_id(),
+        "owner": owner,
+        "name": name,
+        "kind": kind,
+        "model": space,
+        "description": description,
+        "created_at": now,
+        "updated_at": now,
+    }
+    try:
+        with store.db.begin() as conn:
+            count = conn.execute(
+                select(func.count()).select_from(collections).where(collections.c.owner == owner)
+            ).scalar_one()
+            if count >= services.settings.max_collections:
+                raise FaceplaneError(
+                    Err.COLLECTION_LIMIT_EXCEEDED,
+                    f"An owner may have at most {services.settings.max_collections} collections.",
+                    limit=services.settings.max_collections,
+                )
+            conn.execute(insert(collections).values(**row))
+            return _collection_json(row, conn)
+    except IntegrityError:
+        raise FaceplaneError(
+            Err.COLLECTION_EXISTS, f"A collection named {name!r} already exists.", name=name
+        ) from None
+
+
+def get_collection(store: Store, owner: str, collection_id: str) -> dict[str, Any]:
+    """One collection with its counts."""
+    with store.db.connect() as conn:
+        return _collection_json(load_collection(conn, owner, collection_id), conn)
+
+
+def list_collections(
+    store: Store, owner: str, limit: int, cursor: str | None, kind: str | None = None
+) -> dict[str, Any]:
+    """The owner's collections by id, `limit` per page."""
+    query = select(collections).where(collections.c.owner == owner)
+    if kind:
+        query = query.where(collections.c.kind == kind)
+    if cursor:
+        query = query.where(collections.c.id > cursor)
+    with store.db.connect() as conn:
+        rows = [
+            dict(r)
+            for r in conn.execute(query.order_by(collections.c.id).limit(limit + 1)).mappings()
+        ]
+        items = [_collection_json(r, conn) for r in rows[:limit]]
+    return {"collections": items, "next_cursor": _page(rows, limit)}
+
+
+def update_collection(
+    store: Store, owner: str, collection_id: str, name: str | None, description: str | None
+) -> dict[str, Any]:
+    """Rename a collection or change its description."""
+    values: dict[str, Any] = {"updated_at": time.time()}
+    if name is not None:
+        if not name.strip():
+            raise FaceplaneError(Err.INVALID_ARGUMENT, "`name` cannot be empty.", field="name")
+        values["name"] = name
+    if description is not None:
+        values["description"] = description
+    try:
+        with store.db.begin() as conn:
+            load_collection(conn, owner, collection_id)
+            conn.execute(
+                update(collections).where(collections.c.id == collection_id).values(**values)
+            )
+            return _collection_json(load_collection(conn, owner, collection_id), conn)
+    except IntegrityError:
+        raise FaceplaneError(
+            Err.COLLECTION_EXISTS, f"A collection named {name!r} already exists.", name=name
+        ) from None
+
+
+def delete_collection(store: Store, owner: str, collection_id: str) -> None:
+    """Delete a collection with its subjects, faces, vectors and crops, for real."""
+    with store.db.begin() as conn:
+        load_collection(conn, owner, collection_id)
+        conn.execute(delete(faces).where(faces.c.collection_id == collection_id))
+        conn.execute(delete(subjects).where(subjects.c.collection_id == collection_id))
+        conn.execute(delete(face_removals).where(face_removals.c.collection_id == collection_id))
+        conn.execute(delete(collections).where(collections.c.id == collection_id))
+    store.indexes.drop(collection_id)
+    store.blobs.delete_prefix(f"collections/{collection_id}")
+
+
+# ---- subjects ------------------------------------------------------------------------------
+
+
+def _subject_json(row: dict[str, Any], conn: Connection) -> dict[str, Any]:
+    count = conn.execute(
+        select(func.count()).select_from(faces).where(faces.c.subject_id == row["id"])
+    ).scalar_one()
+    return {
+        "id": row["id"],
+        "collection_id": row["collection_id"],
+        "name": row["name"],
+        "external_id": row["external_id"],
+        "metadata": json.loads(row["metadata_json"] or "{}"),
+        "faces": count,
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+    }
+
+
+def load_subject(
+    conn: Connection, owner: str, collection_id: str, subject_id: str
+) -> dict[str, Any]:
+    """The subject row, or SUBJECT_NOT_FOUND."""
+    load_collection(conn, owner, collection_id)
+    row = (
+        conn.execute(
+            select(subjects).where(
+                and_(subjects.c.id == subject_id, subjects.c.collection_id == collection_id)
+            )
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        raise FaceplaneError(
+            Err.SUBJECT_NOT_FOUND, "There is no subject with this id here.", id=subject_id
+        )
+    return dict(row)
+
+
+def create_subject(
+    services: Services,
+    store: Store,
+    owner: str,
+    collection_id: str,
+    name: str,
+    external_id: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Add a person to a collection; names are unique within it."""
+    if not name.strip():
+        raise FaceplaneError(Err.MISSING_ARGUMENT, "`name` is required.", field="name")
+    now = time.time()
+    row = {
+        "id": new_id(),
+        "collection_id": collection_id,
+        "name": name,
+        "external_id": external_id,
+        "metadata_json": json.dumps(metadata or {}),
+        "created_at": now,
+        "updated_at": now,
+    }
+    try:
+        with store.db.begin() as conn:
+            load_collection(conn, owner, collection_id)
+            count = conn.execute(
+                select(func.count())
+                .select_from(subjects)
+                .where(subjects.c.collection_id == collection_id)
+            ).scalar_one()
+            limit = services.settings.collection_max_subjects
+            if count >= limit:
+                raise FaceplaneError(
+                    Err.SUBJECT_LIMIT_EXCEEDED,
+                    f"A collection holds at most {limit} subjects.",
+                    limit=limit,
+                )
+            conn.execute(insert(subjects).values(**row))
+            return _subject_json(row, conn)
+    except IntegrityError:
+        raise FaceplaneError(
+            Err.SUBJECT_EXISTS, f"A subject named {name!r} already exists here.", name=name
+        ) from None
+
+
+def get_subject(store: Store, owner: str, collection_id: str, subject_id: str) -> dict[str, Any]:
+    """One subject with its face count."""
+    with store.db.connect() as conn:
+        return _subject_json(load_subject(conn, owner, collection_id, subject_id), conn)
+
+
+def list_subjects(
+    store: Store, owner: str, collection_id: str, limit: int, cursor: str | None
+) -> dict[str, Any]:
+    """A collection's subjects by id, `limit` per page."""
+    query = select(subjects).where(subjects.c.collection_id == collection_id)
+    if cursor:
+        query = query.where(subjects.c.id > cursor)
+    with store.db.connect() as conn:
+        load_collection(conn, owner, collection_id)
+        rows = [
+            dict(r) for r in conn.execute(query.order_by(subjects.c.id).limit(limit + 1)).mappings()
+        ]
+        items = [_subject_json(r, conn) for r in rows[:limit]]
+    return {"subjects": items, "next_cursor": _page(rows, limit)}
+
+
+def update_subject(
+    store: Store, owner: str, collection_id: str, subject_id: str, changes: dict[str, Any]
+) -> dict[str, Any]:
+    """Rename a subject or change its external id or metadata."""
+    values: dict[str, Any] = {"updated_at": time.time()}
+    if changes.get("name") is not None:
+        if not str(changes["name"]).strip():
+            raise FaceplaneError(Err.INVALID_ARGUMENT, "`name` cannot be empty.", field="name")
+        values["name"] = changes["name"]
+    if "external_id" in changes:
+        values["external_id"] = changes["external_id"]
+    if changes.get("metadata") is not None:
+        values["metadata_json"] = json.dumps(changes["metadata"])
+    try:
+        with store.db.begin() as conn:
+            load_subject(conn, owner, collection_id, subject_id)
+            conn.execute(update(subjects).where(subjects.c.id == subject_id).values(**values))
+            return _subject_json(load_subject(conn, owner, collection_id, subject_id), conn)
+    except IntegrityError:
+        raise FaceplaneError(
+            Err.SUBJECT_EXISTS,
+            "A subject with this name already exists here.",
+            name=changes.get("name"),
+        ) from None
+
+
+def _remove_faces(conn: Connection, collection_id: str, where: Any) -> list[str]:
+    """Delete face rows, log their removal for other processes' indexes; return crop keys."""
+    rows = conn.execute(select(faces.c.seq, faces.c.crop_key).where(where)).all()
+    if rows:
+        now = time.time()
+        conn.execute(
+            insert(face_removals),
+            [{"collection_id": collection_id, "face_seq": r[0], "at": now} for r in rows],
+        )
+        conn.execute(delete(faces).where(where))
+    return [r[1] for r in rows if r[1]]
+
+
+def delete_subject(store: Store, owner: str, collection_id: str, subject_id: str) -> None:
+    """Delete a subject with its faces, vectors and crops."""
+    with store.db.begin() as conn:
+        load_subject(conn, owner, collection_id, subject_id)
+        crops = _remove_faces(conn, collection_id, faces.c.subject_id == subject_id)
+        conn.execute(delete(subjects).where(subjects.c.id == subject_id))
+    for key in crops:
+        store.blobs.delete_prefix(key)
+    store.indexes.get(store.db, collection_id)  # drop the vectors from this process now
+
+
+# ---- faces ---------------------------------------------------------------------------------
+
+
+def _face_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "face_token": row["token"],
+        "subject_id": row["subject_id"],
+        "collection_id": row["collection_id"],
+        "model": row["model"],
+        "box": json.loads(row["box_json"]),
+        "quality": json.loads(row["quality_json"]),
+        "has_crop": bool(row["crop_key"]),
+        "created_at": row["created_at"],
+    }
+
+
+def load_face(conn: Connection, owner: str, collection_id: str, token: str) -> dict[str, Any]:
+    """The face row, or FACE_TOKEN_NOT_FOUND."""
+    load_collection(conn, owner, collection_id)
+    row = (
+        conn.execute(
+            select(faces).where(
+                and_(faces.c.token == token, faces.c.collection_id == collection_id)
+            )
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        raise FaceplaneError(
+            Err.FACE_TOKEN_NOT_FOUND, "There is no face with this token.", face_token=token
+        )
+    return dict(row)
+
+
+def list_faces(
+    store: Store, owner: str, collection_id: str, subject_id: str, limit: int, cursor: str | None
+) -> dict[str, Any]:
+    """A subject's faces, `limit` per page."""
+    query = select(faces).where(faces.c.subject_id == subject_id)
+    if cursor:
+        query = query.where(faces.c.token > cursor)
+    with store.db.connect() as conn:
+        load_subject(conn, owner, collection_id, subject_id)
+        rows = [
+            dict(r) for r in conn.execute(query.order_by(faces.c.token).limit(limit + 1)).mappings()
+        ]
+    return {
+        "faces": [_face_json(r) for r in rows[:limit]],
+        "next_cursor": _page(rows, limit, "token"),
+    }
+
+
+def get_face(store: Store, owner: str, collection_id: str, token: str) -> dict[str, Any]:
+    """One enrolled face (never its embedding)."""
+    with store.db.connect() as conn:
+        return _face_json(load_face(conn, owner, collection_id, token))
+
+
+def delete_face(store: Store, owner: str, collection_id: str, token: str) -> None:
+    """Delete one face, its vector and its crop."""
+    with store.db.begin() as conn:
+        load_face(conn, owner, collection_id, token)
+        crops = _remove_faces(conn, collection_id, faces.c.token == token)
+    for key in crops:
+        store.blobs.delete_prefix(key)
+    store.indexes.get(store.db, collection_id)
+
+
+def move_face(
+    services: Services, store: Store, owner: str, collection_id: str, token: str, subject_id: str
+) -> dict[str, Any]:
+    """Give a face to another subject of the same collection."""
+    with store.db.begin() as conn:
+        load_face(conn, owner, collection_id, token)
+        load_subject(conn, owner, collection_id, subject_id)
+        _check_subject_room(services, conn, subject_id)
+        conn.execute(update(faces).where(faces.c.token == token).values(subject_id=subject_id))
+        return _face_json(load_face(conn, owner, collection_id, token))
+
+
+def _check_subject_room(services: Services, conn: Connection, subject_id: str) -> None:
+    limit = services.settings.subject_max_faces
+    count = conn.execute(
+        select(func.count()).select_from(faces).where(faces.c.subject_id == subject_id)
+    ).scalar_one()
+    if count >= limit:
+        raise FaceplaneError(
+            Err.FACE_LIMIT_EXCEEDED, f"A subject holds at most {limit} faces.", limit=limit
+        )
+
+
+# ---- enroll --------------------------------------------------------------------------------
+
+
+def gate_reasons(services: Services, quality: Quality) -> list[dict[str, Any]]:
+    """Why a face must not enter a gallery, each reason with its measure and its limit."""
+    s = services.settings
+    checks = [
+        (
+            "too_small",
+            quality.face_size < s.enroll_min_face_px,
+            "face_size",
+            quality.face_size,
+            s.enroll_min_face_px,
+        ),
+        (
+            "blurry",
+            quality.sharpness < s.enroll_min_sharpness,
+            "sharpness",
+            quality.sharpness,
+            s.enroll_min_sharpness,
+        ),
+        (
+            "too_dark",
+            quality.brightness < s.enroll_min_brightness,
+            "brightness",
+            quality.brightness,
+            s.enroll_min_brightness,
+        ),
+        (
+            "too_bright",
+            quality.brightness > s.enroll_max_brightness,
+            "brightness",
+            quality.brightness,
+            s.enroll_max_brightness,
+        ),
+        (
+            "not_frontal",
+            abs(quality.yaw) > s.enroll_max_yaw_deg,
+            "yaw",
+            quality.yaw,
+            s.enroll_max_yaw_deg,
+        ),
+        (
+            "not_frontal",
+            abs(quality.pitch) > s.enroll_max_pitch_deg,
+            "pitch",
+            quality.pitch,
+            s.enroll_max_pitch_deg,
+        ),
+    ]
+    return [
+        {"reason": r, "measure": m, "value": round(float(v), 3), "limit": lim}
+        for r, bad, m, v, lim in checks
+        if bad
+    ]
+
+
+def _gate_error(index: int, reasons: list[dict[str, Any]]) -> FaceplaneError:
+    first = reasons[0]
+    return FaceplaneError(
+        GATE_CODES[first["reason"]],
+        f"Face {index} is not fit for a gallery: "
+        + ", ".join(f"{r['measure']} {r['value']} (limit {r['limit']})" for r in reasons)
+        + ".",
+        face_index=index,
+        reasons=reasons,
+    )
+
+
+def enroll_faces(
+    services: Services,
+    store: Store,
+    owner: str,
+    collection_id: str,
+    subject_id: str,
+    source: ImageSource,
+    face: str = "largest",
+    keep_crop: bool | None = None,
+) -> dict[str, Any]:
+    """Enroll the largest face, face number N, or `all` faces of an image into a subject.
+
+    Faces that fail the quality gate are refused with the specific code (one face asked) or
+    listed under `unindexed` with their reasons (all faces).
+    """
+    name, space = current_space(services)
+    with store.db.connect() as conn:
+        coll = load_collection(conn, owner, collection_id)
+        load_subject(conn, owner, collection_id, subject_id)
+    if coll["model"] != space:
+        raise FaceplaneError(
+            Err.EMBEDDING_MODEL_MISMATCH,
+            f"The collection holds {coll['model']} embeddings; this server makes {space}.",
+            collection_model=coll["model"],
+            model=space,
+        )
+    image = load_image(services, source)
+    analysis = analyse_image(services.pool, image.rgb, services.analyse_options(embeddings=True))
+    if not analysis.faces:
+        raise FaceplaneError(
+            Err.FACE_NOT_FOUND, "No face was found in the image.", field=source.field
+        )
+    if face == "all":
+        chosen = list(enumerate(analysis.faces))
+    else:
+        index = 0 if face == "largest" else int(face)
+        if not 0 <= index < len(analysis.faces):
+            raise FaceplaneError(
+                Err.FACE_INDEX_OUT_OF_RANGE,
+                f"The image has {len(analysis.faces)} face(s); index {index} is out of range.",
+                faces=len(analysis.faces),
+            )
+        chosen = [(index, analysis.faces[index])]
+    accepted: list[tuple[int, Face]] = []
+    unindexed = []
+    for i, f in chosen:
+        reasons = gate_reasons(services, f.quality)
+        if reasons:
+            if face != "all":
+                raise _gate_error(i, reasons)
+            unindexed.append({"face_index": i, "box": f.as_dict()["box"], "reasons": reasons})
+        else:
+            accepted.append((i, f))
+    if not accepted:
+        raise _gate_error(unindexed[0]["face_index"], unindexed[0]["reasons"])
+    keep = services.settings.enroll_keep_crops if keep_crop is None else keep_crop
+    enrolled = []
+    now = time.time()
+    with store.db.begin() as conn:
+        load_subject(conn, owner, collection_id, subject_id)
+        for _ in accepted:
+            _check_subject_room(services, conn, subject_id)
+        total = conn.execute(
+            select(func.count()).select_from(faces).where(faces.c.collection_id == collection_id)
+        ).scalar_one()
+        if total + len(accepted) > services.settings.collection_max_faces:
+            raise FaceplaneError(
+                Err.FACE_LIMIT_EXCEEDED,
+                "The collection is full.",
+                limit=services.settings.collection_max_faces,
+            )
+        for i, f in accepted:
+            token = new_id()
+            d = f.detection
+            crop_key = None
+            if keep:
+                crop = crop_box(image.rgb, (d.x, d.y, d.w, d.h), 0.25, 160)
+                crop_key = store.blobs.put(
+                    f"collections/{collection_id}/faces/{token}.jpg", encode_jpeg(crop)
+                )
+            assert f.embedding is not None
+            box = f.as_dict()["box"]
+            conn.execute(
+                insert(faces).values(
+                    token=token,
+                    collection_id=collection_id,
+                    subject_id=subject_id,
+                    model=space,
+                    embedding=np.asarray(f.embedding, dtype="<f4").tobytes(),
+                    quality_json=json.dumps(f.quality.as_dict()),
+                    box_json=json.dumps(box),
+                    crop_key=crop_key,
+                    created_at=now,
+                )
+            )
+            enrolled.append(
+                {"face_token": token, "face_index": i, "box": box, "quality": f.quality.as_dict()}
+            )
+    store.indexes.get(store.db, collection_id)  # searchable now, in this process too
+    first = enrolled[0]
+    return {
+        "face_token": first["face_token"],
+        "faces": enrolled,
+        "unindexed": unindexed,
+        "embedder": name,
+    }

@@ -1,0 +1,210 @@
+"""1:N search in a collection, and the blacklist check across all blacklists of a caller."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from sqlalchemy import and_, select
+
+from faceplane.engine.embed import normalise
+from faceplane.engine.faces import analyse_image
+from faceplane.engine.models.registry import get_spec
+from faceplane.errors import Err, FaceplaneError
+from faceplane.services.collections import current_space, load_collection, load_face
+from faceplane.services.context import Services
+from faceplane.services.images import ImageSource, load_image
+from faceplane.store import Store
+from faceplane.store.db import collections, faces, subjects
+
+EMBEDDING_DIM = 128
+
+
+def far_threshold(services: Services, far: float) -> tuple[float, float]:
+    """(similarity threshold, the FAR it was measured at) for a requested false-accept rate.
+
+    The shipped table is indexed by FAR; a FAR between two rows takes the stricter one.
+    """
+    name = services.pool.embedder_name()
+    spec = get_spec(name)
+    assert spec.far_cosine and spec.calibration
+    mode = services.settings.embed_tta
+    table = spec.far_cosine[mode]
+    usable = sorted((f for f in table if f <= far), reverse=True)
+    if not usable:
+        raise FaceplaneError(
+            Err.INVALID_ARGUMENT,
+            f"No threshold is calibrated for far={far:g}; the smallest is {min(table):g}.",
+            far=far,
+            calibrated=sorted(table),
+        )
+    chosen = usable[0]
+    slope, bias = spec.calibration[mode]
+    return 1.0 / (1.0 + math.exp(-(slope * table[chosen] + bias))), chosen
+
+
+def _to_similarity(services: Services, cosines: np.ndarray) -> np.ndarray:
+    slope, bias = services.calibration(services.pool.embedder_name())
+    return np.asarray(1.0 / (1.0 + np.exp(-(slope * cosines + bias))))
+
+
+def _probes(
+    services: Services,
+    store: Store,
+    owner: str,
+    collection_id: str,
+    image: ImageSource | None,
+    embedding: list[float] | None,
+    face_token: str | None,
+    all_faces: bool,
+) -> list[tuple[dict[str, Any] | None, np.ndarray]]:
+    """(box or None, normalised vector) for each probe face."""
+    given = sum(x is not None for x in (image, embedding, face_token))
+    if given != 1:
+        raise FaceplaneError(
+            Err.INVALID_ARGUMENT, "Give exactly one of `image`, `embedding` or `face_token`."
+        )
+    if embedding is not None:
+        vec = np.asarray(embedding, dtype=np.float32)
+        if vec.shape != (EMBEDDING_DIM,) or not np.all(np.isfinite(vec)) or not vec.any():
+            raise FaceplaneError(
+                Err.EMBEDDING_INVALID, f"`embedding` must be {EMBEDDING_DIM} finite numbers."
+            )
+        return [(None, normalise(vec[None])[0])]
+    if face_token is not None:
+        with store.db.connect() as conn:
+            row = load_face(conn, owner, collection_id, face_token)
+        return [(None, np.frombuffer(row["embedding"], dtype="<f4").copy())]
+    assert image is not None
+    decoded = load_image(services, image)
+    analysis = analyse_image(services.pool, decoded.rgb, services.analyse_options(embeddings=True))
+    if not analysis.faces:
+        raise FaceplaneError(
+            Err.FACE_NOT_FOUND, "No face was found in the image.", field=image.field
+        )
+    chosen = analysis.faces if all_faces else analysis.faces[:1]
+    out = []
+    for f in chosen:
+        assert f.embedding is not None
+        out.append((f.as_dict()["box"], f.embedding))
+    return out
+
+
+def _matches(
+    services: Services,
+    store: Store,
+    collection_id: str,
+    vec: np.ndarray,
+    k: int,
+    threshold: float,
+) -> list[dict[str, Any]]:
+    """The top-k subjects (best face each) above the threshold, best first."""
+    index = store.indexes.get(store.db, collection_id)
+    if len(index) == 0:
+        return []
+    # Several faces may belong to one subject: look a little deeper than k subjects.
+    keys, cos = index.search(vec[None].astype(np.float32), min(len(index), k * 4))
+    sims = _to_similarity(services, cos[0].astype(np.float64))
+    hits = [
+        (int(key), float(s))
+        for key, s in zip(keys[0], sims, strict=True)
+        if key >= 0 and s >= threshold
+    ]
+    if not hits:
+        return []
+    with store.db.connect() as conn:
+        rows = conn.execute(
+            select(
+                faces.c.seq, faces.c.token, subjects.c.id, subjects.c.name, subjects.c.external_id
+            )
+            .join(subjects, subjects.c.id == faces.c.subject_id)
+            .where(faces.c.seq.in_([h[0] for h in hits]))
+        ).all()
+    by_seq = {r[0]: r for r in rows}
+    best: dict[str, dict[str, Any]] = {}
+    for seq, sim in hits:
+        row = by_seq.get(seq)
+        if row is None or row[2] in best:  # deleted meanwhile, or a weaker face of a subject
+            continue
+        best[row[2]] = {
+            "subject_id": row[2],
+            "subject_name": row[3],
+            "external_id": row[4],
+            "face_token": row[1],
+            "similarity": round(sim, 6),
+        }
+    return sorted(best.values(), key=lambda m: -m["similarity"])[:k]
+
+
+def search_collection(
+    services: Services,
+    store: Store,
+    owner: str,
+    collection_id: str,
+    image: ImageSource | None = None,
+    embedding: list[float] | None = None,
+    face_token: str | None = None,
+    all_faces: bool = False,
+    k: int = 5,
+    far: float | None = None,
+) -> dict[str, Any]:
+    """For each probe face, the top-k subjects whose similarity passes the FAR threshold;
+    `matches` is empty — a real "unknown" — when nobody does."""
+    _, space = current_space(services)
+    with store.db.connect() as conn:
+        coll = load_collection(conn, owner, collection_id)
+    if coll["model"] != space:
+        raise FaceplaneError(
+            Err.EMBEDDING_MODEL_MISMATCH,
+            f"The collection holds {coll['model']} embeddings; this server makes {space}.",
+            collection_model=coll["model"],
+            model=space,
+        )
+    threshold, measured_far = far_threshold(services, far or services.settings.search_default_far)
+    probes = _probes(services, store, owner, collection_id, image, embedding, face_token, all_faces)
+    return {
+        "collection_id": collection_id,
+        "far": measured_far,
+        "faces": [
+            {
+                "box": box,
+                "threshold": round(threshold, 6),
+                "matches": _matches(services, store, collection_id, vec, k, threshold),
+            }
+            for box, vec in probes
+        ],
+    }
+
+
+def check_blacklists(
+    services: Services,
+    store: Store,
+    owner: str,
+    image: ImageSource | None,
+    embedding: list[float] | None = None,
+    far: float | None = None,
+    k: int = 5,
+) -> dict[str, Any]:
+    """Search every face of the probe in every blacklist of the owner: hit or no hit."""
+    with store.db.connect() as conn:
+        ids = conn.execute(
+            select(collections.c.id, collections.c.name).where(
+                and_(collections.c.owner == owner, collections.c.kind == "blacklist")
+            )
+        ).all()
+    threshold, measured_far = far_threshold(services, far or services.settings.search_default_far)
+    probes = _probes(services, store, owner, "", image, embedding, None, True)
+    entries = []
+    for box, vec in probes:
+        for cid, cname in ids:
+            for m in _matches(services, store, cid, vec, k, threshold):
+                entries.append({**m, "collection_id": cid, "collection_name": cname, "box": box})
+    entries.sort(key=lambda m: -m["similarity"])
+    return {
+        "hit": bool(entries),
+        "matches": entries,
+        "threshold": round(threshold, 6),
+        "far": measured_far,
+        "blacklists": len(ids),
+    }
