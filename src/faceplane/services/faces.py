@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
 
 from faceplane.engine.embed import normalise, similarity
-from faceplane.engine.faces import Analysis, analyse_image
+from faceplane.engine.faces import AnalyseOptions, Analysis, analyse_image
 from faceplane.errors import Err, FaceplaneError
 from faceplane.services.context import Services
 from faceplane.services.images import ImageSource, load_image
@@ -27,6 +27,22 @@ class DetectRequest:
     return_embedding: bool = False
     detector: str | None = None
 
+    @classmethod
+    def from_params(cls, params: object) -> DetectRequest:
+        """The request named by any options object with the same field names."""
+        return cls(**{f.name: getattr(params, f.name) for f in fields(cls)})
+
+    def analyse_options(self, services: Services, embeddings: bool | None = None) -> AnalyseOptions:
+        """The engine's options for this request, on the server's defaults."""
+        return services.analyse_options(
+            max_faces=self.max_faces,
+            min_face_size=self.min_face_size,
+            det_threshold=self.det_threshold,
+            detector=self.detector,
+            landmarks=self.landmarks,
+            embeddings=self.return_embedding if embeddings is None else embeddings,
+        )
+
 
 def analysis_json(analysis: Analysis) -> dict[str, Any]:
     """The `detect` answer body (without request_id)."""
@@ -40,15 +56,7 @@ def analysis_json(analysis: Analysis) -> dict[str, Any]:
 def detect_faces(services: Services, source: ImageSource, req: DetectRequest) -> dict[str, Any]:
     """Find every face in one image with landmarks and quality, largest first."""
     image = load_image(services, source)
-    opts = services.analyse_options(
-        max_faces=req.max_faces,
-        min_face_size=req.min_face_size,
-        det_threshold=req.det_threshold,
-        detector=req.detector,
-        landmarks=req.landmarks,
-        embeddings=req.return_embedding,
-    )
-    return analysis_json(analyse_image(services.pool, image.rgb, opts))
+    return analysis_json(analyse_image(services.pool, image.rgb, req.analyse_options(services)))
 
 
 @dataclass(frozen=True)
@@ -75,14 +83,7 @@ def _side_vector(
         return normalise(vec[None])[0], None, None
     assert side.image is not None
     image = load_image(services, side.image)
-    opts = services.analyse_options(
-        max_faces=req.max_faces,
-        min_face_size=req.min_face_size,
-        det_threshold=req.det_threshold,
-        detector=req.detector,
-        embeddings=True,
-    )
-    analysis = analyse_image(services.pool, image.rgb, opts)
+    analysis = analyse_image(services.pool, image.rgb, req.analyse_options(services, True))
     if not analysis.faces:
         raise FaceplaneError(Err.FACE_NOT_FOUND, f"No face was found in `{name}`.", field=name)
     if side.face_index >= len(analysis.faces) or side.face_index < 0:

@@ -52,18 +52,6 @@ class Operation:
     optional_images: bool = False
 
 
-def detect_request(p: DetectParams) -> DetectRequest:
-    """The service request for detection options."""
-    return DetectRequest(
-        max_faces=p.max_faces,
-        min_face_size=p.min_face_size,
-        det_threshold=p.det_threshold,
-        landmarks=p.landmarks,
-        return_embedding=p.return_embedding,
-        detector=p.detector,
-    )
-
-
 def _image(images: dict[str, ImageSource], name: str) -> ImageSource:
     return images.get(name, ImageSource(field=name))
 
@@ -72,7 +60,9 @@ def run_detect(
     services: Services, images: dict[str, ImageSource], p: DetectParams, owner: str
 ) -> OperationResult:
     """Detect faces in `image`."""
-    return OperationResult(detect_faces(services, _image(images, "image"), detect_request(p)))
+    return OperationResult(
+        detect_faces(services, _image(images, "image"), DetectRequest.from_params(p))
+    )
 
 
 def compare_sides(
@@ -97,7 +87,7 @@ def run_compare(
 ) -> OperationResult:
     """Compare the faces of `image1` and `image2` (or two embeddings)."""
     a, b = compare_sides(images, p)
-    return OperationResult(compare_faces(services, a, b, detect_request(p)))
+    return OperationResult(compare_faces(services, a, b, DetectRequest.from_params(p)))
 
 
 def run_crop(
@@ -105,12 +95,7 @@ def run_crop(
 ) -> OperationResult:
     """Cut faces out of `image`: the largest (the result) or all; with thumbnails."""
     image = load_image(services, _image(images, "image"))
-    opts = services.analyse_options(
-        max_faces=p.max_faces,
-        min_face_size=p.min_face_size,
-        det_threshold=p.det_threshold,
-        detector=p.detector,
-    )
+    opts = DetectRequest.from_params(p).analyse_options(services)
     analysis = analyse_image(services.pool, image.rgb, opts)
     if not analysis.faces:
         raise FaceplaneError(Err.FACE_NOT_FOUND, "No face was found in `image`.", field="image")
@@ -140,30 +125,49 @@ def run_enroll(
     services: Services, images: dict[str, ImageSource], p: EnrollParams, owner: str
 ) -> OperationResult:
     """Enroll faces of `image` into a subject of a collection."""
-    return OperationResult(enroll_faces(
-        services, services.require_store(), owner, p.collection_id, p.subject_id,
-        _image(images, "image"), p.face, p.keep_crop,
-    ))
+    return OperationResult(
+        enroll_faces(
+            services,
+            services.require_store(),
+            owner,
+            p.collection_id,
+            p.subject_id,
+            _image(images, "image"),
+            p.face,
+            p.keep_crop,
+        )
+    )
 
 
 def run_search(
     services: Services, images: dict[str, ImageSource], p: SearchParams, owner: str
 ) -> OperationResult:
     """Search a collection with an image, an embedding or a face token."""
-    return OperationResult(search_collection(
-        services, services.require_store(), owner, p.collection_id,
-        image=images.get("image"), embedding=p.embedding, face_token=p.face_token,
-        all_faces=p.all_faces, k=p.k, far=p.far,
-    ))
+    return OperationResult(
+        search_collection(
+            services,
+            services.require_store(),
+            owner,
+            p.collection_id,
+            image=images.get("image"),
+            embedding=p.embedding,
+            face_token=p.face_token,
+            all_faces=p.all_faces,
+            k=p.k,
+            far=p.far,
+        )
+    )
 
 
 def run_blacklist_check(
     services: Services, images: dict[str, ImageSource], p: BlacklistParams, owner: str
 ) -> OperationResult:
     """Check every face of `image` against every blacklist of the caller."""
-    return OperationResult(check_blacklists(
-        services, services.require_store(), owner, images.get("image"), p.embedding, p.far, p.k
-    ))
+    return OperationResult(
+        check_blacklists(
+            services, services.require_store(), owner, images.get("image"), p.embedding, p.far, p.k
+        )
+    )
 
 
 OPERATIONS: dict[str, Operation] = {

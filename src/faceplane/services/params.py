@@ -51,8 +51,11 @@ class EnrollParams(BaseModel):
     model_config = ConfigDict(extra="ignore")
     collection_id: str = Field(description="The collection.")
     subject_id: str = Field(description="The subject (person) the faces belong to.")
-    face: str = Field("largest", pattern=r"^(largest|all|\d+)$",
-                      description="`largest`, `all`, or a face index (0 = largest).")
+    face: str = Field(
+        "largest",
+        pattern=r"^(largest|all|\d+)$",
+        description="`largest`, `all`, or a face index (0 = largest).",
+    )
     keep_crop: bool | None = Field(None, description="Keep a crop of the face (setting).")
 
 
