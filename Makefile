@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.faceplane-installed
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: install models serve test lint types pytest bench clean
+.PHONY: install models serve test lint types services-check pytest bench clean
 
 $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,7 +29,28 @@ lint: $(STAMP)
 types: $(STAMP)
 	$(BIN)/mypy
 
-pytest: models
+# The distributed-mode tests (tests/api/test_tasks.py, celery cases) need PostgreSQL and
+# Redis on 127.0.0.1; without them they skip. Say so before pytest, where nobody can miss it.
+define SERVICES_CHECK
+import socket
+down = []
+for name, port in (("PostgreSQL", 5432), ("Redis", 6379)):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        print(f"services-check: {name} at 127.0.0.1:{port} answers")
+    except OSError:
+        down.append(f"{name} at 127.0.0.1:{port}")
+if down:
+    bar = "!" * 78
+    print(bar, "!! DISTRIBUTED MODE NOT TESTED: " + " and ".join(down) + " does not answer.",
+          "!! The celery cases of tests/api/test_tasks.py will be SKIPPED.", bar, sep="\n")
+endef
+export SERVICES_CHECK
+
+services-check: $(STAMP)
+	@$(BIN)/python -c "$$SERVICES_CHECK"
+
+pytest: models services-check
 	@$(BIN)/python -m pytest -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "ERROR: pytest collected no tests"; exit 1; fi; exit $$rc
 

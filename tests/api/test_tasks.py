@@ -1,16 +1,30 @@
-"""The task API on the embedded executor: real worker processes, a real SQLite table."""
+"""The task API in both executors: embedded (local worker processes on SQLite) and
+distributed (`faceplane worker` Celery processes over Redis, state in PostgreSQL).
+
+Every test runs in both modes (the worker kill -9 test only in the distributed one, the
+embedded one has tests/e2e/test_durability.py). The distributed cases need PostgreSQL and
+Redis at 127.0.0.1; when either does not answer they skip with a reason saying so.
+"""
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import io
+import itertools
 import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
@@ -22,25 +36,180 @@ from PIL import Image
 from faceplane.app import create_app
 from faceplane.settings import Settings
 
+PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432"
+# Its own Redis database: test queues (and messages a killed worker left unacked) stay out of
+# database 0, where a real deployment on this machine would live.
+REDIS_URL = "redis://127.0.0.1:6379/15"
+
+
+def distributed_unavailable() -> str | None:
+    """Why the distributed mode cannot be tested here, or None when it can."""
+    import redis
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(f"{PG_URL}/postgres", connect_args={"connect_timeout": 2})
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        return f"PostgreSQL at 127.0.0.1:5432 does not answer ({type(exc).__name__})"
+    finally:
+        engine.dispose()
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except Exception as exc:
+        return f"Redis at 127.0.0.1:6379 does not answer ({type(exc).__name__})"
+    return None
+
+
+class Worker:
+    """`faceplane worker` in a subprocess (its own process group), with the server's settings."""
+
+    def __init__(self, settings: Settings, concurrency: int, log: Path) -> None:
+        env = {
+            f"FACEPLANE_{k.upper()}": str(v)
+            for k, v in settings.model_dump(mode="json").items()
+            if v is not None
+        }
+        self.env = {**os.environ, **env}
+        self.concurrency = concurrency
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Worker:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "faceplane.cli", "worker", "-c", str(self.concurrency)],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if b" ready." in self.log.read_bytes():
+                return self
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        tail = self.log.read_text(errors="replace")[-3000:]
+        self.stop()
+        raise RuntimeError(f"`faceplane worker` did not start:\n{tail}")
+
+    def kill9(self) -> None:
+        """The machine dies: SIGKILL to the worker and its pool processes at once."""
+        assert self.proc
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()  # warm shutdown: the running task finishes
+            with suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=20)
+        with suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # no pool process outlives the test
+        self.proc.wait()
+
+
+@dataclass
+class Backend:
+    """Where the tasks of one test module live: SQLite per app, or one PostgreSQL database."""
+
+    mode: str
+    database_url: str = ""
+    run: str = dataclasses.field(default_factory=lambda: secrets.token_hex(4))
+    _apps: Iterator[int] = dataclasses.field(default_factory=itertools.count)
+
+    def settings(self, tmp_path: Path, **overrides: Any) -> Settings:
+        """Settings of one app; in celery mode its own schema and its own Celery queue."""
+        if self.mode == "local":
+            return Settings(data_dir=tmp_path / "data", **overrides)
+        from sqlalchemy import create_engine, text
+
+        n = next(self._apps)
+        schema = f"app_{n}"
+        engine = create_engine(self.database_url)
+        with engine.begin() as conn:
+            conn.execute(text(f"CREATE SCHEMA {schema}"))
+        engine.dispose()
+        return Settings(
+            data_dir=tmp_path / "data",
+            executor="celery",
+            database_url=f"{self.database_url}?options=-csearch_path%3D{schema}",
+            broker_url=REDIS_URL,
+            # The trailing "-q" keeps queue 1's key prefix from matching queue 10's.
+            celery_queue=f"faceplane-test-{self.run}-{n}-q",
+            **overrides,
+        )
+
+
+def _drop_queue(queue: str) -> None:
+    """Delete a test queue's Redis keys, and the messages a killed worker left unacked."""
+    import redis
+
+    r = redis.Redis.from_url(REDIS_URL)
+    bindings = [f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}"]
+    keys = [*r.scan_iter(match=f"{queue}*"), *bindings]
+    r.delete(*keys)
+    for tag, payload in r.hscan_iter("unacked"):
+        if queue.encode() in payload:
+            r.hdel("unacked", tag)
+            r.zrem("unacked_index", tag)
+
+
+@pytest.fixture(scope="module", params=["local", "celery"])
+def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    if request.param == "local":
+        yield Backend("local")
+        return
+    reason = distributed_unavailable()
+    if reason:
+        pytest.skip(f"DISTRIBUTED MODE NOT TESTED: {reason}")
+    from sqlalchemy import create_engine, text
+
+    name = f"faceplane_test_{secrets.token_hex(6)}"
+    admin = create_engine(f"{PG_URL}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield Backend("celery", database_url=f"{PG_URL}/{name}")
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
 
 @contextmanager
-def app_client(tmp_path: Path, **overrides: Any) -> Iterator[TestClient]:
-    settings = Settings(data_dir=tmp_path / "data", **overrides)
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-        yield client
+def app_client(backend: Backend, tmp_path: Path, **overrides: Any) -> Iterator[TestClient]:
+    """A server; in celery mode also a `faceplane worker` with `workers` processes (none: 0)."""
+    settings = backend.settings(tmp_path, **overrides)
+    worker = None
+    try:
+        with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+            if backend.mode == "celery" and settings.workers:
+                worker = Worker(settings, settings.workers, tmp_path / "worker.log").start()
+            yield client
+    finally:
+        if worker:
+            worker.stop()
+        if backend.mode == "celery":
+            _drop_queue(settings.celery_queue)
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    with app_client(tmp_path_factory.mktemp("tasks"), workers=2) as c:
+def client(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    with app_client(backend, tmp_path_factory.mktemp("tasks"), workers=2) as c:
         yield c
 
 
 @pytest.fixture(scope="module")
-def idle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+def idle(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     """No workers: tasks stay queued (for cancel and back-pressure)."""
     with app_client(
-        tmp_path_factory.mktemp("idle"), workers=0, task_max_queue=3, batch_max_items=2
+        backend, tmp_path_factory.mktemp("idle"), workers=0, task_max_queue=3, batch_max_items=2
     ) as c:
         yield c
 
@@ -107,6 +276,17 @@ def test_batch_gives_one_request_id_per_item(client: TestClient, astronaut: byte
     ids = [t["request_id"] for t in resp.json()["tasks"]]
     assert len(set(ids)) == 3
     assert all(wait(client, i)["status"] == "succeeded" for i in ids)
+
+
+def test_a_task_nobody_was_told_about_still_runs(client: TestClient, astronaut: bytes) -> None:
+    """The server stopped between the insert and the publish: the table is the truth."""
+    from faceplane.services.images import ImageSource
+    from faceplane.services.tasks import TaskSpec, submit_task
+
+    app: Any = client.app
+    spec = TaskSpec("detect", {"image": ImageSource("image", data=astronaut)}, {})
+    task, _ = submit_task(app.state.services, app.state.store, "default", spec)  # no notify
+    assert wait(client, task["request_id"], seconds=20)["status"] == "succeeded"
 
 
 def test_batch_over_the_limit_is_refused(idle: TestClient, astronaut: bytes) -> None:
@@ -182,9 +362,9 @@ def test_cancel_queued_then_again_then_finished(
 
 
 def test_full_queue_answers_server_busy_and_keeps_accepted_tasks(
-    tmp_path: Path, astronaut: bytes
+    backend: Backend, tmp_path: Path, astronaut: bytes
 ) -> None:
-    with app_client(tmp_path, workers=0, task_max_queue=2) as c:
+    with app_client(backend, tmp_path, workers=0, task_max_queue=2) as c:
         ids = [
             submit(c, operation="detect", input={"image": b64(astronaut)})["request_id"]
             for _ in range(2)
@@ -213,9 +393,9 @@ def test_list_filters_by_status_and_paginates(client: TestClient, astronaut: byt
 
 
 def test_expired_task_answers_task_expired_and_its_files_are_gone(
-    tmp_path: Path, astronaut: bytes
+    backend: Backend, tmp_path: Path, astronaut: bytes
 ) -> None:
-    with app_client(tmp_path, workers=1, task_ttl_s=1, maintenance_interval_s=0.2) as c:
+    with app_client(backend, tmp_path, workers=1, task_ttl_s=1, maintenance_interval_s=0.2) as c:
         task = submit(c, operation="crop", input={"image": b64(astronaut)})
         assert wait(c, task["request_id"])["status"] == "succeeded"
         folder = tmp_path / "data" / "blobs" / "tasks" / task["request_id"]
@@ -255,9 +435,10 @@ def receiver() -> Iterator[str]:
 
 
 def test_webhook_is_signed_retried_and_recorded(
-    tmp_path: Path, astronaut: bytes, receiver: str
+    backend: Backend, tmp_path: Path, astronaut: bytes, receiver: str
 ) -> None:
     with app_client(
+        backend,
         tmp_path,
         workers=1,
         fetch_allow_private=True,
@@ -287,8 +468,11 @@ def test_webhook_is_signed_retried_and_recorded(
         assert [d["http_status"] for d in state["webhook"]["deliveries"]] == [500, 200]
 
 
-def test_dead_webhook_never_changes_the_outcome(tmp_path: Path, astronaut: bytes) -> None:
+def test_dead_webhook_never_changes_the_outcome(
+    backend: Backend, tmp_path: Path, astronaut: bytes
+) -> None:
     with app_client(
+        backend,
         tmp_path,
         workers=1,
         fetch_allow_private=True,
@@ -328,3 +512,63 @@ def test_webhook_to_a_private_address_is_refused_at_submission(
         },
     )
     assert resp.json()["error"]["code"] == "URL_FORBIDDEN"
+
+
+class SlowImage(BaseHTTPRequestHandler):
+    """Serves one JPEG after a delay, so tasks are surely running when the worker dies."""
+
+    image = b""
+    delay_s = 1.0
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        time.sleep(self.delay_s)
+        with suppress(OSError):  # the worker that asked may be dead by now
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Length", str(len(self.image)))
+            self.end_headers()
+            self.wfile.write(self.image)
+
+
+@pytest.mark.parametrize("backend", ["celery"], indirect=True)
+def test_killed_worker_loses_no_task(backend: Backend, tmp_path: Path, astronaut: bytes) -> None:
+    """kill -9 of a worker mid-batch: a new worker finishes every task, the killed ones twice."""
+    SlowImage.image = astronaut
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), SlowImage)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/astronaut.jpg"
+    settings = backend.settings(
+        tmp_path, workers=0, task_lease_s=3, maintenance_interval_s=0.2, fetch_allow_private=True
+    )
+    first = Worker(settings, 2, tmp_path / "worker1.log")
+    second = Worker(settings, 2, tmp_path / "worker2.log")
+    try:
+        with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+            first.start()
+            items = [{"operation": "detect", "input": {"image": {"url": url}}} for _ in range(6)]
+            resp = c.post("/v1/tasks:batch", json={"items": items})
+            assert resp.status_code == 202, resp.text
+            ids = [t["request_id"] for t in resp.json()["tasks"]]
+            running: list[str] = []
+            deadline = time.time() + 20
+            while time.time() < deadline and len(running) < 2:
+                listed = c.get("/v1/tasks", params={"status": "running"}).json()["tasks"]
+                running = [t["request_id"] for t in listed]
+                time.sleep(0.05)
+            assert len(running) == 2, "both pool processes should be fetching"
+            first.kill9()
+            second.start()
+            final = {i: wait(c, i, seconds=40) for i in ids}
+            assert {i: t["status"] for i, t in final.items()} == {i: "succeeded" for i in ids}
+            assert all(len(t["result"]["faces"]) == 1 for t in final.values())
+            # The killed tasks ran again (lease expiry, then republished); the rest ran once.
+            assert {i: final[i]["attempts"] for i in running} == {i: 2 for i in running}
+            assert all(final[i]["attempts"] == 1 for i in ids if i not in running)
+    finally:
+        first.stop()
+        second.stop()
+        httpd.shutdown()
+        _drop_queue(settings.celery_queue)

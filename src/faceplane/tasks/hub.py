@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from faceplane.services.context import Services
 from faceplane.services.tasks import load_task, render_task
@@ -14,6 +14,9 @@ from faceplane.store import Store
 from faceplane.tasks.runner import expire_tasks, recover_tasks
 from faceplane.tasks.state import FINISHED
 from faceplane.tasks.webhooks import deliver_due
+
+if TYPE_CHECKING:
+    from faceplane.tasks.celery import CeleryExecutor
 
 log = logging.getLogger("faceplane.tasks")
 
@@ -42,10 +45,11 @@ class TaskHub:
         self.store = store
         settings = services.settings
         self.executor: Executor
+        self._celery: CeleryExecutor | None = None
         if settings.executor == "celery":
             from faceplane.tasks.celery import CeleryExecutor
 
-            self.executor = CeleryExecutor(settings)
+            self.executor = self._celery = CeleryExecutor(settings)
         else:
             from faceplane.tasks.local import LocalExecutor
 
@@ -121,6 +125,10 @@ class TaskHub:
         while True:
             try:
                 await asyncio.to_thread(recover_tasks, self.store)
+                if self._celery is not None:
+                    # Celery cannot see the table: a requeued task, or one whose message was
+                    # never published, needs a new message.
+                    await asyncio.to_thread(self._celery.republish_stale, self.store)
                 await asyncio.to_thread(expire_tasks, self.store)
                 await asyncio.to_thread(self._deliver)
             except Exception:  # maintenance must outlive a bad tick
