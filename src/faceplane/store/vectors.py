@@ -24,6 +24,8 @@ EXPANSION_SEARCH = 512
 # Keys at or above HOLE_BASE are placeholders (zero vectors) that overwrite the slots of removed
 # vectors: usearch only marks a removal, leaving the vector in memory and in saved files.
 HOLE_BASE = 1 << 62
+_PARALLEL_MIN = 1024  # smaller batches (an enroll) insert on one thread: no stranding
+_VERIFY_EF = 16
 _ZIP_MAGIC = b"PK\x03\x04"  # np.savez output, i.e. an ExactIndex file
 
 
@@ -102,11 +104,11 @@ class ExactIndex:
         return self._n
 
     def _reserve(self, n: int) -> None:
-        """Grow (doubling, for amortised O(1) appends) or shrink the arrays to fit n rows."""
+        """Grow (by half, for amortised O(1) appends) or shrink the arrays to fit n rows."""
         cap = len(self._keys)
         if n <= cap and (cap <= 1024 or n > cap // 4):
             return
-        new = max(1024, 2 * n)
+        new = max(1024, n + n // 2)
         keys = np.empty(new, dtype=np.int64)
         vecs = np.zeros((new, self.dim), dtype=np.float32)
         keys[: self._n], vecs[: self._n] = self._keys[: self._n], self._vecs[: self._n]
@@ -236,6 +238,7 @@ class HnswIndex:
         keys = np.asarray(self._ix.keys, dtype=np.uint64).astype(np.int64)
         self._holes: list[int] = sorted(keys[keys >= HOLE_BASE].tolist())
         self._next_hole = max(self._holes, default=HOLE_BASE - 1) + 1
+        self.relinked = 0  # vectors re-inserted after a parallel add stranded them
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -254,7 +257,34 @@ class HnswIndex:
             if spare:  # free placeholder slots (already zeroed) for the new vectors to take
                 self._ix.remove(self._holes[-spare:])
                 del self._holes[-spare:]
-            self._ix.add(keys, vectors, threads=self.threads if len(keys) > 64 else 1)
+            if self.threads > 1 and len(keys) >= _PARALLEL_MIN:
+                self._ix.add(keys, vectors, threads=self.threads)
+                self._relink(keys, vectors)
+            else:
+                self._ix.add(keys, vectors, threads=1)
+
+    def _relink(self, keys: np.ndarray, vectors: np.ndarray) -> None:
+        """Re-insert, one at a time, what a parallel add left unreachable (usearch issue #735).
+
+        Concurrent inserts can strand a node no search reaches, so a face would never be found.
+        Every new vector must find itself: a cheap narrow search first, the real width for the
+        few it misses, and a sequential re-insert for what is still missing.
+        """
+        width = self._ix.expansion_search
+        try:
+            for ef in (_VERIFY_EF, width):
+                self._ix.expansion_search = ef
+                found = self._ix.search(vectors, 1, threads=self.threads)
+                top = np.asarray(found.keys).reshape(len(keys), -1)[:, 0].astype(np.int64)
+                miss = top != keys
+                keys, vectors = keys[miss], vectors[miss]
+                if not len(keys):
+                    return
+        finally:
+            self._ix.expansion_search = width
+        self._ix.remove(keys)
+        self._ix.add(keys, vectors, threads=1)
+        self.relinked += len(keys)
 
     def remove(self, keys: np.ndarray) -> None:
         """Remove vectors by key (unknown keys ignored), overwriting their slots with zeros."""
@@ -310,7 +340,7 @@ class HnswIndex:
         keys, vecs = self.items()
         with self._lock:
             ix = self._ix
-            fresh = Index(
+            self._ix = Index(
                 ndim=self.dim,
                 metric=ix.metric_kind,
                 dtype=ix.dtype,
@@ -318,8 +348,9 @@ class HnswIndex:
                 expansion_add=ix.expansion_add,
                 expansion_search=ix.expansion_search,
             )
-            fresh.add(keys, vecs, threads=self.threads)
-            self._ix, self._holes, self._next_hole = fresh, [], HOLE_BASE
+            self._holes, self._next_hole = [], HOLE_BASE
+            self._ix.add(keys, vecs, threads=self.threads)
+            self._relink(keys, vecs)
 
     def save(self, path: Path) -> None:
         """Write the index to `path` atomically (usearch's own file format)."""

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from typing import Any
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, case, select, update
 
 from faceplane.errors import Err, FaceplaneError
 from faceplane.services.context import Services
@@ -113,12 +114,57 @@ def _cancel_requested(store: Store, task_id: str) -> bool:
         )
 
 
+class _Heartbeat:
+    """Renews a running task's lease while its worker is alive, so a long task is not taken
+    for lost; a worker that dies stops renewing, and the lease runs out."""
+
+    def __init__(self, store: Store, row: dict[str, Any], lease_s: float) -> None:
+        self._store, self._row, self._lease_s = store, row, lease_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self._lease_s / 3):
+            with self._store.db.begin() as conn:
+                conn.execute(
+                    update(tasks)
+                    .where(
+                        and_(
+                            tasks.c.id == self._row["id"],
+                            tasks.c.worker == self._row["worker"],
+                            tasks.c.status == Status.RUNNING,
+                        )
+                    )
+                    .values(lease_until=time.time() + self._lease_s)
+                )
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def execute(services: Services, store: Store, row: dict[str, Any]) -> str:
-    """Run a claimed task to its end and return its final status."""
+    """Run a claimed task to its end and return its final status (`lost` when another worker
+    took it over meanwhile: its outcome is the other worker's)."""
+    with _Heartbeat(store, row, services.settings.task_lease_s):
+        status, values = _run(services, store, row)
+    if not _finish(store, row, status, **values):
+        log.warning(
+            "task %s was taken over by another worker; this run's outcome is dropped", row["id"]
+        )
+        return "lost"
+    return status.value
+
+
+def _run(services: Services, store: Store, row: dict[str, Any]) -> tuple[Status, dict[str, Any]]:
+    """Run the operation; return the status to move to and the columns to write."""
     task_id = row["id"]
     if row["cancel_requested"]:
-        _finish(store, row, Status.CANCELED)
-        return Status.CANCELED.value
+        return Status.CANCELED, {}
     try:
         result = run_operation(
             services,
@@ -130,27 +176,30 @@ def execute(services: Services, store: Store, row: dict[str, Any]) -> str:
     except FaceplaneError as exc:
         # A catalogue error is the answer (no face, bad image): retrying cannot change it.
         error = {"code": exc.err.name, "message": exc.message, "details": exc.details}
-        _finish(store, row, Status.FAILED, error_json=json.dumps(error))
-        return Status.FAILED.value
+        return Status.FAILED, {"error_json": json.dumps(error)}
     except Exception:
         log.exception("task %s crashed (attempt %s)", task_id, row["attempts"])
         if row["attempts"] < row["max_attempts"]:
-            _finish(store, row, Status.QUEUED, worker=None)
-            return Status.QUEUED.value
+            return Status.QUEUED, {"worker": None}
         error = {"code": Err.INTERNAL.name, "message": Err.INTERNAL.message, "details": {}}
-        _finish(store, row, Status.FAILED, error_json=json.dumps(error))
-        return Status.FAILED.value
+        return Status.FAILED, {"error_json": json.dumps(error)}
     if _cancel_requested(store, task_id):
-        _finish(store, row, Status.CANCELED)  # cooperative: the result is dropped
-        return Status.CANCELED.value
+        return Status.CANCELED, {}  # cooperative: the result is dropped
     body = dict(result.body)
     if result.images:
         body["_images"] = {
             name: store.blobs.put(f"tasks/{task_id}/result/{name}.jpg", data)
             for name, data in result.images.items()
         }
-    _finish(store, row, Status.SUCCEEDED, result_json=json.dumps(body))
-    return Status.SUCCEEDED.value
+    return Status.SUCCEEDED, {"result_json": json.dumps(body)}
+
+
+def _webhook_due(now: float) -> dict[str, Any]:
+    """Columns that schedule the `task.finished` webhook of tasks that have one."""
+    return {
+        "webhook_state": case((tasks.c.webhook_url.is_not(None), "pending"), else_=None),
+        "webhook_next_at": case((tasks.c.webhook_url.is_not(None), now), else_=None),
+    }
 
 
 def recover_tasks(store: Store, now: float | None = None) -> int:
@@ -180,7 +229,7 @@ def recover_tasks(store: Store, now: float | None = None) -> int:
                 finished_at=now,
                 lease_until=None,
                 updated_at=now,
-                webhook_state=None,
+                **_webhook_due(now),
             )
         ).rowcount
     if retried or failed:
@@ -230,7 +279,13 @@ def expire_tasks(store: Store, now: float | None = None) -> int:
         conn.execute(
             update(tasks)
             .where(and_(tasks.c.status == Status.QUEUED, tasks.c.expires_at < now))
-            .values(status=Status.FAILED.value, error_json=error, finished_at=now, updated_at=now)
+            .values(
+                status=Status.FAILED.value,
+                error_json=error,
+                finished_at=now,
+                updated_at=now,
+                **_webhook_due(now),
+            )
         )
         ids = (
             conn.execute(

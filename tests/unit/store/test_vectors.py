@@ -253,3 +253,23 @@ def test_concurrent_search_and_add() -> None:
     for t in threads:
         t.join()
     assert not errors and len(index) == 800 and index.kind == "hnsw"
+
+
+def test_bulk_add_leaves_no_vector_unreachable() -> None:
+    # A parallel usearch add can strand nodes (usearch #735); the index re-links them.
+    vectors = random_unit(5000, seed=3)
+    index = HnswIndex(DIM, expansion_search=128, threads=2)
+    index.add(np.arange(5000), vectors)
+    top, _ = index.search(vectors, 1)
+    np.testing.assert_array_equal(top[:, 0], np.arange(5000))
+
+
+def test_compact_drops_placeholders() -> None:
+    vectors = random_unit(2000)
+    index = HnswIndex(DIM)
+    index.add(np.arange(2000), vectors)
+    index.remove(np.arange(0, 2000, 2))
+    index.compact()
+    assert len(index) == 1000 and int(index._ix.size) == 1000
+    top, _ = index.search(vectors[1::2], 1)
+    np.testing.assert_array_equal(top[:, 0], np.arange(1, 2000, 2))

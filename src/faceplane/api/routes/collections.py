@@ -81,7 +81,7 @@ async def _run(
 
 
 @router.post("/collections", status_code=201, summary="Create a gallery or a blacklist")
-async def create_collection(
+def create_collection(
     body: CollectionIn, services: ServicesDep, store: StoreDep, request_id: RequestIdDep
 ) -> dict[str, Any]:
     """Answers with the collection's `id`; its embedding model is pinned now."""
@@ -90,7 +90,7 @@ async def create_collection(
 
 
 @router.get("/collections", summary="The caller's collections")
-async def list_collections(
+def list_collections(
     store: StoreDep,
     request_id: RequestIdDep,
     limit: Limit = 50,
@@ -102,7 +102,7 @@ async def list_collections(
 
 
 @router.get("/collections/{collection_id}", summary="One collection")
-async def get_collection(
+def get_collection(
     collection_id: str, store: StoreDep, request_id: RequestIdDep
 ) -> dict[str, Any]:
     """With its subject and face counts."""
@@ -110,7 +110,7 @@ async def get_collection(
 
 
 @router.patch("/collections/{collection_id}", summary="Rename a collection")
-async def patch_collection(
+def patch_collection(
     collection_id: str, body: CollectionPatch, store: StoreDep, request_id: RequestIdDep
 ) -> dict[str, Any]:
     """Change the name or the description."""
@@ -123,14 +123,14 @@ async def patch_collection(
     status_code=204,
     summary="Delete a collection with everything in it",
 )
-async def delete_collection(collection_id: str, store: StoreDep) -> Response:
+def delete_collection(collection_id: str, store: StoreDep) -> Response:
     """Subjects, faces, vectors and crops are deleted for real."""
     col.delete_collection(store, OWNER, collection_id)
     return Response(status_code=204)
 
 
 @router.post("/collections/{collection_id}/subjects", status_code=201, summary="Add a subject")
-async def create_subject(
+def create_subject(
     collection_id: str,
     body: SubjectIn,
     services: ServicesDep,
@@ -145,7 +145,7 @@ async def create_subject(
 
 
 @router.get("/collections/{collection_id}/subjects", summary="A collection's subjects")
-async def list_subjects(
+def list_subjects(
     collection_id: str,
     store: StoreDep,
     request_id: RequestIdDep,
@@ -157,7 +157,7 @@ async def list_subjects(
 
 
 @router.get("/collections/{collection_id}/subjects/{subject_id}", summary="One subject")
-async def get_subject(
+def get_subject(
     collection_id: str, subject_id: str, store: StoreDep, request_id: RequestIdDep
 ) -> dict[str, Any]:
     """With its face count."""
@@ -165,7 +165,7 @@ async def get_subject(
 
 
 @router.patch("/collections/{collection_id}/subjects/{subject_id}", summary="Change a subject")
-async def patch_subject(
+def patch_subject(
     collection_id: str,
     subject_id: str,
     body: SubjectPatch,
@@ -183,7 +183,7 @@ async def patch_subject(
     status_code=204,
     summary="Delete a subject and its faces",
 )
-async def delete_subject(collection_id: str, subject_id: str, store: StoreDep) -> Response:
+def delete_subject(collection_id: str, subject_id: str, store: StoreDep) -> Response:
     """Its faces, vectors and crops are deleted for real."""
     col.delete_subject(store, OWNER, collection_id, subject_id)
     return Response(status_code=204)
@@ -218,7 +218,7 @@ async def enroll(
 
 
 @router.get("/collections/{collection_id}/subjects/{subject_id}/faces", summary="A subject's faces")
-async def list_faces(
+def list_faces(
     collection_id: str,
     subject_id: str,
     store: StoreDep,
@@ -232,7 +232,7 @@ async def list_faces(
 
 
 @router.get("/collections/{collection_id}/faces/{face_token}", summary="One face")
-async def get_face(
+def get_face(
     collection_id: str, face_token: str, store: StoreDep, request_id: RequestIdDep
 ) -> dict[str, Any]:
     """Its subject, box and quality."""
@@ -242,7 +242,7 @@ async def get_face(
 @router.patch(
     "/collections/{collection_id}/faces/{face_token}", summary="Move a face to another subject"
 )
-async def move_face(
+def move_face(
     collection_id: str,
     face_token: str,
     body: FacePatch,
@@ -258,7 +258,7 @@ async def move_face(
 @router.delete(
     "/collections/{collection_id}/faces/{face_token}", status_code=204, summary="Delete a face"
 )
-async def delete_face(collection_id: str, face_token: str, store: StoreDep) -> Response:
+def delete_face(collection_id: str, face_token: str, store: StoreDep) -> Response:
     """Its vector and crop are deleted for real."""
     col.delete_face(store, OWNER, collection_id, face_token)
     return Response(status_code=204)

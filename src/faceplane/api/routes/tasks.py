@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from faceplane.api.deps import RequestIdDep, ServicesDep, StoreDep, TaskHubDep
 from faceplane.api.inputs import ref_to_source
@@ -179,9 +180,9 @@ async def submit(
         raise FaceplaneError(
             Err.INVALID_ARGUMENT, "Send several tasks to POST /v1/tasks:batch.", items=len(specs)
         )
-    task, created = submit_task(services, store, OWNER, specs[0])
+    task, created = await run_in_threadpool(submit_task, services, store, OWNER, specs[0])
     if created:
-        hub.queued([task["request_id"]])
+        await run_in_threadpool(hub.queued, [task["request_id"]])
     return JSONResponse(task, status_code=202 if created else 200)
 
 
@@ -195,8 +196,8 @@ async def submit_many(
 ) -> JSONResponse:
     """One `request_id` per item; all items are checked before any is queued."""
     specs = await _read_specs(request)
-    result = submit_batch(services, store, OWNER, specs)
-    hub.queued([t["request_id"] for t in result["tasks"]])
+    result = await run_in_threadpool(submit_batch, services, store, OWNER, specs)
+    await run_in_threadpool(hub.queued, [t["request_id"] for t in result["tasks"]])
     return JSONResponse({"request_id": request_id, **result}, status_code=202)
 
 
@@ -212,18 +213,18 @@ async def get_one(
     if wait_s > 0:
         row = await hub.wait(OWNER, task_id, wait_s)
         if not row["purged"]:
-            return render_task(services, store, row)
-    return get_task(services, store, OWNER, task_id)
+            return await run_in_threadpool(render_task, services, store, row)
+    return await run_in_threadpool(get_task, services, store, OWNER, task_id)
 
 
 @router.delete("/tasks/{task_id}", summary="Cancel a task")
-async def cancel(task_id: str, services: ServicesDep, store: StoreDep) -> dict[str, Any]:
+def cancel(task_id: str, services: ServicesDep, store: StoreDep) -> dict[str, Any]:
     """A queued task is canceled at once; a running one stops cooperatively."""
     return cancel_task(services, store, OWNER, task_id)
 
 
 @router.get("/tasks", summary="The caller's tasks, newest first")
-async def list_all(
+def list_all(
     services: ServicesDep,
     store: StoreDep,
     request_id: RequestIdDep,
@@ -240,7 +241,7 @@ async def list_all(
 
 
 @router.get("/blobs/{key:path}", summary="An image result, by signed URL", tags=["blobs"])
-async def blob(
+def blob(
     key: str,
     store: StoreDep,
     owner: str,
