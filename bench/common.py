@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,3 +26,27 @@ def print_table(header: list[str], rows: list[list[str]]) -> None:
     print("|" + "|".join("---" for _ in header) + "|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
+
+
+def create_key(env: dict[str, str]) -> str:
+    """A KEY for a new app (no rate limit to speak of) in the data folder named by `env`."""
+    made = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "faceplane.cli",
+            "admin",
+            "app",
+            "create",
+            "--company",
+            "bench",
+            "--rate-limit",
+            "100000000",
+            "--json",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return str(json.loads(made.stdout)["key"])

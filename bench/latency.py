@@ -15,6 +15,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import print_table, testdata_dir
+from common import create_key, print_table, testdata_dir
 
 
 def photo_640x480(path: Path | None) -> bytes:
@@ -56,7 +57,9 @@ def main() -> None:
     args = ap.parse_args()
     jpeg = photo_640x480(args.image)
     port = free_port()
-    env = {**os.environ, "FACEPLANE_PORT": str(port)}
+    data = tempfile.TemporaryDirectory(prefix="faceplane-bench-")
+    env = {**os.environ, "FACEPLANE_PORT": str(port), "FACEPLANE_DATA_DIR": data.name}
+    headers = {"X-API-Key": create_key(env)}
     server = subprocess.Popen(
         [sys.executable, "-m", "faceplane.cli", "serve"],
         env=env,
@@ -66,7 +69,7 @@ def main() -> None:
     rows = []
     try:
         base = f"http://127.0.0.1:{port}"
-        with httpx.Client(timeout=60) as client:
+        with httpx.Client(timeout=60, headers=headers) as client:
             for _ in range(100):
                 try:
                     client.get(base + "/v1/health")
@@ -94,6 +97,7 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait()
+        data.cleanup()
 
     import face_recognition
 

@@ -26,7 +26,7 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import print_table, testdata_dir
+from common import create_key, print_table, testdata_dir
 
 PG = "postgresql+psycopg://postgres@127.0.0.1:5432/"
 
@@ -86,6 +86,7 @@ class Deployment:
 
     def __enter__(self) -> Deployment:
         cmd = [sys.executable, "-m", "faceplane.cli"]
+        self.headers = {"X-API-Key": create_key(self.env)}
         self.procs.append(
             subprocess.Popen(
                 [*cmd, "serve"], env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -130,7 +131,7 @@ def run_one(client: httpx.Client, base: str, item: dict) -> float:
 def measure(dep: Deployment, photo: bytes, n: int, m: int) -> list[str]:
     """Throughput, task latency and sync latency on one deployment."""
     item = {"operation": "detect", "input": {"image": {"base64": base64.b64encode(photo).decode()}}}
-    with httpx.Client(timeout=120) as client:
+    with httpx.Client(timeout=120, headers=dep.headers) as client:
         for _ in range(4):  # warm the workers' models
             run_one(client, dep.base, item)
         start = time.perf_counter()

@@ -12,9 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from faceplane.app import create_app
 from faceplane.services.context import Services
 from faceplane.settings import Settings
+from support import authed_client
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,9 +36,9 @@ def testdata() -> Path:
 
 
 @pytest.fixture(scope="session")
-def settings() -> Settings:
-    """Server settings on the installed models (FACEPLANE_MODELS_DIR or the default)."""
-    return Settings()
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Server settings on the installed models, with a throw-away data folder."""
+    return Settings(data_dir=tmp_path_factory.mktemp("data"))
 
 
 @pytest.fixture(scope="session")
@@ -49,8 +49,8 @@ def services(settings: Settings) -> Services:
 
 @pytest.fixture(scope="session")
 def client(settings: Settings) -> Iterator[TestClient]:
-    """A test client on a real app with real models."""
-    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+    """An authenticated test client on a real app with real models."""
+    with authed_client(settings) as c:
         yield c
 
 

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import cv2
 from fastapi import FastAPI
+from sqlalchemy import select
 
 from faceplane import __version__
+from faceplane.api.audit import AuditLog
 from faceplane.api.blocking import BlockingPool
 from faceplane.api.handlers import RequestContext, install_handlers
-from faceplane.api.routes import collections, faces, meta, tasks
+from faceplane.api.routes import admin, collections, faces, meta, tasks
+from faceplane.services.accounts import Principal, bootstrap
 from faceplane.services.context import Services
+from faceplane.services.limits import DbCounters, RedisCounters
 from faceplane.settings import Settings
 from faceplane.store import Store
+from faceplane.store.db import companies
 from faceplane.tasks.hub import TaskHub
 
 log = logging.getLogger("faceplane")
@@ -55,10 +61,54 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.blocking = BlockingPool(settings.inference_threads)
     app.state.store = store = services.store = Store.open(settings)
     app.state.hub = TaskHub(services, store)
+    app.state.counters = (
+        RedisCounters(settings.limits_redis_url)
+        if settings.limits_redis_url
+        else DbCounters(store.db)
+    )
+    _first_run(settings, store)
+    if settings.auth_disabled:
+        log.warning(
+            "!!! AUTHENTICATION IS DISABLED (FACEPLANE_AUTH_DISABLED=true): every request acts "
+            "as the admin of the first company. Never expose this server. !!!"
+        )
+        app.state.open_principal = _open_principal(store)
+    app.include_router(admin.router)
     app.include_router(faces.router)
     app.include_router(tasks.router)
     app.include_router(collections.router)
     app.include_router(meta.router)
     install_handlers(app)
+    app.add_middleware(AuditLog, store=store)
     app.add_middleware(RequestContext, max_body_bytes=int(settings.max_body_mb * 1024 * 1024))
     return app
+
+
+def _first_run(settings: Settings, store: Store) -> None:
+    """On an empty database: create a company, an admin and an app, and print them once."""
+    created = bootstrap(store, settings.default_rate_limit)
+    if created is None:
+        return
+    banner = "\n".join(
+        [
+            "",
+            "=" * 72,
+            "Faceplane first run: created company 'default', its admin and an app.",
+            f"  admin login : {created['admin_email']} / {created['admin_password']}",
+            f"  APP_ID      : {created['app_id']}",
+            f"  KEY         : {created['key']}",
+            "These secrets are shown this once. Use the KEY as `Authorization: Bearer <KEY>`.",
+            "=" * 72,
+            "",
+        ]
+    )
+    print(banner, file=sys.stderr, flush=True)
+
+
+def _open_principal(store: Store) -> Principal:
+    """The caller every request becomes when authentication is disabled."""
+    with store.db.connect() as conn:
+        company_id = conn.execute(
+            select(companies.c.id).order_by(companies.c.created_at).limit(1)
+        ).scalar_one()
+    return Principal(company_id=company_id, role="admin", via="disabled")

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from faceplane.cli_admin import add_admin_parser
 from faceplane.errors import Err, FaceplaneError
 from faceplane.services.context import Services
 from faceplane.settings import Settings
@@ -263,8 +264,10 @@ def cmd_enroll(args: argparse.Namespace, settings: Settings) -> int:
     except FaceplaneError as exc:
         print(f"error {exc.err.name}: {exc.message}", file=sys.stderr)
         return 2
-    existing = {s["name"]: s["id"]
-                for s in col.list_subjects(store, "default", cid, 1_000_000, None)["subjects"]}
+    existing = {
+        s["name"]: s["id"]
+        for s in col.list_subjects(store, "default", cid, 1_000_000, None)["subjects"]
+    }
     files = [(p.name, f) for p in people for f in sorted(p.iterdir()) if f.is_file()]
     progress = Progress(len(files))
     ok, failures = 0, []
@@ -272,8 +275,14 @@ def cmd_enroll(args: argparse.Namespace, settings: Settings) -> int:
         try:
             if name not in existing:
                 existing[name] = col.create_subject(services, store, "default", cid, name)["id"]
-            col.enroll_faces(services, store, "default", cid, existing[name],
-                             ImageSource("image", data=path.read_bytes()))
+            col.enroll_faces(
+                services,
+                store,
+                "default",
+                cid,
+                existing[name],
+                ImageSource("image", data=path.read_bytes()),
+            )
             ok += 1
         except FaceplaneError as exc:
             failures.append(f"{path}: {exc.err.name}: {exc.message}")
@@ -282,8 +291,10 @@ def cmd_enroll(args: argparse.Namespace, settings: Settings) -> int:
         progress.update(ok, len(failures))
     progress.close()
     store.indexes.save_all()
-    print(f"collection {args.collection} ({cid}): {ok} face(s) enrolled for {len(people)} "
-          f"subject(s), {len(failures)} file(s) skipped")
+    print(
+        f"collection {args.collection} ({cid}): {ok} face(s) enrolled for {len(people)} "
+        f"subject(s), {len(failures)} file(s) skipped"
+    )
     for line in failures:
         print("  skipped " + line, file=sys.stderr)
     return 0
@@ -298,9 +309,14 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     try:
         cid = _collection_id(store, args.collection, None)
         result = search_collection(
-            services, store, "default", cid,
+            services,
+            store,
+            "default",
+            cid,
             image=ImageSource("image", data=Path(args.image).read_bytes()),
-            all_faces=args.all_faces, k=args.k, far=args.far,
+            all_faces=args.all_faces,
+            k=args.k,
+            far=args.far,
         )
     except FaceplaneError as exc:
         print(f"error {exc.err.name}: {exc.message}", file=sys.stderr)
@@ -313,8 +329,10 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     for i, face in enumerate(result["faces"]):
         b = face["box"]
-        print(f"face {i} at {b['x']:.0f},{b['y']:.0f} {b['width']:.0f}×{b['height']:.0f} "
-              f"(threshold {face['threshold']:.4f}, far {result['far']:g}):")
+        print(
+            f"face {i} at {b['x']:.0f},{b['y']:.0f} {b['width']:.0f}×{b['height']:.0f} "
+            f"(threshold {face['threshold']:.4f}, far {result['far']:g}):"
+        )
         if not face["matches"]:
             print("  no match: unknown")
         for m in face["matches"]:
@@ -330,8 +348,11 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
 
     _, store = _storage(settings)
     with store.db.connect() as conn:
-        ids = [r[0] for r in conn.execute(select(collections.c.id, collections.c.name)).all()
-               if not args.collection or args.collection in r]
+        ids = [
+            r[0]
+            for r in conn.execute(select(collections.c.id, collections.c.name)).all()
+            if not args.collection or args.collection in r
+        ]
     for cid in ids:
         print(f"{cid}: {store.indexes.rebuild(store.db, cid)} vector(s)")
     return 0
@@ -498,6 +519,8 @@ def build_parser() -> argparse.ArgumentParser:
     ix.add_argument("action", choices=("rebuild",))
     ix.add_argument("collection", nargs="?", help="name or id (default: all)")
     ix.set_defaults(fn=cmd_index)
+
+    add_admin_parser(sub)
 
     m = sub.add_parser("models", help="install or list models")
     m.add_argument("action", choices=("install", "list"))

@@ -73,6 +73,26 @@ class Settings(BaseSettings):
         description="Allow image URLs on loopback, private, link-local and metadata addresses.",
     )
 
+    # access
+    auth_disabled: bool = Field(
+        False,
+        description="Serve without credentials, as the first company's admin. For local "
+        "experiments only: loudly logged at start.",
+    )
+    default_rate_limit: int = Field(600, ge=1, description="Requests per window of a new app.")
+    rate_window_s: int = Field(60, ge=1, description="The rate-limit window.")
+    quota_period_s: int = Field(30 * 86_400, ge=1, description="The quota (credits) period.")
+    access_token_ttl_s: int = Field(900, ge=1, description="Lifetime of an access token.")
+    refresh_token_ttl_s: int = Field(7 * 86_400, ge=1, description="Lifetime of a refresh token.")
+    signature_max_skew_s: float = Field(
+        300.0, gt=0, description="A signed request's timestamp may be this far off the clock."
+    )
+    limits_redis_url: str | None = Field(
+        None,
+        description="Keep rate and quota counters in this Redis (distributed mode); "
+        "default: in the database.",
+    )
+
     # storage
     data_dir: Path = Field(
         default_factory=default_data_dir,
@@ -128,9 +148,7 @@ class Settings(BaseSettings):
 
     # collections and search
     max_collections: int = Field(100, ge=1, description="Collections per owner.")
-    collection_max_subjects: int = Field(
-        1_000_000, ge=1, description="Subjects per collection."
-    )
+    collection_max_subjects: int = Field(1_000_000, ge=1, description="Subjects per collection.")
     collection_max_faces: int = Field(2_000_000, ge=1, description="Faces per collection.")
     subject_max_faces: int = Field(50, ge=1, description="Faces per subject.")
     enroll_keep_crops: bool = Field(

@@ -13,8 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image, ImageFilter
 
-from faceplane.app import create_app
 from faceplane.settings import Settings
+from support import authed_client
 
 JOHNS = "faces/dlib/examples/johns"
 
@@ -24,7 +24,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     settings = Settings(
         data_dir=tmp_path_factory.mktemp("coll") / "data", workers=1, enroll_min_face_px=40
     )
-    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+    with authed_client(settings) as c:
         yield c
 
 

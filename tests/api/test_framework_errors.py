@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi.testclient import TestClient
 
-from faceplane.app import create_app
 from faceplane.settings import Settings
+from support import authed_client
 
 
 def test_unknown_route_is_route_not_found(client: TestClient) -> None:
@@ -22,9 +24,8 @@ def test_wrong_method_is_method_not_allowed(client: TestClient) -> None:
     assert resp.json()["error"]["code"] == "METHOD_NOT_ALLOWED"
 
 
-def test_body_over_limit_is_payload_too_large() -> None:
-    app = create_app(Settings(max_body_mb=0.01))
-    with TestClient(app, raise_server_exceptions=False) as c:
+def test_body_over_limit_is_payload_too_large(tmp_path: Path) -> None:
+    with authed_client(Settings(data_dir=tmp_path, max_body_mb=0.01)) as c:
         resp = c.post("/v1/detect", files={"image": ("big.jpg", b"\xff" * 50_000)})
     assert resp.status_code == 413
     assert resp.json()["error"]["code"] == "PAYLOAD_TOO_LARGE"

@@ -9,10 +9,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 
-from faceplane.app import create_app
 from faceplane.settings import Settings
+from support import authed_client
 
 
 class SlowImage(BaseHTTPRequestHandler):
@@ -48,7 +47,7 @@ def test_long_task_keeps_its_lease_and_runs_once(tmp_path: Path, slow_url: str) 
         maintenance_interval_s=0.1,
         fetch_allow_private=True,
     )
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+    with authed_client(settings) as client:
         task = client.post(
             "/v1/tasks", json={"operation": "detect", "input": {"image": {"url": slow_url}}}
         ).json()

@@ -15,6 +15,7 @@ import hmac
 import io
 import itertools
 import json
+import re
 import os
 import secrets
 import signal
@@ -33,8 +34,8 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from faceplane.app import create_app
 from faceplane.settings import Settings
+from support import authed_client
 
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432"
 # Its own Redis database: test queues (and messages a killed worker left unacked) stay out of
@@ -188,7 +189,7 @@ def app_client(backend: Backend, tmp_path: Path, **overrides: Any) -> Iterator[T
     settings = backend.settings(tmp_path, **overrides)
     worker = None
     try:
-        with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        with authed_client(settings) as client:
             if backend.mode == "celery" and settings.workers:
                 worker = Worker(settings, settings.workers, tmp_path / "worker.log").start()
             yield client
@@ -285,7 +286,8 @@ def test_a_task_nobody_was_told_about_still_runs(client: TestClient, astronaut: 
 
     app: Any = client.app
     spec = TaskSpec("detect", {"image": ImageSource("image", data=astronaut)}, {})
-    task, _ = submit_task(app.state.services, app.state.store, "default", spec)  # no notify
+    owner = client.get("/v1/me").json()["company_id"]
+    task, _ = submit_task(app.state.services, app.state.store, owner, spec)  # no notify
     assert wait(client, task["request_id"], seconds=20)["status"] == "succeeded"
 
 
@@ -343,7 +345,7 @@ def test_crop_results_are_served_under_signed_urls(client: TestClient, astronaut
         assert resp.status_code == 200 and resp.headers["content-type"] == "image/jpeg"
     crop = Image.open(io.BytesIO(client.get("/" + done["result_url"].split("/", 3)[3]).content))
     assert crop.size == (112, 112)
-    tampered = "/" + done["result_url"].split("/", 3)[3].replace("owner=default", "owner=other")
+    tampered = "/" + re.sub(r"owner=\w+", "owner=other", done["result_url"].split("/", 3)[3])
     assert client.get(tampered).json()["error"]["code"] == "SIGNATURE_INVALID"
 
 
@@ -546,7 +548,7 @@ def test_killed_worker_loses_no_task(backend: Backend, tmp_path: Path, astronaut
     first = Worker(settings, 2, tmp_path / "worker1.log")
     second = Worker(settings, 2, tmp_path / "worker2.log")
     try:
-        with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+        with authed_client(settings) as c:
             first.start()
             items = [{"operation": "detect", "input": {"image": {"url": url}}} for _ in range(6)]
             resp = c.post("/v1/tasks:batch", json={"items": items})

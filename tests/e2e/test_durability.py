@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 import signal
 import socket
@@ -40,6 +41,14 @@ class Server:
         self.base = f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        if not hasattr(self, "key"):
+            made = subprocess.run(
+                [sys.executable, "-m", "faceplane.cli", "admin", "app", "create",
+                 "--company", "e2e", "--rate-limit", "100000", "--json"],
+                env=self.env, check=True, capture_output=True, text=True,
+            )
+            self.key = json.loads(made.stdout)["key"]
+            self.headers = {"X-API-Key": self.key}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "faceplane.cli", "serve"],
             env=self.env,
@@ -90,18 +99,21 @@ def photo(testdata: Path) -> str:
     return base64.b64encode(data).decode()
 
 
-def submit_batch(base: str, photo: str, n: int) -> list[str]:
+def submit_batch(base: str, photo: str, n: int, headers: dict[str, str]) -> list[str]:
     items = [
         {"operation": "crop", "input": {"image": {"base64": photo}}, "options": {"all_faces": True}}
         for _ in range(n)
     ]
-    resp = httpx.post(base + "/v1/tasks:batch", json=items, timeout=60)
+    resp = httpx.post(base + "/v1/tasks:batch", json=items, timeout=60, headers=headers)
     resp.raise_for_status()
     return [t["request_id"] for t in resp.json()["tasks"]]
 
 
-def states(base: str, ids: list[str]) -> dict[str, Any]:
-    return {i: httpx.get(f"{base}/v1/tasks/{i}", timeout=10).json() for i in ids}
+def states(server: Server, ids: list[str]) -> dict[str, Any]:
+    return {
+        i: httpx.get(f"{server.base}/v1/tasks/{i}", timeout=10, headers=server.headers).json()
+        for i in ids
+    }
 
 
 def wait_until(pred: Any, seconds: float) -> bool:
@@ -122,9 +134,9 @@ def server(tmp_path: Path) -> Iterator[Server]:
 
 def test_kill_9_of_the_server_loses_no_task(server: Server, photo: str) -> None:
     server.start()
-    ids = submit_batch(server.base, photo, 12)
+    ids = submit_batch(server.base, photo, 12, server.headers)
     assert wait_until(
-        lambda: sum(s["status"] == "succeeded" for s in states(server.base, ids).values()) >= 2,
+        lambda: sum(s["status"] == "succeeded" for s in states(server, ids).values()) >= 2,
         60,
     )
     server.kill9()
@@ -132,27 +144,27 @@ def test_kill_9_of_the_server_loses_no_task(server: Server, photo: str) -> None:
     assert wait_until(
         lambda: all(
             s["status"] in ("succeeded", "failed", "canceled")
-            for s in states(server.base, ids).values()
+            for s in states(server, ids).values()
         ),
         120,
     )
-    final = states(server.base, ids)
+    final = states(server, ids)
     assert all(s["status"] == "succeeded" for s in final.values()), final
     assert all(1 <= s["attempts"] <= s["max_attempts"] for s in final.values())
 
 
 def test_kill_9_of_a_worker_retries_its_task(server: Server, photo: str) -> None:
     server.start()
-    ids = submit_batch(server.base, photo, 8)
+    ids = submit_batch(server.base, photo, 8, server.headers)
     assert wait_until(
-        lambda: any(s["status"] == "running" for s in states(server.base, ids).values()), 60
+        lambda: any(s["status"] == "running" for s in states(server, ids).values()), 60
     )
     workers = server.children()
     assert workers, "no worker process found"
     for pid in workers:
         os.kill(pid, signal.SIGKILL)
     assert wait_until(
-        lambda: all(s["status"] == "succeeded" for s in states(server.base, ids).values()), 120
+        lambda: all(s["status"] == "succeeded" for s in states(server, ids).values()), 120
     )
-    final = states(server.base, ids)
+    final = states(server, ids)
     assert max(s["attempts"] for s in final.values()) >= 2  # the killed one ran again

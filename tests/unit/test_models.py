@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi.testclient import TestClient
-
-from faceplane.app import create_app
 from faceplane.engine.models.install import is_installed, sha256_file
 from faceplane.engine.models.pool import ModelPool
 from faceplane.engine.models.registry import MODELS
 from faceplane.settings import Settings
+from support import authed_client
 
 
 def test_every_pinned_model_is_installed_with_its_checksum(settings: Settings) -> None:
@@ -38,8 +36,7 @@ def test_status_lists_task_version_sha_licence_and_state(settings: Settings) -> 
 def test_server_starts_without_models_and_answers_model_unavailable(
     tmp_path: Path, astronaut: bytes
 ) -> None:
-    app = create_app(Settings(models_dir=tmp_path))
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with authed_client(Settings(models_dir=tmp_path, data_dir=tmp_path / "data")) as client:
         health = client.get("/v1/health").json()
         assert health["status"] == "degraded"
         assert "blazeface_full_range" in health["missing_models"]

@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 
 from faceplane.api.blocking import BlockingPool
 from faceplane.services.context import Services
+from faceplane.settings import Settings
 from faceplane.store import Store
 from faceplane.tasks.hub import TaskHub
 
@@ -27,6 +28,11 @@ def get_request_id(request: Request) -> str:
     return request.state.request_id
 
 
+def get_settings(request: Request) -> Settings:
+    """The app's settings."""
+    return request.app.state.settings
+
+
 def get_store(request: Request) -> Store:
     """The app's database and blobs."""
     return request.app.state.store
@@ -41,4 +47,5 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 BlockingDep = Annotated[BlockingPool, Depends(get_blocking)]
 RequestIdDep = Annotated[str, Depends(get_request_id)]
 StoreDep = Annotated[Store, Depends(get_store)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
 TaskHubDep = Annotated[TaskHub, Depends(get_hub)]

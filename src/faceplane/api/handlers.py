@@ -35,8 +35,8 @@ def error_response(request_id: str, exc: FaceplaneError) -> JSONResponse:
     """Render `exc` in the native dialect with the request id header."""
     status, body = render_error(request_id, exc)
     headers = {"X-Request-Id": request_id}
-    if exc.err is Err.SERVER_BUSY:
-        headers["Retry-After"] = str(exc.details.get("retry_after_s", 5))
+    if "retry_after_s" in exc.details:
+        headers["Retry-After"] = str(exc.details["retry_after_s"])
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -139,6 +139,9 @@ class RequestContext:
                 raw = list(message.get("headers", []))
                 if not any(k.lower() == b"x-request-id" for k, _ in raw):
                     raw.append((b"x-request-id", rid.encode()))
+                # The rate-limit state of this caller, on every answer (seed 003).
+                for name, value in scope["state"].get("ratelimit", {}).items():
+                    raw.append((name.lower().encode(), value.encode()))
                 message["headers"] = raw
             await send(message)
 

@@ -103,8 +103,12 @@ subjects = Table(
     "subjects",
     metadata,
     Column("id", String(64), primary_key=True),
-    Column("collection_id", String(64), ForeignKey("collections.id", ondelete="CASCADE"),
-           nullable=False),
+    Column(
+        "collection_id",
+        String(64),
+        ForeignKey("collections.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
     Column("name", String(200), nullable=False),
     Column("external_id", String(200)),
     Column("metadata_json", Text, nullable=False, default="{}"),
@@ -120,10 +124,13 @@ faces = Table(
     # seq is the vector index key: an integer that only grows, so an index can catch up.
     Column("seq", Integer, primary_key=True, autoincrement=True),
     Column("token", String(64), nullable=False, unique=True),
-    Column("collection_id", String(64), ForeignKey("collections.id", ondelete="CASCADE"),
-           nullable=False),
-    Column("subject_id", String(64), ForeignKey("subjects.id", ondelete="CASCADE"),
-           nullable=False),
+    Column(
+        "collection_id",
+        String(64),
+        ForeignKey("collections.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("subject_id", String(64), ForeignKey("subjects.id", ondelete="CASCADE"), nullable=False),
     Column("model", String(64), nullable=False),
     Column("embedding", LargeBinary, nullable=False),  # float32 little-endian, L2-normalised
     Column("quality_json", Text, nullable=False, default="{}"),
@@ -145,6 +152,93 @@ face_removals = Table(
     Column("at", Float, nullable=False),
 )
 Index("ix_face_removals_collection_seq", face_removals.c.collection_id, face_removals.c.seq)
+
+# ---- accounts, access and accounting ------------------------------------------------------
+
+companies = Table(
+    "companies",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column(
+        "company_id", String(64), ForeignKey("companies.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("email", String(320), nullable=False, unique=True),
+    Column("password_hash", String(200), nullable=False),  # argon2id
+    Column("role", String(16), nullable=False),  # admin | operator | client
+    Column("active", Boolean, nullable=False, default=True),
+    Column("created_at", Float, nullable=False),
+)
+
+apps = Table(
+    "apps",
+    metadata,
+    Column("id", String(64), primary_key=True),  # the public APP_ID
+    Column(
+        "company_id", String(64), ForeignKey("companies.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("user_id", String(64), ForeignKey("users.id", ondelete="SET NULL")),
+    Column("name", String(200), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),  # sha256 of the KEY
+    # The KEY sealed with the server secret: HMAC signatures (SIGN_DATA) cannot be checked
+    # from a hash, so this is the only form in which the key itself is kept.
+    Column("key_sealed", LargeBinary, nullable=False),
+    Column("key_prefix", String(16), nullable=False),
+    Column("status", String(16), nullable=False),  # active | deactivated
+    Column("expires_at", Float),
+    Column("rate_limit", Integer, nullable=False),  # requests per rate window
+    Column("quota", Integer),  # credits per quota period; None = unlimited
+    Column("created_at", Float, nullable=False),
+    Column("rotated_at", Float),
+)
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("hash", String(64), primary_key=True),  # sha256 of the token
+    Column("user_id", String(64), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(8), nullable=False),  # access | refresh
+    Column("expires_at", Float, nullable=False),
+    Column("revoked", Boolean, nullable=False, default=False),
+    Column("created_at", Float, nullable=False),
+)
+
+nonces = Table(
+    "nonces",
+    metadata,
+    Column("app_id", String(64), primary_key=True),
+    Column("nonce", String(128), primary_key=True),
+    Column("expires_at", Float, nullable=False),
+)
+
+counters = Table(
+    "counters",
+    metadata,
+    Column("key", String(200), primary_key=True),  # e.g. rate:<app>:<window> or quota:...
+    Column("value", Integer, nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("company_id", String(64)),
+    Column("actor", String(200), nullable=False),  # user:<id> | app:<id> | cli
+    Column("action", String(200), nullable=False),
+    Column("resource", String(500), nullable=False),
+    Column("status", Integer),
+    Column("ip", String(64)),
+)
+Index("ix_audit_company_at", audit_log.c.company_id, audit_log.c.at)
 
 # Ordered migrations after the initial schema; each takes a connection inside a transaction.
 MIGRATIONS: list[Callable[[Connection], None]] = []

@@ -215,7 +215,7 @@ class HnswIndex:
         connectivity: int = CONNECTIVITY,
         expansion_add: int = EXPANSION_ADD,
         expansion_search: int = EXPANSION_SEARCH,
-        dtype: str = "f32",
+        dtype: Any = "f32",
         threads: int = 2,
         _index: Any = None,
     ) -> None:
@@ -335,22 +335,21 @@ class HnswIndex:
 
     def compact(self) -> None:
         """Rebuild the graph from the live vectors, dropping placeholders (slow when large)."""
-        from usearch.index import Index
-
-        keys, vecs = self.items()
-        with self._lock:
-            ix = self._ix
-            self._ix = Index(
-                ndim=self.dim,
-                metric=ix.metric_kind,
-                dtype=ix.dtype,
-                connectivity=ix.connectivity,
-                expansion_add=ix.expansion_add,
-                expansion_search=ix.expansion_search,
-            )
-            self._holes, self._next_hole = [], HOLE_BASE
-            self._ix.add(keys, vecs, threads=self.threads)
-            self._relink(keys, vecs)
+        ix = self._ix
+        fresh = HnswIndex(
+            self.dim,
+            connectivity=ix.connectivity,
+            expansion_add=ix.expansion_add,
+            expansion_search=ix.expansion_search,
+            dtype=ix.dtype,
+            threads=self.threads,
+        )
+        with self._lock:  # hold off mutations (and searches) while the copy is built
+            keys = np.asarray(ix.keys, dtype=np.uint64).astype(np.int64)
+            keys = keys[keys < HOLE_BASE]
+            fresh.add(keys, ix.get(keys.astype(np.uint64), dtype=np.float32))
+            self._ix, self._holes, self._next_hole = fresh._ix, [], HOLE_BASE
+            self.relinked += fresh.relinked
 
     def save(self, path: Path) -> None:
         """Write the index to `path` atomically (usearch's own file format)."""

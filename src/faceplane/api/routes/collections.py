@@ -8,18 +8,20 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from faceplane.api.auth import CallerDep, WriterDep, charge
 from faceplane.api.blocking import BlockingPool
 from faceplane.api.deps import BlockingDep, RequestIdDep, ServicesDep, StoreDep
 from faceplane.api.inputs import image_body_schema, parse_body
 from faceplane.dialects.native import render_result
+from faceplane.errors import FaceplaneError
 from faceplane.services import collections as col
+from faceplane.services.accounts import Principal
 from faceplane.services.context import Services
 from faceplane.services.operations import run_operation
 from faceplane.services.params import BlacklistParams, EnrollParams, SearchParams
 
 router = APIRouter(prefix="/v1", tags=["collections"])
 
-OWNER = "default"  # until accounts exist, every caller is the one local owner
 Limit = Annotated[int, Query(ge=1, le=1000)]
 Cursor = Annotated[str | None, Query(description="`next_cursor` of the previous page.")]
 
@@ -72,20 +74,34 @@ async def _run(
     services: Services,
     blocking: BlockingPool,
     request_id: str,
+    caller: Principal,
     **path: str,
 ) -> dict[str, Any]:
     body = await parse_body(request, ("image",))
     options = {**body.values, **path}
-    result = await blocking.run(run_operation, services, name, body.images, options, OWNER)
+    await charge(request, caller, {name: 1})
+    try:
+        result = await blocking.run(
+            run_operation, services, name, body.images, options, caller.company_id
+        )
+    except FaceplaneError:
+        await charge(request, caller, {name: 1}, refund=True)
+        raise
     return render_result(request_id, result.body)
 
 
 @router.post("/collections", status_code=201, summary="Create a gallery or a blacklist")
 def create_collection(
-    body: CollectionIn, services: ServicesDep, store: StoreDep, request_id: RequestIdDep
+    body: CollectionIn,
+    services: ServicesDep,
+    store: StoreDep,
+    request_id: RequestIdDep,
+    caller: WriterDep,
 ) -> dict[str, Any]:
     """Answers with the collection's `id`; its embedding model is pinned now."""
-    out = col.create_collection(services, store, OWNER, body.name, body.kind, body.description)
+    out = col.create_collection(
+        services, store, caller.company_id, body.name, body.kind, body.description
+    )
     return render_result(request_id, out)
 
 
@@ -93,28 +109,37 @@ def create_collection(
 def list_collections(
     store: StoreDep,
     request_id: RequestIdDep,
+    caller: CallerDep,
     limit: Limit = 50,
     cursor: Cursor = None,
     kind: Annotated[str | None, Query(pattern="^(gallery|blacklist)$")] = None,
 ) -> dict[str, Any]:
     """Paginated with `next_cursor`."""
-    return render_result(request_id, col.list_collections(store, OWNER, limit, cursor, kind))
+    return render_result(
+        request_id, col.list_collections(store, caller.company_id, limit, cursor, kind)
+    )
 
 
 @router.get("/collections/{collection_id}", summary="One collection")
 def get_collection(
-    collection_id: str, store: StoreDep, request_id: RequestIdDep
+    collection_id: str, store: StoreDep, request_id: RequestIdDep, caller: CallerDep
 ) -> dict[str, Any]:
     """With its subject and face counts."""
-    return render_result(request_id, col.get_collection(store, OWNER, collection_id))
+    return render_result(request_id, col.get_collection(store, caller.company_id, collection_id))
 
 
 @router.patch("/collections/{collection_id}", summary="Rename a collection")
 def patch_collection(
-    collection_id: str, body: CollectionPatch, store: StoreDep, request_id: RequestIdDep
+    collection_id: str,
+    body: CollectionPatch,
+    store: StoreDep,
+    request_id: RequestIdDep,
+    caller: WriterDep,
 ) -> dict[str, Any]:
     """Change the name or the description."""
-    out = col.update_collection(store, OWNER, collection_id, body.name, body.description)
+    out = col.update_collection(
+        store, caller.company_id, collection_id, body.name, body.description
+    )
     return render_result(request_id, out)
 
 
@@ -123,9 +148,9 @@ def patch_collection(
     status_code=204,
     summary="Delete a collection with everything in it",
 )
-def delete_collection(collection_id: str, store: StoreDep) -> Response:
+def delete_collection(collection_id: str, store: StoreDep, caller: WriterDep) -> Response:
     """Subjects, faces, vectors and crops are deleted for real."""
-    col.delete_collection(store, OWNER, collection_id)
+    col.delete_collection(store, caller.company_id, collection_id)
     return Response(status_code=204)
 
 
@@ -136,10 +161,17 @@ def create_subject(
     services: ServicesDep,
     store: StoreDep,
     request_id: RequestIdDep,
+    caller: WriterDep,
 ) -> dict[str, Any]:
     """Answers with the subject's `id`; names are unique within a collection."""
     out = col.create_subject(
-        services, store, OWNER, collection_id, body.name, body.external_id, body.metadata
+        services,
+        store,
+        caller.company_id,
+        collection_id,
+        body.name,
+        body.external_id,
+        body.metadata,
     )
     return render_result(request_id, out)
 
@@ -148,20 +180,29 @@ def create_subject(
 def list_subjects(
     collection_id: str,
     store: StoreDep,
+    caller: CallerDep,
     request_id: RequestIdDep,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> dict[str, Any]:
     """Paginated with `next_cursor`."""
-    return render_result(request_id, col.list_subjects(store, OWNER, collection_id, limit, cursor))
+    return render_result(
+        request_id, col.list_subjects(store, caller.company_id, collection_id, limit, cursor)
+    )
 
 
 @router.get("/collections/{collection_id}/subjects/{subject_id}", summary="One subject")
 def get_subject(
-    collection_id: str, subject_id: str, store: StoreDep, request_id: RequestIdDep
+    collection_id: str,
+    subject_id: str,
+    store: StoreDep,
+    request_id: RequestIdDep,
+    caller: CallerDep,
 ) -> dict[str, Any]:
     """With its face count."""
-    return render_result(request_id, col.get_subject(store, OWNER, collection_id, subject_id))
+    return render_result(
+        request_id, col.get_subject(store, caller.company_id, collection_id, subject_id)
+    )
 
 
 @router.patch("/collections/{collection_id}/subjects/{subject_id}", summary="Change a subject")
@@ -171,10 +212,11 @@ def patch_subject(
     body: SubjectPatch,
     store: StoreDep,
     request_id: RequestIdDep,
+    caller: WriterDep,
 ) -> dict[str, Any]:
     """Rename, or change the external id or metadata."""
     changes = body.model_dump(exclude_unset=True)
-    out = col.update_subject(store, OWNER, collection_id, subject_id, changes)
+    out = col.update_subject(store, caller.company_id, collection_id, subject_id, changes)
     return render_result(request_id, out)
 
 
@@ -183,9 +225,11 @@ def patch_subject(
     status_code=204,
     summary="Delete a subject and its faces",
 )
-def delete_subject(collection_id: str, subject_id: str, store: StoreDep) -> Response:
+def delete_subject(
+    collection_id: str, subject_id: str, store: StoreDep, caller: WriterDep
+) -> Response:
     """Its faces, vectors and crops are deleted for real."""
-    col.delete_subject(store, OWNER, collection_id, subject_id)
+    col.delete_subject(store, caller.company_id, collection_id, subject_id)
     return Response(status_code=204)
 
 
@@ -202,6 +246,7 @@ async def enroll(
     services: ServicesDep,
     blocking: BlockingDep,
     request_id: RequestIdDep,
+    caller: WriterDep,
 ) -> JSONResponse:
     """`face`: `largest` (default), `all` or an index. Answers with `face_token`; faces that
     fail the quality gate are refused with the reason's code (or listed in `unindexed`)."""
@@ -211,6 +256,7 @@ async def enroll(
         services,
         blocking,
         request_id,
+        caller,
         collection_id=collection_id,
         subject_id=subject_id,
     )
@@ -222,21 +268,28 @@ def list_faces(
     collection_id: str,
     subject_id: str,
     store: StoreDep,
+    caller: CallerDep,
     request_id: RequestIdDep,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> dict[str, Any]:
     """Tokens, boxes and quality (never embeddings)."""
-    out = col.list_faces(store, OWNER, collection_id, subject_id, limit, cursor)
+    out = col.list_faces(store, caller.company_id, collection_id, subject_id, limit, cursor)
     return render_result(request_id, out)
 
 
 @router.get("/collections/{collection_id}/faces/{face_token}", summary="One face")
 def get_face(
-    collection_id: str, face_token: str, store: StoreDep, request_id: RequestIdDep
+    collection_id: str,
+    face_token: str,
+    store: StoreDep,
+    request_id: RequestIdDep,
+    caller: CallerDep,
 ) -> dict[str, Any]:
     """Its subject, box and quality."""
-    return render_result(request_id, col.get_face(store, OWNER, collection_id, face_token))
+    return render_result(
+        request_id, col.get_face(store, caller.company_id, collection_id, face_token)
+    )
 
 
 @router.patch(
@@ -249,18 +302,23 @@ def move_face(
     services: ServicesDep,
     store: StoreDep,
     request_id: RequestIdDep,
+    caller: WriterDep,
 ) -> dict[str, Any]:
     """The subject must be in the same collection."""
-    out = col.move_face(services, store, OWNER, collection_id, face_token, body.subject_id)
+    out = col.move_face(
+        services, store, caller.company_id, collection_id, face_token, body.subject_id
+    )
     return render_result(request_id, out)
 
 
 @router.delete(
     "/collections/{collection_id}/faces/{face_token}", status_code=204, summary="Delete a face"
 )
-def delete_face(collection_id: str, face_token: str, store: StoreDep) -> Response:
+def delete_face(
+    collection_id: str, face_token: str, store: StoreDep, caller: WriterDep
+) -> Response:
     """Its vector and crop are deleted for real."""
-    col.delete_face(store, OWNER, collection_id, face_token)
+    col.delete_face(store, caller.company_id, collection_id, face_token)
     return Response(status_code=204)
 
 
@@ -275,11 +333,12 @@ async def search(
     services: ServicesDep,
     blocking: BlockingDep,
     request_id: RequestIdDep,
+    caller: CallerDep,
 ) -> dict[str, Any]:
     """`faces: [{box, matches: [{subject_id, subject_name, similarity}], threshold}]`;
     `matches` is empty when nobody passes the threshold chosen by `far`."""
     return await _run(
-        "search", request, services, blocking, request_id, collection_id=collection_id
+        "search", request, services, blocking, request_id, caller, collection_id=collection_id
     )
 
 
@@ -290,7 +349,11 @@ async def search(
     openapi_extra=image_body_schema(("image",), BlacklistParams),
 )
 async def blacklist_check(
-    request: Request, services: ServicesDep, blocking: BlockingDep, request_id: RequestIdDep
+    request: Request,
+    services: ServicesDep,
+    blocking: BlockingDep,
+    request_id: RequestIdDep,
+    caller: CallerDep,
 ) -> dict[str, Any]:
     """`hit` true or false, with the matched entries."""
-    return await _run("blacklist_check", request, services, blocking, request_id)
+    return await _run("blacklist_check", request, services, blocking, request_id, caller)

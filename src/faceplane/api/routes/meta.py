@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from faceplane import __version__
+from faceplane.api.auth import CallerDep
 from faceplane.api.deps import RequestIdDep, ServicesDep
 from faceplane.dialects.native import render_result
 
@@ -26,6 +27,8 @@ async def health(services: ServicesDep, request_id: RequestIdDep) -> dict[str, A
 
 
 @router.get("/models", summary="Installed models: task, version, sha256, licence, state")
-async def models(services: ServicesDep, request_id: RequestIdDep) -> dict[str, Any]:
+async def models(
+    services: ServicesDep, request_id: RequestIdDep, caller: CallerDep
+) -> dict[str, Any]:
     """Every model of the registry and whether it is present and loaded."""
     return render_result(request_id, {"models": services.pool.status()})

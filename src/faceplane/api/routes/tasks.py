@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from faceplane.api.auth import CallerDep, WriterDep, charge
 from faceplane.api.deps import RequestIdDep, ServicesDep, StoreDep, TaskHubDep
 from faceplane.api.inputs import ref_to_source
 from faceplane.errors import Err, FaceplaneError
@@ -26,7 +27,6 @@ from faceplane.store.blobs import content_type, verify_blob
 
 router = APIRouter(prefix="/v1", tags=["tasks"])
 
-OWNER = "default"  # until accounts exist, every caller is the one local owner
 
 TASK_BODY = {
     "requestBody": {
@@ -171,7 +171,7 @@ async def _read_specs(request: Request) -> list[TaskSpec]:
 
 @router.post("/tasks", status_code=202, summary="Submit a task", openapi_extra=TASK_BODY)
 async def submit(
-    request: Request, services: ServicesDep, store: StoreDep, hub: TaskHubDep
+    request: Request, services: ServicesDep, store: StoreDep, hub: TaskHubDep, caller: WriterDep
 ) -> JSONResponse:
     """202 with the task's `request_id` and `status`; the same idempotency key gives the same
     task back (200)."""
@@ -180,7 +180,17 @@ async def submit(
         raise FaceplaneError(
             Err.INVALID_ARGUMENT, "Send several tasks to POST /v1/tasks:batch.", items=len(specs)
         )
-    task, created = await run_in_threadpool(submit_task, services, store, OWNER, specs[0])
+    costs = {specs[0].operation: 1}
+    await charge(request, caller, costs)
+    try:
+        task, created = await run_in_threadpool(
+            submit_task, services, store, caller.company_id, specs[0]
+        )
+    except FaceplaneError:
+        await charge(request, caller, costs, refund=True)
+        raise
+    if not created:  # the same idempotency key: the same task, paid once
+        await charge(request, caller, costs, refund=True)
     if created:
         await run_in_threadpool(hub.queued, [task["request_id"]])
     return JSONResponse(task, status_code=202 if created else 200)
@@ -193,10 +203,19 @@ async def submit_many(
     store: StoreDep,
     hub: TaskHubDep,
     request_id: RequestIdDep,
+    caller: WriterDep,
 ) -> JSONResponse:
     """One `request_id` per item; all items are checked before any is queued."""
     specs = await _read_specs(request)
-    result = await run_in_threadpool(submit_batch, services, store, OWNER, specs)
+    costs: dict[str, int] = {}
+    for spec in specs:
+        costs[spec.operation] = costs.get(spec.operation, 0) + 1
+    await charge(request, caller, costs)
+    try:
+        result = await run_in_threadpool(submit_batch, services, store, caller.company_id, specs)
+    except FaceplaneError:
+        await charge(request, caller, costs, refund=True)
+        raise
     await run_in_threadpool(hub.queued, [t["request_id"] for t in result["tasks"]])
     return JSONResponse({"request_id": request_id, **result}, status_code=202)
 
@@ -207,20 +226,23 @@ async def get_one(
     services: ServicesDep,
     store: StoreDep,
     hub: TaskHubDep,
+    caller: CallerDep,
     wait_s: Annotated[float, Query(ge=0, le=60, description="Long-poll up to this long.")] = 0,
 ) -> dict[str, Any]:
     """`status` is queued, running, succeeded, failed or canceled."""
     if wait_s > 0:
-        row = await hub.wait(OWNER, task_id, wait_s)
+        row = await hub.wait(caller.company_id, task_id, wait_s)
         if not row["purged"]:
             return await run_in_threadpool(render_task, services, store, row)
-    return await run_in_threadpool(get_task, services, store, OWNER, task_id)
+    return await run_in_threadpool(get_task, services, store, caller.company_id, task_id)
 
 
 @router.delete("/tasks/{task_id}", summary="Cancel a task")
-def cancel(task_id: str, services: ServicesDep, store: StoreDep) -> dict[str, Any]:
+def cancel(
+    task_id: str, services: ServicesDep, store: StoreDep, caller: WriterDep
+) -> dict[str, Any]:
     """A queued task is canceled at once; a running one stops cooperatively."""
-    return cancel_task(services, store, OWNER, task_id)
+    return cancel_task(services, store, caller.company_id, task_id)
 
 
 @router.get("/tasks", summary="The caller's tasks, newest first")
@@ -228,6 +250,7 @@ def list_all(
     services: ServicesDep,
     store: StoreDep,
     request_id: RequestIdDep,
+    caller: CallerDep,
     status: Annotated[
         str | None, Query(pattern="^(queued|running|succeeded|failed|canceled)$")
     ] = None,
@@ -236,7 +259,7 @@ def list_all(
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
 ) -> dict[str, Any]:
     """Paginated with `next_cursor`."""
-    page = list_tasks(services, store, OWNER, status, since, limit, cursor)
+    page = list_tasks(services, store, caller.company_id, status, since, limit, cursor)
     return {"request_id": request_id, **page}
 
 

@@ -1,0 +1,50 @@
+"""ASGI middleware writing an audit entry for every change a caller makes."""
+
+from __future__ import annotations
+
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from faceplane.services.audit import record
+from faceplane.store import Store
+
+MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class AuditLog:
+    """After each authenticated POST, PUT, PATCH or DELETE: actor, action, path, status, IP."""
+
+    def __init__(self, app: ASGIApp, store: Store) -> None:
+        self.app = app
+        self.store = store
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request through, note its status, then record it."""
+        if scope["type"] != "http" or scope["method"] not in MUTATING:
+            await self.app(scope, receive, send)
+            return
+        status: list[int] = []
+
+        async def noting_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, noting_send)
+        finally:
+            principal = scope.get("state", {}).get("principal")
+            if principal is not None:
+                route = scope.get("route")
+                action = f"{scope['method']} {getattr(route, 'path', scope['path'])}"
+                client = scope.get("client")
+                await run_in_threadpool(
+                    record,
+                    self.store,
+                    principal.company_id,
+                    principal.actor,
+                    action,
+                    scope["path"],
+                    status[0] if status else None,
+                    client[0] if client else None,
+                )

@@ -1,0 +1,149 @@
+"""`faceplane admin ...`: companies, users, apps and keys, straight on the database."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import getpass
+import json
+import secrets
+import sys
+from typing import Any
+
+from faceplane.errors import Err, FaceplaneError
+from faceplane.services import accounts
+from faceplane.settings import Settings
+from faceplane.store import Store
+
+
+def _company(store: Store, name: str, create: bool) -> dict[str, Any]:
+    found = accounts.find_company(store, name)
+    if found is None and create:
+        return accounts.create_company(store, name)
+    if found is None:
+        raise FaceplaneError(Err.RESOURCE_NOT_FOUND, f"No company {name!r}.")
+    return found
+
+
+def _print(obj: Any, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(obj, indent=2, default=str))
+    elif isinstance(obj, list):
+        for item in obj:
+            print("  ".join(f"{k}={v}" for k, v in item.items()))
+    else:
+        for k, v in obj.items():
+            print(f"{k:12s} {v}")
+
+
+def _expiry(text: str | None) -> float | None:
+    if not text:
+        return None
+    return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC).timestamp()
+
+
+def run_admin(args: argparse.Namespace, settings: Settings) -> int:
+    """Dispatch `faceplane admin <what> <action>`."""
+    store = Store.open(settings)
+    try:
+        out = _dispatch(args, settings, store)
+    except FaceplaneError as exc:
+        print(f"error {exc.err.name}: {exc.message}", file=sys.stderr)
+        return 2
+    if out is not None:
+        _print(out, getattr(args, "json", False))
+    return 0
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings, store: Store) -> Any:
+    what, action = args.what, args.action
+    if what == "company":
+        if action == "create":
+            return accounts.create_company(store, args.name)
+        return accounts.list_companies(store)
+    if what == "user":
+        company = _company(store, args.company, create=False)
+        if action == "create":
+            password = args.password or (
+                getpass.getpass("password: ") if sys.stdin.isatty() else secrets.token_urlsafe(15)
+            )
+            user = accounts.create_user(store, company["id"], args.email, password, args.role)
+            if not args.password and not sys.stdin.isatty():
+                user["password"] = password  # generated: shown this once
+            return user
+        return accounts.list_users(store, company["id"])
+    # apps
+    if action == "create":
+        company = _company(store, args.company, create=True)
+        app, key = accounts.create_app(
+            store, company["id"], args.name, args.rate_limit or settings.default_rate_limit,
+            args.quota, None, _expiry(args.expires),
+        )
+        return {**app, "key": key}
+    if action == "list":
+        company = _company(store, args.company, create=False)
+        return accounts.list_apps(store, company["id"])
+    if action == "rotate":
+        app, key = accounts.rotate_key(store, args.app_id)
+        return {**app, "key": key}
+    if action in ("deactivate", "activate"):
+        status = "deactivated" if action == "deactivate" else "active"
+        return accounts.update_app(store, args.app_id, {"status": status})
+    changes: dict[str, Any] = {}
+    if args.rate_limit is not None:
+        changes["rate_limit"] = args.rate_limit
+    if args.quota is not None:
+        changes["quota"] = args.quota if args.quota >= 0 else None
+    if args.expires is not None:
+        changes["expires_at"] = _expiry(args.expires)
+    return accounts.update_app(store, args.app_id, changes)
+
+
+def add_admin_parser(sub: Any) -> None:
+    """Add `admin` and its sub-commands to the main parser."""
+    admin = sub.add_parser("admin", help="manage companies, users, apps and keys")
+    what = admin.add_subparsers(dest="what", required=True)
+
+    company = what.add_parser("company", help="companies (tenants)")
+    c_act = company.add_subparsers(dest="action", required=True)
+    c_new = c_act.add_parser("create")
+    c_new.add_argument("name")
+    c_new.add_argument("--json", action="store_true")
+    c_list = c_act.add_parser("list")
+    c_list.add_argument("--json", action="store_true")
+
+    user = what.add_parser("user", help="users and their roles")
+    u_act = user.add_subparsers(dest="action", required=True)
+    u_new = u_act.add_parser("create")
+    u_new.add_argument("--company", required=True)
+    u_new.add_argument("--email", required=True)
+    u_new.add_argument("--role", choices=accounts.ROLES, default="client")
+    u_new.add_argument("--password", help="default: asked, or generated and shown once")
+    u_new.add_argument("--json", action="store_true")
+    u_list = u_act.add_parser("list")
+    u_list.add_argument("--company", required=True)
+    u_list.add_argument("--json", action="store_true")
+
+    app = what.add_parser("app", help="apps: APP_ID and KEY, status, limits")
+    a_act = app.add_subparsers(dest="action", required=True)
+    a_new = a_act.add_parser("create", help="a new app; prints app_id and key (once)")
+    a_new.add_argument("--company", required=True, help="name or id (created if missing)")
+    a_new.add_argument("--name", default="app")
+    a_new.add_argument("--rate-limit", type=int, help="requests per window")
+    a_new.add_argument("--quota", type=int, help="credits per period (default: unlimited)")
+    a_new.add_argument("--expires", help="ISO date-time (UTC) after which it is refused")
+    a_new.add_argument("--json", action="store_true")
+    a_list = a_act.add_parser("list")
+    a_list.add_argument("--company", required=True)
+    a_list.add_argument("--json", action="store_true")
+    for name in ("rotate", "deactivate", "activate"):
+        p = a_act.add_parser(name)
+        p.add_argument("app_id")
+        p.add_argument("--json", action="store_true")
+    lim = a_act.add_parser("limits", help="set rate limit, quota (-1: unlimited) or expiry")
+    lim.add_argument("app_id")
+    lim.add_argument("--rate-limit", type=int)
+    lim.add_argument("--quota", type=int)
+    lim.add_argument("--expires")
+    lim.add_argument("--json", action="store_true")
+    admin.set_defaults(fn=run_admin)

@@ -1,0 +1,462 @@
+"""Companies, users, apps and their credentials: API keys, access tokens, signed requests."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import os
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from faceplane.errors import Err, FaceplaneError
+from faceplane.store import Store
+from faceplane.store.db import apps, companies, nonces, tokens, users
+
+ROLES = ("admin", "operator", "client")
+KEY_PREFIX = "fpk_"
+TOKEN_PREFIX = "fpt_"
+_hasher = PasswordHasher()
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the company (tenant) whose data they reach, and with which role."""
+
+    company_id: str
+    role: str
+    user_id: str | None = None
+    app_id: str | None = None
+    via: str = "key"  # key | token | signature | disabled
+
+    @property
+    def actor(self) -> str:
+        """How the audit log names this caller."""
+        return f"app:{self.app_id}" if self.app_id else f"user:{self.user_id}"
+
+    @property
+    def limit_key(self) -> str:
+        """What rate limits and quotas are counted against."""
+        return f"app:{self.app_id}" if self.app_id else f"user:{self.user_id}"
+
+
+def new_id() -> str:
+    """A fresh id."""
+    return uuid.uuid4().hex
+
+
+def sha256_hex(text: str) -> str:
+    """Hex sha256 of a string (how keys and tokens are stored)."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _aead(secret: bytes) -> AESGCM:
+    return AESGCM(hashlib.sha256(b"faceplane/app-keys/v1\n" + secret).digest())
+
+
+def seal(secret: bytes, text: str) -> bytes:
+    """Encrypt with a key derived from the server secret (AES-256-GCM)."""
+    nonce = os.urandom(12)
+    return nonce + _aead(secret).encrypt(nonce, text.encode(), b"app-key")
+
+
+def unseal(secret: bytes, blob: bytes) -> str:
+    """Decrypt what `seal` made."""
+    return _aead(secret).decrypt(blob[:12], blob[12:], b"app-key").decode()
+
+
+# ---- companies and users -------------------------------------------------------------------
+
+
+def create_company(store: Store, name: str) -> dict[str, Any]:
+    """A new company (tenant)."""
+    row = {"id": new_id(), "name": name, "created_at": time.time()}
+    try:
+        with store.db.begin() as conn:
+            conn.execute(insert(companies).values(**row))
+    except IntegrityError:
+        raise FaceplaneError(Err.RESOURCE_EXISTS, f"A company named {name!r} exists.") from None
+    return row
+
+
+def find_company(store: Store, name_or_id: str) -> dict[str, Any] | None:
+    """A company by name or id."""
+    with store.db.connect() as conn:
+        row = (
+            conn.execute(
+                select(companies).where(
+                    (companies.c.name == name_or_id) | (companies.c.id == name_or_id)
+                )
+            )
+            .mappings()
+            .first()
+        )
+    return dict(row) if row else None
+
+
+def list_companies(store: Store) -> list[dict[str, Any]]:
+    """Every company."""
+    with store.db.connect() as conn:
+        return [
+            dict(r) for r in conn.execute(select(companies).order_by(companies.c.name)).mappings()
+        ]
+
+
+def create_user(
+    store: Store, company_id: str, email: str, password: str, role: str
+) -> dict[str, Any]:
+    """A user of a company; the password is kept only as an argon2id hash."""
+    if role not in ROLES:
+        raise FaceplaneError(Err.INVALID_ARGUMENT, f"`role` is one of {', '.join(ROLES)}.")
+    if len(password) < 10:
+        raise FaceplaneError(Err.INVALID_ARGUMENT, "A password has at least 10 characters.")
+    row = {
+        "id": new_id(),
+        "company_id": company_id,
+        "email": email.lower(),
+        "password_hash": _hasher.hash(password),
+        "role": role,
+        "active": True,
+        "created_at": time.time(),
+    }
+    try:
+        with store.db.begin() as conn:
+            conn.execute(insert(users).values(**row))
+    except IntegrityError:
+        raise FaceplaneError(Err.RESOURCE_EXISTS, f"A user {email!r} exists.") from None
+    return public_user(row)
+
+
+def public_user(row: dict[str, Any]) -> dict[str, Any]:
+    """A user without its password hash."""
+    return {k: row[k] for k in ("id", "company_id", "email", "role", "active", "created_at")}
+
+
+def list_users(store: Store, company_id: str) -> list[dict[str, Any]]:
+    """A company's users."""
+    with store.db.connect() as conn:
+        rows = conn.execute(
+            select(users).where(users.c.company_id == company_id).order_by(users.c.email)
+        ).mappings()
+        return [public_user(dict(r)) for r in rows]
+
+
+# ---- apps and keys -------------------------------------------------------------------------
+
+
+def public_app(row: dict[str, Any]) -> dict[str, Any]:
+    """An app without its key material."""
+    out = {
+        k: row.get(k)
+        for k in (
+            "company_id",
+            "user_id",
+            "name",
+            "status",
+            "expires_at",
+            "rate_limit",
+            "quota",
+            "created_at",
+            "rotated_at",
+        )
+    }
+    return {"app_id": row["id"], "key_prefix": row["key_prefix"], **out}
+
+
+def _new_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def create_app(
+    store: Store,
+    company_id: str,
+    name: str,
+    rate_limit: int,
+    quota: int | None = None,
+    user_id: str | None = None,
+    expires_at: float | None = None,
+) -> tuple[dict[str, Any], str]:
+    """A new app; returns (its public form, its KEY). The KEY is shown only this once."""
+    key = _new_key()
+    row = {
+        "id": "app_" + secrets.token_hex(8),
+        "company_id": company_id,
+        "user_id": user_id,
+        "name": name,
+        "key_hash": sha256_hex(key),
+        "key_sealed": seal(store.secret, key),
+        "key_prefix": key[:10],
+        "status": "active",
+        "expires_at": expires_at,
+        "rate_limit": rate_limit,
+        "quota": quota,
+        "created_at": time.time(),
+    }
+    with store.db.begin() as conn:
+        conn.execute(insert(apps).values(**row))
+    return public_app(row), key
+
+
+def load_app(store: Store, app_id: str, company_id: str | None = None) -> dict[str, Any]:
+    """An app by APP_ID (within a company when given), or APP_NOT_FOUND."""
+    query = select(apps).where(apps.c.id == app_id)
+    if company_id is not None:
+        query = query.where(apps.c.company_id == company_id)
+    with store.db.connect() as conn:
+        row = conn.execute(query).mappings().first()
+    if row is None:
+        raise FaceplaneError(Err.APP_NOT_FOUND, "There is no app with this APP_ID.", app_id=app_id)
+    return dict(row)
+
+
+def list_apps(store: Store, company_id: str, user_id: str | None = None) -> list[dict[str, Any]]:
+    """A company's apps (only a user's own when `user_id` is given)."""
+    query = select(apps).where(apps.c.company_id == company_id)
+    if user_id is not None:
+        query = query.where(apps.c.user_id == user_id)
+    with store.db.connect() as conn:
+        return [
+            public_app(dict(r)) for r in conn.execute(query.order_by(apps.c.created_at)).mappings()
+        ]
+
+
+def rotate_key(store: Store, app_id: str, company_id: str | None = None) -> tuple[dict, str]:
+    """Give an app a new KEY; the old one stops working at once."""
+    load_app(store, app_id, company_id)
+    key = _new_key()
+    with store.db.begin() as conn:
+        conn.execute(
+            update(apps)
+            .where(apps.c.id == app_id)
+            .values(
+                key_hash=sha256_hex(key),
+                key_sealed=seal(store.secret, key),
+                key_prefix=key[:10],
+                rotated_at=time.time(),
+            )
+        )
+    return public_app(load_app(store, app_id)), key
+
+
+def update_app(
+    store: Store, app_id: str, changes: dict[str, Any], company_id: str | None = None
+) -> dict[str, Any]:
+    """Change an app's status, expiry, rate limit or quota."""
+    load_app(store, app_id, company_id)
+    allowed = {
+        k: v
+        for k, v in changes.items()
+        if k in ("status", "expires_at", "rate_limit", "quota", "name")
+    }
+    if "status" in allowed and allowed["status"] not in ("active", "deactivated"):
+        raise FaceplaneError(Err.INVALID_ARGUMENT, "`status` is active or deactivated.")
+    if allowed:
+        with store.db.begin() as conn:
+            conn.execute(update(apps).where(apps.c.id == app_id).values(**allowed))
+    return public_app(load_app(store, app_id))
+
+
+def _check_app_usable(row: dict[str, Any]) -> None:
+    if row["status"] != "active":
+        raise FaceplaneError(Err.APP_DEACTIVATED, "This APP_ID is deactivated.", app_id=row["id"])
+    if row["expires_at"] is not None and row["expires_at"] < time.time():
+        raise FaceplaneError(Err.APP_EXPIRED, "This APP_ID is out of date.", app_id=row["id"])
+
+
+def _app_principal(row: dict[str, Any], via: str) -> Principal:
+    return Principal(
+        company_id=row["company_id"],
+        role="client",
+        user_id=row["user_id"],
+        app_id=row["id"],
+        via=via,
+    )
+
+
+def authenticate_key(store: Store, key: str) -> Principal:
+    """The app whose KEY this is; AUTH_INVALID for an unknown key."""
+    digest = sha256_hex(key)
+    with store.db.connect() as conn:
+        row = conn.execute(select(apps).where(apps.c.key_hash == digest)).mappings().first()
+    if row is None or not hmac.compare_digest(row["key_hash"], digest):
+        raise FaceplaneError(Err.AUTH_INVALID, "The API key is not valid.")
+    _check_app_usable(dict(row))
+    return _app_principal(dict(row), "key")
+
+
+def sign(key: str, message: bytes) -> str:
+    """SIGN_DATA: hex HMAC-SHA256 of `message` with the app's KEY."""
+    return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
+
+
+def authenticate_signature(
+    store: Store,
+    app_id: str,
+    signature: str,
+    message: bytes,
+    nonce: str,
+    timestamp: str,
+    max_skew_s: float,
+) -> Principal:
+    """Check SIGN_DATA over `message`, the timestamp's freshness and the nonce's novelty."""
+    row = load_app(store, app_id)
+    _check_app_usable(row)
+    try:
+        ts = float(timestamp)
+    except ValueError:
+        raise FaceplaneError(Err.SIGNATURE_INVALID, "The timestamp is not a number.") from None
+    now = time.time()
+    if abs(now - ts) > max_skew_s:
+        raise FaceplaneError(
+            Err.SIGNATURE_INVALID,
+            f"The timestamp is more than {max_skew_s:.0f} s off the clock.",
+            skew_s=round(now - ts, 1),
+        )
+    key = unseal(store.secret, row["key_sealed"])
+    if not hmac.compare_digest(sign(key, message), signature.lower()):
+        raise FaceplaneError(Err.SIGNATURE_INVALID, "Invalid SIGN_DATA parameter.")
+    try:
+        with store.db.begin() as conn:
+            conn.execute(delete(nonces).where(nonces.c.expires_at < now))
+            conn.execute(
+                insert(nonces).values(app_id=app_id, nonce=nonce, expires_at=now + 2 * max_skew_s)
+            )
+    except IntegrityError:
+        raise FaceplaneError(
+            Err.SIGNATURE_INVALID, "This nonce was used already: the request is a replay."
+        ) from None
+    return _app_principal(row, "signature")
+
+
+def signed_message(method: str, path: str, timestamp: str, nonce: str, body: bytes) -> bytes:
+    """What a native signed request signs: method, path, timestamp, nonce, body hash."""
+    return "\n".join(
+        [method.upper(), path, timestamp, nonce, hashlib.sha256(body).hexdigest()]
+    ).encode()
+
+
+# ---- user sessions -------------------------------------------------------------------------
+
+
+def _issue(store: Store, user_id: str, access_ttl_s: int, refresh_ttl_s: int) -> dict[str, Any]:
+    access, refresh = (
+        TOKEN_PREFIX + secrets.token_urlsafe(32),
+        TOKEN_PREFIX + secrets.token_urlsafe(32),
+    )
+    now = time.time()
+    with store.db.begin() as conn:
+        conn.execute(
+            insert(tokens),
+            [
+                {
+                    "hash": sha256_hex(access),
+                    "user_id": user_id,
+                    "kind": "access",
+                    "expires_at": now + access_ttl_s,
+                    "revoked": False,
+                    "created_at": now,
+                },
+                {
+                    "hash": sha256_hex(refresh),
+                    "user_id": user_id,
+                    "kind": "refresh",
+                    "expires_at": now + refresh_ttl_s,
+                    "revoked": False,
+                    "created_at": now,
+                },
+            ],
+        )
+    return {
+        "access_token": access,
+        "refresh_token": refresh,
+        "token_type": "Bearer",
+        "expires_in": access_ttl_s,
+    }
+
+
+def login(
+    store: Store, email: str, password: str, access_ttl_s: int, refresh_ttl_s: int
+) -> dict[str, Any]:
+    """Exchange user credentials for an access and a refresh token."""
+    with store.db.connect() as conn:
+        row = conn.execute(select(users).where(users.c.email == email.lower())).mappings().first()
+    try:
+        # Hash even for an unknown user, so timing does not reveal which emails exist.
+        _hasher.verify(row["password_hash"] if row else _dummy_hash(), password)
+    except (VerificationError, InvalidHashError):
+        row = None
+    if row is None or not row["active"]:
+        raise FaceplaneError(Err.AUTH_INVALID, "Wrong email or password.")
+    return _issue(store, row["id"], access_ttl_s, refresh_ttl_s)
+
+
+def refresh_tokens(
+    store: Store, refresh_token: str, access_ttl_s: int, refresh_ttl_s: int
+) -> dict[str, Any]:
+    """A new token pair for a valid refresh token, which is spent."""
+    row = _token_row(store, refresh_token, "refresh")
+    with store.db.begin() as conn:
+        conn.execute(update(tokens).where(tokens.c.hash == row["hash"]).values(revoked=True))
+    return _issue(store, row["user_id"], access_ttl_s, refresh_ttl_s)
+
+
+def _token_row(store: Store, token: str, kind: str) -> dict[str, Any]:
+    with store.db.connect() as conn:
+        row = (
+            conn.execute(
+                select(tokens).where(
+                    and_(tokens.c.hash == sha256_hex(token), tokens.c.kind == kind)
+                )
+            )
+            .mappings()
+            .first()
+        )
+    if row is None or row["revoked"]:
+        raise FaceplaneError(Err.AUTH_INVALID, "The token is not valid.")
+    if row["expires_at"] < time.time():
+        raise FaceplaneError(Err.AUTH_EXPIRED, "The token has expired; log in or refresh.")
+    return dict(row)
+
+
+def authenticate_token(store: Store, token: str) -> Principal:
+    """The user an access token belongs to."""
+    row = _token_row(store, token, "access")
+    with store.db.connect() as conn:
+        user = conn.execute(select(users).where(users.c.id == row["user_id"])).mappings().first()
+    if user is None or not user["active"]:
+        raise FaceplaneError(Err.AUTH_INVALID, "The token's user no longer exists.")
+    return Principal(
+        company_id=user["company_id"], role=user["role"], user_id=user["id"], via="token"
+    )
+
+
+def bootstrap(store: Store, rate_limit: int) -> dict[str, str] | None:
+    """On a fresh database: a company, an admin and an app; their secrets, to print once."""
+    with store.db.connect() as conn:
+        if conn.execute(select(companies.c.id).limit(1)).first() is not None:
+            return None
+    company = create_company(store, "default")
+    password = secrets.token_urlsafe(15)
+    admin = create_user(store, company["id"], "admin@localhost", password, "admin")
+    app, key = create_app(store, company["id"], "default", rate_limit, user_id=admin["id"])
+    return {
+        "company": company["name"],
+        "admin_email": admin["email"],
+        "admin_password": password,
+        "app_id": app["app_id"],
+        "key": key,
+    }
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    return _hasher.hash("not a real password, only for constant timing")

@@ -1,0 +1,24 @@
+"""Helpers for tests (importable: `tests` is on pytest's python path)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from fastapi.testclient import TestClient
+
+from faceplane.app import create_app
+from faceplane.services import accounts
+from faceplane.settings import Settings
+
+
+@contextmanager
+def authed_client(settings: Settings, rate_limit: int = 1_000_000) -> Iterator[TestClient]:
+    """A test client on a real app, sending the KEY of a fresh app of the first company."""
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        store = client.app.state.store  # type: ignore[attr-defined]
+        company = accounts.find_company(store, "default")
+        assert company is not None
+        _, key = accounts.create_app(store, company["id"], "tests", rate_limit)
+        client.headers["X-API-Key"] = key
+        yield client
