@@ -15,8 +15,8 @@ import hmac
 import io
 import itertools
 import json
-import re
 import os
+import re
 import secrets
 import signal
 import subprocess
