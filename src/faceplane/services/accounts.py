@@ -214,7 +214,10 @@ def load_app(store: Store, app_id: str, company_id: str | None = None) -> dict[s
     with store.db.connect() as conn:
         row = conn.execute(query).mappings().first()
     if row is None:
-        raise FaceplaneError(Err.APP_NOT_FOUND, "There is no app with this APP_ID.", app_id=app_id)
+        # Authenticating (no company yet): Pho.to's "bad APP_ID". Managing a company's apps:
+        # a plain 404, the same whether the app is another company's or does not exist.
+        err = Err.APP_NOT_FOUND if company_id is None else Err.RESOURCE_NOT_FOUND
+        raise FaceplaneError(err, "There is no app with this APP_ID.", app_id=app_id)
     return dict(row)
 
 

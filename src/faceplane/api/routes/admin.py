@@ -136,7 +136,7 @@ def _own_app(store: StoreDep, caller: Principal, app_id: str) -> None:
     row = accounts.load_app(store, app_id, caller.company_id)
     if caller.role != "admin" and row["user_id"] != _need_user(caller):
         # Another user's app looks like no app at all: ids leak nothing.
-        raise FaceplaneError(Err.APP_NOT_FOUND, "There is no app with this APP_ID.")
+        raise FaceplaneError(Err.RESOURCE_NOT_FOUND, "There is no app with this APP_ID.")
 
 
 @router.post("/apps/{app_id}/rotate", summary="Give an app a new KEY (shown once)")
