@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -398,10 +399,15 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from faceplane.app import create_app
 
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     host = args.host or settings.host
     port = args.port or settings.port
     settings = settings.model_copy(update={"host": host, "port": port})
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    # Uvicorn's access log prints query strings, and signed blob URLs carry their signature
+    # there: the app logs its own access lines, without queries or credentials.
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=False)
     return 0
 
 

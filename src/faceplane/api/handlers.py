@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -17,6 +18,7 @@ from faceplane.dialects.native import render_error
 from faceplane.errors import Err, FaceplaneError
 
 log = logging.getLogger("faceplane.api")
+access_log = logging.getLogger("faceplane.access")
 
 _HTTP_TO_ERR = {
     404: Err.ROUTE_NOT_FOUND,
@@ -118,6 +120,8 @@ class RequestContext:
 
         received = 0
         started = False
+        status_code = 0
+        t0 = time.perf_counter()
 
         async def limited_receive() -> Message:
             nonlocal received
@@ -133,9 +137,10 @@ class RequestContext:
             return message
 
         async def tagged_send(message: Message) -> None:
-            nonlocal started
+            nonlocal started, status_code
             if message["type"] == "http.response.start":
                 started = True
+                status_code = message["status"]
                 raw = list(message.get("headers", []))
                 if not any(k.lower() == b"x-request-id" for k, _ in raw):
                     raw.append((b"x-request-id", rid.encode()))
@@ -145,4 +150,10 @@ class RequestContext:
                 message["headers"] = raw
             await send(message)
 
-        await self.app(scope, limited_receive, tagged_send)
+        try:
+            await self.app(scope, limited_receive, tagged_send)
+        finally:
+            access_log.info(
+                "%s %s %s %.1fms %s", scope["method"], scope["path"], status_code,
+                (time.perf_counter() - t0) * 1000, rid,
+            )
