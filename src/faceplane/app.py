@@ -15,7 +15,17 @@ from faceplane import __version__
 from faceplane.api.audit import AuditLog
 from faceplane.api.blocking import BlockingPool
 from faceplane.api.handlers import RequestContext, install_handlers
-from faceplane.api.routes import admin, collections, faces, meta, tasks
+from faceplane.api.routes import (
+    admin,
+    collections,
+    compat_ailab,
+    compat_linkface,
+    compat_oz,
+    compat_photo,
+    faces,
+    meta,
+    tasks,
+)
 from faceplane.services.accounts import Principal, bootstrap
 from faceplane.services.context import Services
 from faceplane.services.limits import DbCounters, RedisCounters
@@ -78,6 +88,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tasks.router)
     app.include_router(collections.router)
     app.include_router(meta.router)
+    app.include_router(compat_photo.router)
+    app.include_router(compat_linkface.router)
+    app.include_router(compat_ailab.router)
+    app.include_router(compat_oz.router)
     install_handlers(app)
     app.add_middleware(AuditLog, store=store)
     app.add_middleware(RequestContext, max_body_bytes=int(settings.max_body_mb * 1024 * 1024))

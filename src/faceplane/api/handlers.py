@@ -9,12 +9,12 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from faceplane.dialects.native import render_error
+from faceplane.dialects.dispatch import renderer_for
 from faceplane.errors import Err, FaceplaneError
 
 log = logging.getLogger("faceplane.api")
@@ -33,13 +33,13 @@ def new_request_id() -> str:
     return uuid.uuid4().hex
 
 
-def error_response(request_id: str, exc: FaceplaneError) -> JSONResponse:
-    """Render `exc` in the native dialect with the request id header."""
-    status, body = render_error(request_id, exc)
-    headers = {"X-Request-Id": request_id}
+def error_response(request_id: str, exc: FaceplaneError, path: str = "/") -> Response:
+    """Render `exc` in the dialect of the route family of `path`, with the request id."""
+    response = renderer_for(path)(request_id, exc)
+    response.headers["X-Request-Id"] = request_id
     if "retry_after_s" in exc.details:
-        headers["Retry-After"] = str(exc.details["retry_after_s"])
-    return JSONResponse(body, status_code=status, headers=headers)
+        response.headers["Retry-After"] = str(exc.details["retry_after_s"])
+    return response
 
 
 def _request_id(request: Request) -> str:
@@ -57,40 +57,40 @@ def install_handlers(app: FastAPI) -> None:
     """Register the exception handlers on `app`."""
 
     @app.exception_handler(FaceplaneError)
-    async def _faceplane(request: Request, exc: FaceplaneError) -> JSONResponse:
-        return error_response(_request_id(request), exc)
+    async def _faceplane(request: Request, exc: FaceplaneError) -> Response:
+        return error_response(_request_id(request), exc, request.url.path)
 
     @app.exception_handler(RequestValidationError)
-    async def _request_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _request_validation(request: Request, exc: RequestValidationError) -> Response:
         err = FaceplaneError(
             Err.INVALID_ARGUMENT,
             "The request is invalid.",
             errors=_validation_details(list(exc.errors())),
         )
-        return error_response(_request_id(request), err)
+        return error_response(_request_id(request), err, request.url.path)
 
     @app.exception_handler(ValidationError)
-    async def _validation(request: Request, exc: ValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: ValidationError) -> Response:
         details = _validation_details(list(exc.errors()))
         fields = ", ".join(d["field"] for d in details)
         err = FaceplaneError(Err.INVALID_ARGUMENT, f"Invalid value for: {fields}.", errors=details)
-        return error_response(_request_id(request), err)
+        return error_response(_request_id(request), err, request.url.path)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         code = _HTTP_TO_ERR.get(exc.status_code, Err.INVALID_ARGUMENT)
         message = code.message
         if code is Err.ROUTE_NOT_FOUND:
             message = f"No route {request.method} {request.url.path}."
         elif code is Err.METHOD_NOT_ALLOWED:
             message = f"{request.method} is not allowed on {request.url.path}."
-        return error_response(_request_id(request), FaceplaneError(code, message))
+        return error_response(_request_id(request), FaceplaneError(code, message), request.url.path)
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> Response:
         rid = _request_id(request)
         log.exception("unhandled error in request %s", rid)
-        return error_response(rid, FaceplaneError(Err.INTERNAL))
+        return error_response(rid, FaceplaneError(Err.INTERNAL), request.url.path)
 
 
 class RequestContext:
@@ -115,7 +115,7 @@ class RequestContext:
         headers = dict(scope.get("headers", []))
         declared = headers.get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.max_body_bytes:
-            await error_response(rid, too_big)(scope, receive, send)
+            await error_response(rid, too_big, scope["path"])(scope, receive, send)
             return
 
         received = 0
@@ -154,6 +154,10 @@ class RequestContext:
             await self.app(scope, limited_receive, tagged_send)
         finally:
             access_log.info(
-                "%s %s %s %.1fms %s", scope["method"], scope["path"], status_code,
-                (time.perf_counter() - t0) * 1000, rid,
+                "%s %s %s %.1fms %s",
+                scope["method"],
+                scope["path"],
+                status_code,
+                (time.perf_counter() - t0) * 1000,
+                rid,
             )
