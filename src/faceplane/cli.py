@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from faceplane.cli_admin import add_admin_parser
-from faceplane.errors import Err, FaceplaneError
+from faceplane.cli_gallery import add_gallery_parsers
+from faceplane.cli_tasks import add_task_parsers
+from faceplane.errors import FaceplaneError
 from faceplane.services.context import Services
 from faceplane.settings import Settings
 
@@ -32,11 +34,17 @@ def _call_server(server: str, path: str, files: dict[str, Path], data: dict[str,
     """POST images to a running server; return its JSON, raising its error as FaceplaneError."""
     import httpx
 
-    from faceplane.client import raise_for_error
+    from faceplane.client import auth_headers, raise_for_error
 
     handles = {k: (p.name, p.read_bytes()) for k, p in files.items()}
     return raise_for_error(
-        httpx.post(server.rstrip("/") + path, files=handles, data=data, timeout=120)
+        httpx.post(
+            server.rstrip("/") + path,
+            files=handles,
+            data=data,
+            timeout=120,
+            headers=auth_headers(None),
+        )
     )
 
 
@@ -125,237 +133,6 @@ def cmd_compare(args: argparse.Namespace, settings: Settings) -> int:
         f"(threshold {result['threshold']:.4f}, distance {result['distance']:.4f}, "
         f"model {result['model']})"
     )
-    return 0
-
-
-def _server(args: argparse.Namespace, settings: Settings) -> str:
-    return (args.server or f"http://{settings.host}:{settings.port}").rstrip("/")
-
-
-def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
-    """Submit one task per file (per pair for compare) to a running server."""
-    import httpx
-
-    from faceplane.client import Progress, submit_files, wait_all
-
-    fields = ("image1", "image2") if args.operation == "compare" else ("image",)
-    readable: list[Path] = []
-    skipped: list[Path] = []
-    for f in args.files:
-        path = Path(f)
-        (readable if path.is_file() else skipped).append(path)
-    for path in skipped:
-        print(f"{path}: skipped: not a readable file", file=sys.stderr)
-    if len(readable) % len(fields):
-        print("error: compare takes files in pairs", file=sys.stderr)
-        return 2
-    groups = [
-        dict(zip(fields, readable[i : i + len(fields)], strict=True))
-        for i in range(0, len(readable), len(fields))
-    ]
-    base = _server(args, settings)
-    options = json.dumps(dict(kv.split("=", 1) for kv in args.option))
-    try:
-        with httpx.Client(timeout=120) as client:
-            submitted = submit_files(base, args.operation, groups, options, args.chunk, client)
-            if not args.wait:
-                for group, task in submitted:
-                    names = " ".join(str(p) for p in group.values())
-                    print(f"{task['request_id']}  {task['status']}  {names}")
-                return 2 if skipped else 0
-            progress = None if args.json else Progress(len(submitted))
-            final = wait_all(base, [t["request_id"] for _, t in submitted], client, progress)
-    except FaceplaneError as exc:
-        print(f"error {exc.err.name}: {exc.message}", file=sys.stderr)
-        return 2
-    except httpx.HTTPError as exc:
-        print(f"error: cannot reach {base}: {exc}", file=sys.stderr)
-        return 2
-    if progress:
-        progress.close()
-    failed = 0
-    for group, task in submitted:
-        state = final[task["request_id"]]
-        names = " ".join(str(p) for p in group.values())
-        if args.json:
-            print(json.dumps({"files": names, **state}))
-        elif state["status"] == "succeeded":
-            faces = state.get("result", {}).get("faces")
-            extra = f"{len(faces)} face(s)" if isinstance(faces, list) else ""
-            if "match" in state.get("result", {}):
-                r = state["result"]
-                extra = f"match={r['match']} similarity={r['similarity']:.4f}"
-            print(f"{names}: ok {extra} {state.get('result_url', '')}".rstrip())
-        if state["status"] != "succeeded":
-            failed += 1
-            err = state.get("error", {})
-            print(
-                f"{names}: {state['status']} {err.get('code', '')}: {err.get('message', '')}",
-                file=sys.stderr,
-            )
-    return 2 if failed or skipped else 0
-
-
-def cmd_task(args: argparse.Namespace, settings: Settings) -> int:
-    """Print a task's state as JSON."""
-    import httpx
-
-    from faceplane.client import raise_for_error
-
-    base = _server(args, settings)
-    params = {"wait_s": args.wait_s} if args.wait_s else {}
-    try:
-        with httpx.Client(timeout=args.wait_s + 30) as client:
-            state = raise_for_error(client.get(f"{base}/v1/tasks/{args.id}", params=params))
-    except FaceplaneError as exc:
-        print(f"error {exc.err.name}: {exc.message}", file=sys.stderr)
-        return 2
-    except httpx.HTTPError as exc:
-        print(f"error: cannot reach {base}: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(state, indent=2))
-    return 0
-
-
-def _storage(settings: Settings) -> tuple[Services, Any]:
-    from faceplane.store import Store
-
-    services = Services.from_settings(settings)
-    store = services.store = Store.open(settings)
-    return services, store
-
-
-def _collection_id(store: Any, name_or_id: str, create_kind: str | None) -> str:
-    """Find a collection by id or name; create it (when `create_kind`) if missing."""
-    from sqlalchemy import or_, select
-
-    from faceplane.store.db import collections
-
-    with store.db.connect() as conn:
-        row = conn.execute(
-            select(collections.c.id).where(
-                (collections.c.owner == "default")
-                & or_(collections.c.id == name_or_id, collections.c.name == name_or_id)
-            )
-        ).first()
-    if row:
-        return str(row[0])
-    if create_kind is None:
-        raise FaceplaneError(Err.COLLECTION_NOT_FOUND, f"No collection {name_or_id!r}.")
-    return ""
-
-
-def cmd_enroll(args: argparse.Namespace, settings: Settings) -> int:
-    """Enroll FOLDER/<subject>/*.jpg into a collection (created if missing), with progress."""
-    from faceplane.client import Progress
-    from faceplane.services import collections as col
-    from faceplane.services.images import ImageSource
-
-    folder = Path(args.folder)
-    people = sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
-    if not people:
-        print(f"error: {folder} has no sub-folder (one per subject)", file=sys.stderr)
-        return 2
-    services, store = _storage(settings)
-    try:
-        cid = _collection_id(store, args.collection, "gallery")
-        if not cid:
-            kind = "blacklist" if args.blacklist else "gallery"
-            cid = col.create_collection(services, store, "default", args.collection, kind)["id"]
-    except FaceplaneError as exc:
-        print(f"error {exc.err.name}: {exc.message}", file=sys.stderr)
-        return 2
-    existing = {
-        s["name"]: s["id"]
-        for s in col.list_subjects(store, "default", cid, 1_000_000, None)["subjects"]
-    }
-    files = [(p.name, f) for p in people for f in sorted(p.iterdir()) if f.is_file()]
-    progress = Progress(len(files))
-    ok, failures = 0, []
-    for name, path in files:
-        try:
-            if name not in existing:
-                existing[name] = col.create_subject(services, store, "default", cid, name)["id"]
-            col.enroll_faces(
-                services,
-                store,
-                "default",
-                cid,
-                existing[name],
-                ImageSource("image", data=path.read_bytes()),
-            )
-            ok += 1
-        except FaceplaneError as exc:
-            failures.append(f"{path}: {exc.err.name}: {exc.message}")
-        except OSError as exc:
-            failures.append(f"{path}: {exc.strerror}")
-        progress.update(ok, len(failures))
-    progress.close()
-    store.indexes.save_all()
-    print(
-        f"collection {args.collection} ({cid}): {ok} face(s) enrolled for {len(people)} "
-        f"subject(s), {len(failures)} file(s) skipped"
-    )
-    for line in failures:
-        print("  skipped " + line, file=sys.stderr)
-    return 0
-
-
-def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
-    """Search a collection with the faces of an image."""
-    from faceplane.services.images import ImageSource
-    from faceplane.services.search import search_collection
-
-    services, store = _storage(settings)
-    try:
-        cid = _collection_id(store, args.collection, None)
-        result = search_collection(
-            services,
-            store,
-            "default",
-            cid,
-            image=ImageSource("image", data=Path(args.image).read_bytes()),
-            all_faces=args.all_faces,
-            k=args.k,
-            far=args.far,
-        )
-    except FaceplaneError as exc:
-        print(f"error {exc.err.name}: {exc.message}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"error: {exc.filename}: {exc.strerror}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(result))
-        return 0
-    for i, face in enumerate(result["faces"]):
-        b = face["box"]
-        print(
-            f"face {i} at {b['x']:.0f},{b['y']:.0f} {b['width']:.0f}×{b['height']:.0f} "
-            f"(threshold {face['threshold']:.4f}, far {result['far']:g}):"
-        )
-        if not face["matches"]:
-            print("  no match: unknown")
-        for m in face["matches"]:
-            print(f"  {m['similarity']:.4f}  {m['subject_name']}  ({m['subject_id']})")
-    return 0
-
-
-def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
-    """Rebuild vector indexes from the database."""
-    from sqlalchemy import select
-
-    from faceplane.store.db import collections
-
-    _, store = _storage(settings)
-    with store.db.connect() as conn:
-        ids = [
-            r[0]
-            for r in conn.execute(select(collections.c.id, collections.c.name)).all()
-            if not args.collection or args.collection in r
-        ]
-    for cid in ids:
-        print(f"{cid}: {store.indexes.rebuild(store.db, cid)} vector(s)")
     return 0
 
 
@@ -490,42 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--server", help="call a running server at this URL instead of local models")
     c.set_defaults(fn=cmd_compare)
 
-    t = sub.add_parser("submit", help="submit tasks to a running server")
-    t.add_argument("operation", choices=("detect", "compare", "crop"))
-    t.add_argument("files", nargs="+", metavar="FILE")
-    t.add_argument("--wait", action="store_true", help="wait, with a progress bar")
-    t.add_argument("--json", action="store_true", help="with --wait: one JSON line per task")
-    t.add_argument("--option", action="append", default=[], metavar="KEY=VALUE")
-    t.add_argument("--chunk", type=int, default=50, help="tasks per batch request")
-    t.add_argument("--server", help="server URL (default http://HOST:PORT from settings)")
-    t.set_defaults(fn=cmd_submit)
-
-    k = sub.add_parser("task", help="show a task")
-    k.add_argument("id")
-    k.add_argument("--wait-s", type=float, default=0.0, help="long-poll up to this long")
-    k.add_argument("--server", help="server URL (default http://HOST:PORT from settings)")
-    k.set_defaults(fn=cmd_task)
-
-    en = sub.add_parser("enroll", help="enroll FOLDER/<subject>/* into a collection")
-    en.add_argument("collection", metavar="COLLECTION", help="name or id (created if missing)")
-    en.add_argument("folder", metavar="FOLDER")
-    en.add_argument("--blacklist", action="store_true", help="create it as a blacklist")
-    en.set_defaults(fn=cmd_enroll)
-
-    se = sub.add_parser("search", help="search a collection with the faces of an image")
-    se.add_argument("collection", metavar="COLLECTION")
-    se.add_argument("image", metavar="IMG")
-    se.add_argument("--all-faces", action="store_true")
-    se.add_argument("-k", type=int, default=5)
-    se.add_argument("--far", type=float, help="false-accept rate (default from settings)")
-    se.add_argument("--json", action="store_true")
-    se.set_defaults(fn=cmd_search)
-
-    ix = sub.add_parser("index", help="vector index maintenance")
-    ix.add_argument("action", choices=("rebuild",))
-    ix.add_argument("collection", nargs="?", help="name or id (default: all)")
-    ix.set_defaults(fn=cmd_index)
-
+    add_task_parsers(sub)
+    add_gallery_parsers(sub)
     add_admin_parser(sub)
 
     m = sub.add_parser("models", help="install or list models")

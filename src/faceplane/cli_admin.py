@@ -76,8 +76,13 @@ def _dispatch(args: argparse.Namespace, settings: Settings, store: Store) -> Any
     if action == "create":
         company = _company(store, args.company, create=True)
         app, key = accounts.create_app(
-            store, company["id"], args.name, args.rate_limit or settings.default_rate_limit,
-            args.quota, None, _expiry(args.expires),
+            store,
+            company["id"],
+            args.name,
+            args.rate_limit or settings.default_rate_limit,
+            args.quota,
+            None,
+            _expiry(args.expires),
         )
         return {**app, "key": key}
     if action == "list":

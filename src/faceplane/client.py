@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -10,6 +11,12 @@ from typing import Any, TextIO
 import httpx
 
 from faceplane.errors import Err, FaceplaneError
+
+
+def auth_headers(key: str | None) -> dict[str, str]:
+    """The credential header for an app KEY (FACEPLANE_API_KEY when none is given)."""
+    key = key or os.environ.get("FACEPLANE_API_KEY")
+    return {"Authorization": f"Bearer {key}"} if key else {}
 
 
 def raise_for_error(resp: httpx.Response) -> Any:

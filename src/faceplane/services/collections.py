@@ -7,31 +7,17 @@ import time
 import uuid
 from typing import Any
 
-import numpy as np
 from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from faceplane.effects.thumbs import crop_box, encode_jpeg
-from faceplane.engine.faces import Face, analyse_image
 from faceplane.engine.models.registry import get_spec
-from faceplane.engine.quality import Quality
 from faceplane.errors import Err, FaceplaneError
 from faceplane.services.context import Services
-from faceplane.services.images import ImageSource, load_image
 from faceplane.store import Store
 from faceplane.store.db import collections, face_removals, faces, subjects
 
 KINDS = ("gallery", "blacklist")
-
-# The enroll gate's reasons, in the order they are reported, with their codes.
-GATE_CODES = {
-    "too_small": Err.FACE_TOO_SMALL,
-    "blurry": Err.FACE_BLURRY,
-    "too_dark": Err.FACE_POOR_LIGHTING,
-    "too_bright": Err.FACE_POOR_LIGHTING,
-    "not_frontal": Err.FACE_NOT_FRONTAL,
-}
 
 
 def new_id() -> str:
@@ -423,12 +409,13 @@ def move_face(
     with store.db.begin() as conn:
         load_face(conn, owner, collection_id, token)
         load_subject(conn, owner, collection_id, subject_id)
-        _check_subject_room(services, conn, subject_id)
+        check_subject_room(services, conn, subject_id)
         conn.execute(update(faces).where(faces.c.token == token).values(subject_id=subject_id))
         return _face_json(load_face(conn, owner, collection_id, token))
 
 
-def _check_subject_room(services: Services, conn: Connection, subject_id: str) -> None:
+def check_subject_room(services: Services, conn: Connection, subject_id: str) -> None:
+    """Refuse one more face for a subject that holds the most it may."""
     limit = services.settings.subject_max_faces
     count = conn.execute(
         select(func.count()).select_from(faces).where(faces.c.subject_id == subject_id)
@@ -437,180 +424,3 @@ def _check_subject_room(services: Services, conn: Connection, subject_id: str) -
         raise FaceplaneError(
             Err.FACE_LIMIT_EXCEEDED, f"A subject holds at most {limit} faces.", limit=limit
         )
-
-
-# ---- enroll --------------------------------------------------------------------------------
-
-
-def gate_reasons(services: Services, quality: Quality) -> list[dict[str, Any]]:
-    """Why a face must not enter a gallery, each reason with its measure and its limit."""
-    s = services.settings
-    checks = [
-        (
-            "too_small",
-            quality.face_size < s.enroll_min_face_px,
-            "face_size",
-            quality.face_size,
-            s.enroll_min_face_px,
-        ),
-        (
-            "blurry",
-            quality.sharpness < s.enroll_min_sharpness,
-            "sharpness",
-            quality.sharpness,
-            s.enroll_min_sharpness,
-        ),
-        (
-            "too_dark",
-            quality.brightness < s.enroll_min_brightness,
-            "brightness",
-            quality.brightness,
-            s.enroll_min_brightness,
-        ),
-        (
-            "too_bright",
-            quality.brightness > s.enroll_max_brightness,
-            "brightness",
-            quality.brightness,
-            s.enroll_max_brightness,
-        ),
-        (
-            "not_frontal",
-            abs(quality.yaw) > s.enroll_max_yaw_deg,
-            "yaw",
-            quality.yaw,
-            s.enroll_max_yaw_deg,
-        ),
-        (
-            "not_frontal",
-            abs(quality.pitch) > s.enroll_max_pitch_deg,
-            "pitch",
-            quality.pitch,
-            s.enroll_max_pitch_deg,
-        ),
-    ]
-    return [
-        {"reason": r, "measure": m, "value": round(float(v), 3), "limit": lim}
-        for r, bad, m, v, lim in checks
-        if bad
-    ]
-
-
-def _gate_error(index: int, reasons: list[dict[str, Any]]) -> FaceplaneError:
-    first = reasons[0]
-    return FaceplaneError(
-        GATE_CODES[first["reason"]],
-        f"Face {index} is not fit for a gallery: "
-        + ", ".join(f"{r['measure']} {r['value']} (limit {r['limit']})" for r in reasons)
-        + ".",
-        face_index=index,
-        reasons=reasons,
-    )
-
-
-def enroll_faces(
-    services: Services,
-    store: Store,
-    owner: str,
-    collection_id: str,
-    subject_id: str,
-    source: ImageSource,
-    face: str = "largest",
-    keep_crop: bool | None = None,
-) -> dict[str, Any]:
-    """Enroll the largest face, face number N, or `all` faces of an image into a subject.
-
-    Faces that fail the quality gate are refused with the specific code (one face asked) or
-    listed under `unindexed` with their reasons (all faces).
-    """
-    name, space = current_space(services)
-    with store.db.connect() as conn:
-        coll = load_collection(conn, owner, collection_id)
-        load_subject(conn, owner, collection_id, subject_id)
-    if coll["model"] != space:
-        raise FaceplaneError(
-            Err.EMBEDDING_MODEL_MISMATCH,
-            f"The collection holds {coll['model']} embeddings; this server makes {space}.",
-            collection_model=coll["model"],
-            model=space,
-        )
-    image = load_image(services, source)
-    analysis = analyse_image(services.pool, image.rgb, services.analyse_options(embeddings=True))
-    if not analysis.faces:
-        raise FaceplaneError(
-            Err.FACE_NOT_FOUND, "No face was found in the image.", field=source.field
-        )
-    if face == "all":
-        chosen = list(enumerate(analysis.faces))
-    else:
-        index = 0 if face == "largest" else int(face)
-        if not 0 <= index < len(analysis.faces):
-            raise FaceplaneError(
-                Err.FACE_INDEX_OUT_OF_RANGE,
-                f"The image has {len(analysis.faces)} face(s); index {index} is out of range.",
-                faces=len(analysis.faces),
-            )
-        chosen = [(index, analysis.faces[index])]
-    accepted: list[tuple[int, Face]] = []
-    unindexed = []
-    for i, f in chosen:
-        reasons = gate_reasons(services, f.quality)
-        if reasons:
-            if face != "all":
-                raise _gate_error(i, reasons)
-            unindexed.append({"face_index": i, "box": f.as_dict()["box"], "reasons": reasons})
-        else:
-            accepted.append((i, f))
-    if not accepted:
-        raise _gate_error(unindexed[0]["face_index"], unindexed[0]["reasons"])
-    keep = services.settings.enroll_keep_crops if keep_crop is None else keep_crop
-    enrolled = []
-    now = time.time()
-    with store.db.begin() as conn:
-        load_subject(conn, owner, collection_id, subject_id)
-        for _ in accepted:
-            _check_subject_room(services, conn, subject_id)
-        total = conn.execute(
-            select(func.count()).select_from(faces).where(faces.c.collection_id == collection_id)
-        ).scalar_one()
-        if total + len(accepted) > services.settings.collection_max_faces:
-            raise FaceplaneError(
-                Err.FACE_LIMIT_EXCEEDED,
-                "The collection is full.",
-                limit=services.settings.collection_max_faces,
-            )
-        for i, f in accepted:
-            token = new_id()
-            d = f.detection
-            crop_key = None
-            if keep:
-                crop = crop_box(image.rgb, (d.x, d.y, d.w, d.h), 0.25, 160)
-                crop_key = store.blobs.put(
-                    f"collections/{collection_id}/faces/{token}.jpg", encode_jpeg(crop)
-                )
-            assert f.embedding is not None
-            box = f.as_dict()["box"]
-            conn.execute(
-                insert(faces).values(
-                    token=token,
-                    collection_id=collection_id,
-                    subject_id=subject_id,
-                    model=space,
-                    embedding=np.asarray(f.embedding, dtype="<f4").tobytes(),
-                    quality_json=json.dumps(f.quality.as_dict()),
-                    box_json=json.dumps(box),
-                    crop_key=crop_key,
-                    created_at=now,
-                )
-            )
-            enrolled.append(
-                {"face_token": token, "face_index": i, "box": box, "quality": f.quality.as_dict()}
-            )
-    store.indexes.get(store.db, collection_id)  # searchable now, in this process too
-    first = enrolled[0]
-    return {
-        "face_token": first["face_token"],
-        "faces": enrolled,
-        "unindexed": unindexed,
-        "embedder": name,
-    }

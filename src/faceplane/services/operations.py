@@ -11,8 +11,8 @@ from pydantic import BaseModel, ValidationError
 from faceplane.effects.thumbs import THUMB_SIDES, crop_box, encode_jpeg, thumbnail
 from faceplane.engine.faces import analyse_image
 from faceplane.errors import Err, FaceplaneError
-from faceplane.services.collections import enroll_faces
 from faceplane.services.context import Services
+from faceplane.services.enroll import enroll_faces
 from faceplane.services.faces import (
     CompareSide,
     DetectRequest,

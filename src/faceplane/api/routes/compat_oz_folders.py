@@ -20,6 +20,7 @@ from PIL import Image
 from sqlalchemy import and_, select
 
 from faceplane.dialects import oz
+from faceplane.engine.fetch import check_url
 from faceplane.engine.image import SUPPORTED_FORMATS, check_size
 from faceplane.errors import Err, FaceplaneError
 from faceplane.services.context import Services
@@ -208,6 +209,8 @@ def start_analyses(
 ) -> list[dict[str, Any]]:
     """Queue one task per analysis (all are checked first, so a bad one queues nothing)."""
     plans = [(req, _pick_media(folder, req)) for req in requests]
+    if webhook_url:
+        check_url(webhook_url, services.fetch)
     check_capacity(services, store, len(plans))
     out = []
     for req, media in plans:

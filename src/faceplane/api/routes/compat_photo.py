@@ -56,8 +56,13 @@ def _authenticate(store: Store, app_id: str, key: str, sign_data: str, data: str
     # Pho.to signs DATA only, with no nonce: the signature itself is the replay token, so an
     # identical call within the freshness window is refused as a replay.
     return accounts.authenticate_signature(
-        store, app_id, sign_data, data.encode(), "photo:" + sign_data.lower(),
-        str(time.time()), 600.0,
+        store,
+        app_id,
+        sign_data,
+        data.encode(),
+        "photo:" + sign_data.lower(),
+        str(time.time()),
+        600.0,
     )
 
 
@@ -74,22 +79,25 @@ def _task_spec(call: photo.PhotoCall) -> TaskSpec:
         raise FaceplaneError(
             Err.INVALID_ARGUMENT,
             f"Wrong method or parameter name: unknown method {name!r}; known: "
-            + ", ".join(sorted(METHODS)) + ".",
+            + ", ".join(sorted(METHODS))
+            + ".",
             method=name,
         )
     options: dict[str, Any] = {}
     for key, value in params.items():
         option = PARAMS[operation].get(key)
         if option is None:
-            raise FaceplaneError(Err.INVALID_ARGUMENT,
-                                 f"Wrong method or parameter name: {name} has no {key!r}.")
+            raise FaceplaneError(
+                Err.INVALID_ARGUMENT, f"Wrong method or parameter name: {name} has no {key!r}."
+            )
         options[option] = value
     if operation == "crop" and call.result_size and "size" not in options:
         options["size"] = call.result_size
     image = call.images[0]
     if image.rect:
-        raise FaceplaneError(Err.BAD_FACE_RECT,
-                             "A 'rect' on <image_url> is not supported by this server.")
+        raise FaceplaneError(
+            Err.BAD_FACE_RECT, "A 'rect' on <image_url> is not supported by this server."
+        )
     return TaskSpec(operation, {"image": ImageSource("image", url=image.url)}, options)
 
 
@@ -114,9 +122,7 @@ async def addtask(
     costs = {spec.operation: 1}
     await charge(request, principal, costs)
     try:
-        task, _ = await run_in_threadpool(
-            submit_task, services, store, principal.company_id, spec
-        )
+        task, _ = await run_in_threadpool(submit_task, services, store, principal.company_id, spec)
     except FaceplaneError:
         await charge(request, principal, costs, refund=True)
         raise

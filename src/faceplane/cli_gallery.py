@@ -1,0 +1,179 @@
+"""`faceplane enroll | search | index`: collections on the local data folder."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from faceplane.errors import Err, FaceplaneError
+from faceplane.services.context import Services
+from faceplane.settings import Settings
+
+
+def _storage(settings: Settings) -> tuple[Services, Any]:
+    from faceplane.store import Store
+
+    services = Services.from_settings(settings)
+    store = services.store = Store.open(settings)
+    return services, store
+
+
+def _collection_id(store: Any, name_or_id: str, create_kind: str | None) -> str:
+    """Find a collection by id or name; create it (when `create_kind`) if missing."""
+    from sqlalchemy import or_, select
+
+    from faceplane.store.db import collections
+
+    with store.db.connect() as conn:
+        row = conn.execute(
+            select(collections.c.id).where(
+                (collections.c.owner == "default")
+                & or_(collections.c.id == name_or_id, collections.c.name == name_or_id)
+            )
+        ).first()
+    if row:
+        return str(row[0])
+    if create_kind is None:
+        raise FaceplaneError(Err.COLLECTION_NOT_FOUND, f"No collection {name_or_id!r}.")
+    return ""
+
+
+def cmd_enroll(args: argparse.Namespace, settings: Settings) -> int:
+    """Enroll FOLDER/<subject>/*.jpg into a collection (created if missing), with progress."""
+    from faceplane.client import Progress
+    from faceplane.services import collections as col
+    from faceplane.services.enroll import enroll_faces
+    from faceplane.services.images import ImageSource
+
+    folder = Path(args.folder)
+    people = sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+    if not people:
+        print(f"error: {folder} has no sub-folder (one per subject)", file=sys.stderr)
+        return 2
+    services, store = _storage(settings)
+    try:
+        cid = _collection_id(store, args.collection, "gallery")
+        if not cid:
+            kind = "blacklist" if args.blacklist else "gallery"
+            cid = col.create_collection(services, store, "default", args.collection, kind)["id"]
+    except FaceplaneError as exc:
+        print(f"error {exc.err.name}: {exc.message}", file=sys.stderr)
+        return 2
+    existing = {
+        s["name"]: s["id"]
+        for s in col.list_subjects(store, "default", cid, 1_000_000, None)["subjects"]
+    }
+    files = [(p.name, f) for p in people for f in sorted(p.iterdir()) if f.is_file()]
+    progress = Progress(len(files))
+    ok, failures = 0, []
+    for name, path in files:
+        try:
+            if name not in existing:
+                existing[name] = col.create_subject(services, store, "default", cid, name)["id"]
+            enroll_faces(
+                services,
+                store,
+                "default",
+                cid,
+                existing[name],
+                ImageSource("image", data=path.read_bytes()),
+            )
+            ok += 1
+        except FaceplaneError as exc:
+            failures.append(f"{path}: {exc.err.name}: {exc.message}")
+        except OSError as exc:
+            failures.append(f"{path}: {exc.strerror}")
+        progress.update(ok, len(failures))
+    progress.close()
+    store.indexes.save_all()
+    print(
+        f"collection {args.collection} ({cid}): {ok} face(s) enrolled for {len(people)} "
+        f"subject(s), {len(failures)} file(s) skipped"
+    )
+    for line in failures:
+        print("  skipped " + line, file=sys.stderr)
+    return 0
+
+
+def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
+    """Search a collection with the faces of an image."""
+    from faceplane.services.images import ImageSource
+    from faceplane.services.search import search_collection
+
+    services, store = _storage(settings)
+    try:
+        cid = _collection_id(store, args.collection, None)
+        result = search_collection(
+            services,
+            store,
+            "default",
+            cid,
+            image=ImageSource("image", data=Path(args.image).read_bytes()),
+            all_faces=args.all_faces,
+            k=args.k,
+            far=args.far,
+        )
+    except FaceplaneError as exc:
+        print(f"error {exc.err.name}: {exc.message}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    for i, face in enumerate(result["faces"]):
+        b = face["box"]
+        print(
+            f"face {i} at {b['x']:.0f},{b['y']:.0f} {b['width']:.0f}×{b['height']:.0f} "
+            f"(threshold {face['threshold']:.4f}, far {result['far']:g}):"
+        )
+        if not face["matches"]:
+            print("  no match: unknown")
+        for m in face["matches"]:
+            print(f"  {m['similarity']:.4f}  {m['subject_name']}  ({m['subject_id']})")
+    return 0
+
+
+def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
+    """Rebuild vector indexes from the database."""
+    from sqlalchemy import select
+
+    from faceplane.store.db import collections
+
+    _, store = _storage(settings)
+    with store.db.connect() as conn:
+        ids = [
+            r[0]
+            for r in conn.execute(select(collections.c.id, collections.c.name)).all()
+            if not args.collection or args.collection in r
+        ]
+    for cid in ids:
+        print(f"{cid}: {store.indexes.rebuild(store.db, cid)} vector(s)")
+    return 0
+
+
+def add_gallery_parsers(sub: Any) -> None:
+    """Add `enroll`, `search` and `index` to the main parser."""
+    en = sub.add_parser("enroll", help="enroll FOLDER/<subject>/* into a collection")
+    en.add_argument("collection", metavar="COLLECTION", help="name or id (created if missing)")
+    en.add_argument("folder", metavar="FOLDER")
+    en.add_argument("--blacklist", action="store_true", help="create it as a blacklist")
+    en.set_defaults(fn=cmd_enroll)
+
+    se = sub.add_parser("search", help="search a collection with the faces of an image")
+    se.add_argument("collection", metavar="COLLECTION")
+    se.add_argument("image", metavar="IMG")
+    se.add_argument("--all-faces", action="store_true")
+    se.add_argument("-k", type=int, default=5)
+    se.add_argument("--far", type=float, help="false-accept rate (default from settings)")
+    se.add_argument("--json", action="store_true")
+    se.set_defaults(fn=cmd_search)
+
+    ix = sub.add_parser("index", help="vector index maintenance")
+    ix.add_argument("action", choices=("rebuild",))
+    ix.add_argument("collection", nargs="?", help="name or id (default: all)")
+    ix.set_defaults(fn=cmd_index)
