@@ -33,15 +33,20 @@ def main() -> None:
     lfw = testdata_dir() / "lfw_view1"
     people = [ln.split() for ln in (lfw / args.people).read_text().splitlines()[1:] if ln.strip()]
     gallery, genuine, impostor = [], [], []
+    root = lfw / "images"
     for name, count in people:
+        # View 1's folder holds only the images its pair files use: take those that exist.
         files = [f"{name}/{name}_{i:04d}.jpg" for i in range(1, int(count) + 1)]
+        files = [f for f in files if (root / f).is_file()]
+        if not files:
+            continue
         if len(files) >= 2:
             gallery.append(files[0])
             genuine += files[1:]
         else:
             impostor += files
     files = gallery + genuine + impostor
-    vectors, rate, missed = embed_all(args.engine, lfw / "images", files, args.workers)
+    vectors, rate, missed = embed_all(args.engine, root, files, args.workers)
     g = np.stack([vectors[f] for f in gallery])
     who = np.array([f.split("/")[0] for f in gallery])
 

@@ -57,14 +57,12 @@ def main() -> None:
     args = ap.parse_args()
     jpeg = photo_640x480(args.image)
     port = free_port()
-    data = tempfile.TemporaryDirectory(prefix="faceplane-bench-")
-    env = {**os.environ, "FACEPLANE_PORT": str(port), "FACEPLANE_DATA_DIR": data.name}
+    folder = tempfile.TemporaryDirectory(prefix="faceplane-bench-")
+    env = {**os.environ, "FACEPLANE_PORT": str(port), "FACEPLANE_DATA_DIR": folder.name}
     headers = {"X-API-Key": create_key(env)}
+    log = open(Path(folder.name) / "server.log", "wb")  # noqa: SIM115 - closed below
     server = subprocess.Popen(
-        [sys.executable, "-m", "faceplane.cli", "serve"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        [sys.executable, "-m", "faceplane.cli", "serve"], env=env, stdout=log, stderr=log
     )
     rows = []
     try:
@@ -76,7 +74,7 @@ def main() -> None:
                     break
                 except httpx.TransportError:
                     time.sleep(0.2)
-            for label, data in (
+            for label, form in (
                 ("faceplane /v1/detect", {}),
                 ("faceplane /v1/detect, return_embedding", {"return_embedding": "true"}),
             ):
@@ -84,7 +82,7 @@ def main() -> None:
                 for i in range(args.n + 3):
                     start = time.perf_counter()
                     resp = client.post(
-                        base + "/v1/detect", files={"image": ("a.jpg", jpeg)}, data=data
+                        base + "/v1/detect", files={"image": ("a.jpg", jpeg)}, data=form
                     )
                     elapsed = time.perf_counter() - start
                     resp.raise_for_status()
@@ -97,7 +95,10 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait()
-        data.cleanup()
+        log.close()
+        if sys.exc_info()[0] is not None:
+            sys.stderr.write((Path(folder.name) / "server.log").read_text()[-3000:])
+        folder.cleanup()
 
     import face_recognition
 

@@ -15,12 +15,12 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 ANN_THRESHOLD = 20_000
-# HNSW defaults, tuned on 1M clustered 128-d vectors on 2 cores (bench/search.py): see the
-# module's report in the issue. Wider graphs (connectivity) bought more recall per query
-# millisecond than a larger expansion_add did, and cost less build time.
+# HNSW defaults, tuned with bench/search.py at 1M × 128-d on 2 cores. expansion_add 128 over 64
+# bought ~5 points of recall@10 on full-rank data for twice the build time; 1024 spends the
+# 20 ms p99 budget on recall. Face-like (low intrinsic dimension) data needs far less.
 CONNECTIVITY = 32
-EXPANSION_ADD = 64
-EXPANSION_SEARCH = 512
+EXPANSION_ADD = 128
+EXPANSION_SEARCH = 1024
 # Keys at or above HOLE_BASE are placeholders (zero vectors) that overwrite the slots of removed
 # vectors: usearch only marks a removal, leaving the vector in memory and in saved files.
 HOLE_BASE = 1 << 62
@@ -175,8 +175,7 @@ class ExactIndex:
 
     def keys(self) -> np.ndarray:
         """All keys (for comparing with the database)."""
-        with self._lock:
-            return self._keys[: self._n].copy()
+        return self.items()[0]
 
     def nbytes(self) -> int:
         """Bytes held by the arrays (capacity included)."""
@@ -264,12 +263,9 @@ class HnswIndex:
                 self._ix.add(keys, vectors, threads=1)
 
     def _relink(self, keys: np.ndarray, vectors: np.ndarray) -> None:
-        """Re-insert, one at a time, what a parallel add left unreachable (usearch issue #735).
-
-        Concurrent inserts can strand a node no search reaches, so a face would never be found.
-        Every new vector must find itself: a cheap narrow search first, the real width for the
-        few it misses, and a sequential re-insert for what is still missing.
-        """
+        """Re-insert on one thread what a parallel add left unreachable (usearch issue #735)."""
+        # A stranded face would never be found. Every new vector must find itself: a cheap narrow
+        # search first, the real width for the few it misses, re-insertion for what still does.
         width = self._ix.expansion_search
         try:
             for ef in (_VERIFY_EF, width):

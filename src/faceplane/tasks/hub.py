@@ -108,9 +108,11 @@ class TaskHub:
                 if row["status"] in FINISHED or remaining <= 0:
                     return row
                 event.clear()
-                # The event fires at once for local workers; the poll covers other executors.
+                # The event fires at once for local workers; other executors finish in another
+                # process, so the table is polled (briefly: this is a client's latency).
+                poll = 0.2 if self.services.settings.executor == "local" else 0.02
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(event.wait(), timeout=min(remaining, 0.2))
+                    await asyncio.wait_for(event.wait(), timeout=min(remaining, poll))
         finally:
             self._events.pop(task_id, None)
 
