@@ -33,7 +33,10 @@ async def authenticate(request: Request) -> Principal:
     store, settings = app.state.store, app.state.settings
     if settings.auth_disabled:
         return app.state.open_principal
-    token = request.headers.get("x-forensic-access-token")
+    # Oz's pages spell its header both ways.
+    token = request.headers.get("x-forensic-access-token") or request.headers.get(
+        "x-forensics-access-token"
+    )
     bearer = _bearer(request)
     if token or (bearer and bearer.startswith(accounts.TOKEN_PREFIX)):
         credential = token or bearer or ""
