@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
@@ -10,7 +11,9 @@ from starlette.concurrency import run_in_threadpool
 from faceplane.errors import Err, FaceplaneError
 from faceplane.services import accounts
 from faceplane.services.accounts import Principal
+from faceplane.services.images import ImageSource
 from faceplane.services.limits import hit_rate_limit, refund_credits, spend_credits
+from faceplane.services.operations import run_operation
 
 # Headers of a natively signed request (SIGN_DATA over method, path, timestamp, nonce, body).
 SIGN_HEADERS = (
@@ -159,3 +162,27 @@ async def charge(
                 count,
             )
         raise
+
+
+async def run_billed(
+    request: Request,
+    caller: Principal,
+    name: str,
+    images: dict[str, ImageSource],
+    options: dict[str, Any],
+    check: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Charge one `name`, run it on the inference pool, and refund it if it fails (or if
+    `check` refuses its result): the one billed path of every synchronous route."""
+    app = request.app
+    await charge(request, caller, {name: 1})
+    try:
+        result = await app.state.blocking.run(
+            run_operation, app.state.services, name, images, options, caller.company_id
+        )
+        if check is not None:
+            check(result.body)
+    except FaceplaneError:
+        await charge(request, caller, {name: 1}, refund=True)
+        raise
+    return dict(result.body)

@@ -76,6 +76,9 @@ def test_exact_is_brute_force() -> None:
     expected = np.take_along_axis(queries @ vectors.T, truth, 1)
     np.testing.assert_allclose(sims, expected, atol=1e-6)
     assert found.dtype == np.int64 and sims.dtype == np.float32
+    one, one_sims = index.search(queries[3], 10)  # the single-query path (einsum, not BLAS)
+    np.testing.assert_array_equal(one[0], found[3])
+    np.testing.assert_allclose(one_sims[0], sims[3], atol=1e-6)
 
 
 def test_hnsw_agrees_with_exact_when_small() -> None:
@@ -176,7 +179,9 @@ def test_removal_is_real(kind: str, tmp_path: Path) -> None:
     data = path.read_bytes()
     assert not any(vectors[i].tobytes() in data for i in range(0, 300, 3))
     assert vectors[1].tobytes() in data
-    keys, held = CollectionIndex.load(path)._impl.items()  # type: ignore[union-attr]
+    loaded = CollectionIndex.load(path)
+    assert loaded is not None
+    keys, held = loaded._impl.items()
     assert not np.isin(keys, np.arange(0, 300, 3)).any() and len(keys) == 200
     assert not any(vectors[i].tobytes() in held.tobytes() for i in range(0, 300, 3))
 

@@ -8,16 +8,12 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from faceplane.api.auth import CallerDep, WriterDep, charge
-from faceplane.api.blocking import BlockingPool
+from faceplane.api.auth import CallerDep, WriterDep, run_billed
 from faceplane.api.deps import BlockingDep, RequestIdDep, ServicesDep, StoreDep
 from faceplane.api.inputs import image_body_schema, parse_body
 from faceplane.dialects.native import render_result
-from faceplane.errors import FaceplaneError
 from faceplane.services import collections as col
 from faceplane.services.accounts import Principal
-from faceplane.services.context import Services
-from faceplane.services.operations import run_operation
 from faceplane.services.params import BlacklistParams, EnrollParams, SearchParams
 
 router = APIRouter(prefix="/v1", tags=["collections"])
@@ -69,25 +65,11 @@ class FacePatch(BaseModel):
 
 
 async def _run(
-    name: str,
-    request: Request,
-    services: Services,
-    blocking: BlockingPool,
-    request_id: str,
-    caller: Principal,
-    **path: str,
+    name: str, request: Request, request_id: str, caller: Principal, **path: str
 ) -> dict[str, Any]:
     body = await parse_body(request, ("image",))
-    options = {**body.values, **path}
-    await charge(request, caller, {name: 1})
-    try:
-        result = await blocking.run(
-            run_operation, services, name, body.images, options, caller.company_id
-        )
-    except FaceplaneError:
-        await charge(request, caller, {name: 1}, refund=True)
-        raise
-    return render_result(request_id, result.body)
+    result = await run_billed(request, caller, name, body.images, {**body.values, **path})
+    return render_result(request_id, result)
 
 
 @router.post("/collections", status_code=201, summary="Create a gallery or a blacklist")
@@ -253,8 +235,6 @@ async def enroll(
     out = await _run(
         "enroll",
         request,
-        services,
-        blocking,
         request_id,
         caller,
         collection_id=collection_id,
@@ -337,9 +317,7 @@ async def search(
 ) -> dict[str, Any]:
     """`faces: [{box, matches: [{subject_id, subject_name, similarity}], threshold}]`;
     `matches` is empty when nobody passes the threshold chosen by `far`."""
-    return await _run(
-        "search", request, services, blocking, request_id, caller, collection_id=collection_id
-    )
+    return await _run("search", request, request_id, caller, collection_id=collection_id)
 
 
 @router.post(
@@ -356,4 +334,4 @@ async def blacklist_check(
     caller: CallerDep,
 ) -> dict[str, Any]:
     """`hit` true or false, with the matched entries."""
-    return await _run("blacklist_check", request, services, blocking, request_id, caller)
+    return await _run("blacklist_check", request, request_id, caller)

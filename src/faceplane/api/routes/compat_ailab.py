@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from faceplane.api.auth import charge
+from faceplane.api.auth import charge, run_billed
 from faceplane.api.deps import BlockingDep, RequestIdDep, ServicesDep, StoreDep, TaskHubDep
 from faceplane.api.inputs import parse_body
 from faceplane.api.routes import compat_ailab_faceset
@@ -27,7 +27,6 @@ from faceplane.api.routes.compat_ailab_common import (
     number_arg,
     reply,
     required_text,
-    run_charged,
 )
 from faceplane.api.routes.compat_ailab_faceset import group_id_of, user_id_of
 from faceplane.errors import Err, FaceplaneError
@@ -91,10 +90,8 @@ async def face_analyzer(
         )
     if "max_face_num" in options:
         options["max_faces"] = options.pop("max_face_num")
-    out = await run_charged(
+    out = await run_billed(
         request,
-        services,
-        blocking,
         caller,
         "detect",
         {"image": body.image("image")},
@@ -116,9 +113,7 @@ async def face_compare(
     body = await parse_body(request, tuple(COMPARE_FIELDS))
     images = compare_images(body)
     try:
-        out = await run_charged(
-            request, services, blocking, caller, "compare", images, dict(body.values)
-        )
+        out = await run_billed(request, caller, "compare", images, dict(body.values))
     except FaceplaneError as exc:
         raise ailab_field_names(exc) from None
     data = {k: v for k, v in out.items() if k not in ("face1", "face2")}

@@ -8,22 +8,18 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 
-from faceplane.api.auth import charge, require_caller, require_writer
-from faceplane.api.blocking import BlockingPool
+from faceplane.api.auth import require_caller, require_writer
 from faceplane.api.inputs import ParsedBody
 from faceplane.dialects import ailab
 from faceplane.errors import Err, FaceplaneError
 from faceplane.services.accounts import Principal
-from faceplane.services.context import Services
 from faceplane.services.images import ImageSource
-from faceplane.services.operations import run_operation
 
 # Longest group_id, uid or task_id accepted: the native name fields allow 200 characters.
 MAX_ID_CHARS = 200
@@ -156,27 +152,3 @@ def ailab_field_names(exc: FaceplaneError) -> FaceplaneError:
             exc.details["field"] = ailab_name
         exc.message = exc.message.replace(f"`{native}`", f"`{ailab_name}`")
     return exc
-
-
-async def run_charged(
-    request: Request,
-    services: Services,
-    blocking: BlockingPool,
-    caller: Principal,
-    name: str,
-    images: dict[str, ImageSource],
-    options: dict[str, Any],
-    check: Callable[[dict[str, Any]], None] | None = None,
-) -> dict[str, Any]:
-    """Charge one `name`, run it on the pool, and refund it when it fails (or `check` does)."""
-    await charge(request, caller, {name: 1})
-    try:
-        result = await blocking.run(
-            run_operation, services, name, images, options, caller.company_id
-        )
-        if check is not None:
-            check(result.body)
-    except FaceplaneError:
-        await charge(request, caller, {name: 1}, refund=True)
-        raise
-    return result.body

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import and_, select
 from starlette.concurrency import run_in_threadpool
 
+from faceplane.api.auth import run_billed
 from faceplane.api.deps import BlockingDep, RequestIdDep, ServicesDep, StoreDep
 from faceplane.api.inputs import parse_body
 from faceplane.api.routes.compat_ailab_common import (
@@ -21,7 +22,6 @@ from faceplane.api.routes.compat_ailab_common import (
     AilabWriterDep,
     reply,
     required_text,
-    run_charged,
     text_arg,
 )
 from faceplane.errors import Err, FaceplaneError
@@ -216,9 +216,7 @@ async def add_face(
     options = {"collection_id": cid, "subject_id": sid}
     if "face" in body.values:
         options["face"] = str(body.values["face"])
-    out = await run_charged(
-        request, services, blocking, caller, "enroll", {"image": body.image("image")}, options
-    )
+    out = await run_billed(request, caller, "enroll", {"image": body.image("image")}, options)
     faces = [{k: f[k] for k in ("face_token", "box", "quality")} for f in out["faces"]]
     data = {
         "group_id": group_id,
@@ -271,7 +269,7 @@ async def search(
     if "image" in body.images or "face_token" not in options:
         # Without either, the image is what is missing: MISSING_PARAMETERS names it.
         images["image"] = body.image("image")
-    out = await run_charged(request, services, blocking, caller, "search", images, options)
+    out = await run_billed(request, caller, "search", images, options)
     faces = [
         {
             "box": face["box"],

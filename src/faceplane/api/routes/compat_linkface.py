@@ -16,14 +16,13 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from faceplane.api.auth import apply_rate_limit, authenticate, charge
+from faceplane.api.auth import apply_rate_limit, authenticate, run_billed
 from faceplane.api.deps import BlockingDep, RequestIdDep, ServicesDep
 from faceplane.dialects import linkface
 from faceplane.errors import Err, FaceplaneError
 from faceplane.services import accounts
 from faceplane.services.accounts import Principal
 from faceplane.services.images import ImageSource
-from faceplane.services.operations import run_operation
 
 router = APIRouter(prefix="/compat/linkface", tags=["compat-linkface"])
 
@@ -83,27 +82,6 @@ def _image(fields: dict[str, str], files: dict[str, bytes], suffix: str, field: 
     return ImageSource(field, url=url)
 
 
-async def _run(
-    request: Request,
-    request_id: str,
-    services: Any,
-    blocking: Any,
-    operation: str,
-    images: dict[str, ImageSource],
-    options: dict[str, Any],
-    principal: Principal,
-) -> dict[str, Any]:
-    await charge(request, principal, {operation: 1})
-    try:
-        result = await blocking.run(
-            run_operation, services, operation, images, options, principal.company_id
-        )
-    except FaceplaneError:
-        await charge(request, principal, {operation: 1}, refund=True)
-        raise
-    return dict(result.body)
-
-
 def _ok(request_id: str, data: dict[str, Any]) -> JSONResponse:
     status, body = linkface.render_success(request_id, data)
     return JSONResponse(body, status_code=status)
@@ -137,15 +115,12 @@ async def detection(
     """`faces` with `rect {left, top, right, bottom}`, confidence, landmarks and pose."""
     fields, files = await _form(request)
     principal = await _caller(request, fields)
-    body = await _run(
+    body = await run_billed(
         request,
-        request_id,
-        services,
-        blocking,
+        principal,
         "detect",
         {"image": _image(fields, files, "", "image")},
         {"landmarks": (fields.get("landmarks68") == "true" and 68) or 5},
-        principal,
     )
     return _ok(request_id, {"faces": [_face(f) for f in body["faces"]], "image": body["image"]})
 
@@ -161,7 +136,7 @@ async def verification(
         "image1": _image(fields, files, "1", "image1"),
         "image2": _image(fields, files, "2", "image2"),
     }
-    body = await _run(request, request_id, services, blocking, "compare", images, {}, principal)
+    body = await run_billed(request, principal, "compare", images, {})
     return _ok(
         request_id,
         {
@@ -183,15 +158,12 @@ async def search(
     if not fields.get("collection_id"):
         raise FaceplaneError(Err.INVALID_ARGUMENT, "must specify 'collection_id' argument")
     options = {"collection_id": fields["collection_id"], "k": fields.get("top", 5)}
-    body = await _run(
+    body = await run_billed(
         request,
-        request_id,
-        services,
-        blocking,
+        principal,
         "search",
         {"image": _image(fields, files, "", "image")},
         options,
-        principal,
     )
     face = body["faces"][0]
     return _ok(

@@ -6,38 +6,23 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from faceplane.api.auth import CallerDep, charge
-from faceplane.api.blocking import BlockingPool
+from faceplane.api.auth import CallerDep, run_billed
 from faceplane.api.deps import BlockingDep, RequestIdDep, ServicesDep
 from faceplane.api.inputs import image_body_schema, parse_body
 from faceplane.dialects.native import render_result
-from faceplane.errors import FaceplaneError
 from faceplane.services.accounts import Principal
-from faceplane.services.context import Services
-from faceplane.services.operations import OPERATIONS, run_operation
+from faceplane.services.operations import OPERATIONS
 from faceplane.services.params import CompareParams, DetectParams
 
 router = APIRouter(prefix="/v1", tags=["faces"])
 
 
 async def _run_sync(
-    name: str,
-    request: Request,
-    services: Services,
-    blocking: BlockingPool,
-    request_id: str,
-    caller: Principal,
+    name: str, request: Request, request_id: str, caller: Principal
 ) -> dict[str, Any]:
     body = await parse_body(request, OPERATIONS[name].image_fields)
-    await charge(request, caller, {name: 1})
-    try:
-        result = await blocking.run(
-            run_operation, services, name, body.images, body.values, caller.company_id
-        )
-    except FaceplaneError:
-        await charge(request, caller, {name: 1}, refund=True)
-        raise
-    return render_result(request_id, result.body)
+    result = await run_billed(request, caller, name, body.images, body.values)
+    return render_result(request_id, result)
 
 
 @router.post(
@@ -53,7 +38,7 @@ async def detect(
     caller: CallerDep,
 ) -> dict[str, Any]:
     """Faces sorted by size, largest first: box, score, landmarks, quality, embedding."""
-    return await _run_sync("detect", request, services, blocking, request_id, caller)
+    return await _run_sync("detect", request, request_id, caller)
 
 
 @router.post(
@@ -69,4 +54,4 @@ async def compare(
     caller: CallerDep,
 ) -> dict[str, Any]:
     """Similarity in [0, 1], distance, threshold, match, and the face used on each side."""
-    return await _run_sync("compare", request, services, blocking, request_id, caller)
+    return await _run_sync("compare", request, request_id, caller)
