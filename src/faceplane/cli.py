@@ -13,6 +13,7 @@ from typing import Any
 from faceplane.cli_admin import add_admin_parser
 from faceplane.cli_gallery import add_gallery_parsers
 from faceplane.cli_tasks import add_task_parsers
+from faceplane.client import cli_errors
 from faceplane.errors import FaceplaneError
 from faceplane.services.context import Services
 from faceplane.settings import Settings
@@ -105,25 +106,19 @@ def cmd_detect(args: argparse.Namespace, settings: Settings) -> int:
     return status
 
 
+@cli_errors
 def cmd_compare(args: argparse.Namespace, settings: Settings) -> int:
     """Compare the largest faces of two images."""
     from faceplane.services.faces import CompareSide, DetectRequest, compare_faces
     from faceplane.services.images import ImageSource
 
-    try:
-        if args.server:
-            files = {"image1": Path(args.a), "image2": Path(args.b)}
-            result = _call_server(args.server, "/v1/compare", files, {})
-        else:
-            a = CompareSide(ImageSource("image1", data=Path(args.a).read_bytes()))
-            b = CompareSide(ImageSource("image2", data=Path(args.b).read_bytes()))
-            result = compare_faces(_services(settings), a, b, DetectRequest())
-    except FaceplaneError as exc:
-        print(f"error {exc.err.name}: {exc.message}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"error: {exc.filename}: {exc.strerror}", file=sys.stderr)
-        return 2
+    if args.server:
+        files = {"image1": Path(args.a), "image2": Path(args.b)}
+        result = _call_server(args.server, "/v1/compare", files, {})
+    else:
+        a = CompareSide(ImageSource("image1", data=Path(args.a).read_bytes()))
+        b = CompareSide(ImageSource("image2", data=Path(args.b).read_bytes()))
+        result = compare_faces(_services(settings), a, b, DetectRequest())
     if args.json:
         print(json.dumps(result))
         return 0

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from faceplane.client import cli_errors
 from faceplane.errors import Err, FaceplaneError
 from faceplane.services.context import Services
 from faceplane.settings import Settings
@@ -98,30 +99,24 @@ def cmd_enroll(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+@cli_errors
 def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     """Search a collection with the faces of an image."""
     from faceplane.services.images import ImageSource
     from faceplane.services.search import search_collection
 
     services, store = _storage(settings)
-    try:
-        cid = _collection_id(store, args.collection, None)
-        result = search_collection(
-            services,
-            store,
-            "default",
-            cid,
-            image=ImageSource("image", data=Path(args.image).read_bytes()),
-            all_faces=args.all_faces,
-            k=args.k,
-            far=args.far,
-        )
-    except FaceplaneError as exc:
-        print(f"error {exc.err.name}: {exc.message}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"error: {exc.filename}: {exc.strerror}", file=sys.stderr)
-        return 2
+    cid = _collection_id(store, args.collection, None)
+    result = search_collection(
+        services,
+        store,
+        "default",
+        cid,
+        image=ImageSource("image", data=Path(args.image).read_bytes()),
+        all_faces=args.all_faces,
+        k=args.k,
+        far=args.far,
+    )
     if args.json:
         print(json.dumps(result))
         return 0

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -99,3 +101,19 @@ def wait_all(
         if pending:
             time.sleep(0.2)
     return final
+
+
+def cli_errors(fn: Callable[..., int]) -> Callable[..., int]:
+    """Make a CLI command print a catalogue error or an unreadable file, and exit 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> int:
+        try:
+            return fn(*args, **kwargs)
+        except FaceplaneError as exc:
+            print(f"error {exc.err.name}: {exc.message}", file=sys.stderr)
+        except OSError as exc:
+            print(f"error: {exc.filename or ''}: {exc.strerror}", file=sys.stderr)
+        return 2
+
+    return wrapper
