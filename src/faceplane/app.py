@@ -76,6 +76,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.limits_redis_url
         else DbCounters(store.db)
     )
+    if isinstance(app.state.counters, DbCounters):
+        app.state.hub.janitors.append(app.state.counters.purge)
     _first_run(settings, store)
     if settings.auth_disabled:
         log.warning(

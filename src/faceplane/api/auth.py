@@ -78,11 +78,8 @@ async def apply_rate_limit(request: Request, principal: Principal) -> None:
     """Count the request against the caller's limit; the headers go on every answer."""
     app = request.app
     settings = app.state.settings
-    limit = settings.default_rate_limit
-    if principal.app_id:
-        row = await run_in_threadpool(accounts.load_app, app.state.store, principal.app_id)
-        limit = row["rate_limit"]
-        request.scope["state"]["quota"] = row["quota"]
+    limit = principal.rate_limit or settings.default_rate_limit
+    request.scope["state"]["quota"] = principal.quota
     try:
         state = await run_in_threadpool(
             hit_rate_limit, app.state.counters, principal.limit_key, limit, settings.rate_window_s

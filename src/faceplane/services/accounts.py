@@ -37,6 +37,8 @@ class Principal:
     user_id: str | None = None
     app_id: str | None = None
     via: str = "key"  # key | token | signature | disabled
+    rate_limit: int | None = None  # the app's, read with its credentials (one query)
+    quota: int | None = None
 
     @property
     def actor(self) -> str:
@@ -282,6 +284,8 @@ def _app_principal(row: dict[str, Any], via: str) -> Principal:
         user_id=row["user_id"],
         app_id=row["id"],
         via=via,
+        rate_limit=row["rate_limit"],
+        quota=row["quota"],
     )
 
 

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, and_, delete, select, update
+from sqlalchemy import Engine, delete
 
 from faceplane.errors import Err, FaceplaneError
 from faceplane.store.db import counters
@@ -46,27 +46,22 @@ class DbCounters:
             self._insert = sqlite_insert
 
     def add(self, key: str, amount: int, ttl_s: float, cap: int | None = None) -> int | None:
-        """Conditional increment in one statement, so concurrent processes never overshoot."""
-        now = time.time()
+        """One upsert statement (conditional when capped), so concurrent processes never
+        overshoot; keys name their window, so expired rows are only garbage (`purge`)."""
+        stmt = self._insert(counters).values(
+            key=key, value=amount, expires_at=time.time() + ttl_s
+        )
+        where = None if cap is None else counters.c.value + amount <= cap
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[counters.c.key],
+            set_={"value": counters.c.value + amount},
+            where=where,
+        ).returning(counters.c.value)
         with self.db.begin() as conn:
-            conn.execute(
-                delete(counters).where(and_(counters.c.key == key, counters.c.expires_at < now))
-            )
-            conn.execute(
-                self._insert(counters)
-                .values(key=key, value=0, expires_at=now + ttl_s)
-                .on_conflict_do_nothing()
-            )
-            cond = counters.c.key == key
-            if cap is not None:
-                cond = and_(cond, counters.c.value + amount <= cap)
-            done = conn.execute(
-                update(counters).where(cond).values(value=counters.c.value + amount)
-            ).rowcount
-            if not done:
+            if cap is not None and amount > cap:
                 return None
-            value = conn.execute(select(counters.c.value).where(counters.c.key == key)).scalar()
-        return int(value or 0)
+            value = conn.execute(stmt).scalar()
+        return None if value is None else int(value)
 
     def purge(self) -> None:
         """Drop expired counters."""

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from faceplane.services.context import Services
@@ -58,6 +59,8 @@ class TaskHub:
         self._events: dict[str, asyncio.Event] = {}
         self._maintenance: asyncio.Task[None] | None = None
         self._jobs: set[asyncio.Future[None]] = set()
+        # Other periodic clean-ups of the server (expired rate-limit counters, ...).
+        self.janitors: list[Callable[[], None]] = []
 
     async def start(self) -> None:
         """Recover what a previous run left, start the executor and the maintenance loop."""
@@ -133,6 +136,8 @@ class TaskHub:
                     await asyncio.to_thread(self._celery.republish_stale, self.store)
                 await asyncio.to_thread(expire_tasks, self.store)
                 await asyncio.to_thread(self._deliver)
+                for janitor in self.janitors:
+                    await asyncio.to_thread(janitor)
             except Exception:  # maintenance must outlive a bad tick
                 log.exception("task maintenance failed")
             await asyncio.sleep(interval)
