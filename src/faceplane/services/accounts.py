@@ -169,6 +169,7 @@ def public_app(row: dict[str, Any]) -> dict[str, Any]:
             "quota",
             "created_at",
             "rotated_at",
+            "webhook_url",
         )
     }
     return {"app_id": row["id"], "key_prefix": row["key_prefix"], **out}
@@ -260,7 +261,8 @@ def update_app(
     allowed = {
         k: v
         for k, v in changes.items()
-        if k in ("status", "expires_at", "rate_limit", "quota", "name")
+        if k
+        in ("status", "expires_at", "rate_limit", "quota", "name", "webhook_url", "webhook_secret")
     }
     if "status" in allowed and allowed["status"] not in ("active", "deactivated"):
         raise FaceplaneError(Err.INVALID_ARGUMENT, "`status` is active or deactivated.")
@@ -268,6 +270,15 @@ def update_app(
         with store.db.begin() as conn:
             conn.execute(update(apps).where(apps.c.id == app_id).values(**allowed))
     return public_app(load_app(store, app_id))
+
+
+def app_webhook(store: Store, app_id: str) -> tuple[str | None, str | None]:
+    """An app's default webhook (URL, secret), if it has one."""
+    with store.db.connect() as conn:
+        row = conn.execute(
+            select(apps.c.webhook_url, apps.c.webhook_secret).where(apps.c.id == app_id)
+        ).first()
+    return (row[0], row[1]) if row else (None, None)
 
 
 def _check_app_usable(row: dict[str, Any]) -> None:

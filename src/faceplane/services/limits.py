@@ -48,9 +48,7 @@ class DbCounters:
     def add(self, key: str, amount: int, ttl_s: float, cap: int | None = None) -> int | None:
         """One upsert statement (conditional when capped), so concurrent processes never
         overshoot; keys name their window, so expired rows are only garbage (`purge`)."""
-        stmt = self._insert(counters).values(
-            key=key, value=amount, expires_at=time.time() + ttl_s
-        )
+        stmt = self._insert(counters).values(key=key, value=amount, expires_at=time.time() + ttl_s)
         where = None if cap is None else counters.c.value + amount <= cap
         stmt = stmt.on_conflict_do_update(
             index_elements=[counters.c.key],

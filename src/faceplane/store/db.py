@@ -197,6 +197,9 @@ apps = Table(
     Column("quota", Integer),  # credits per quota period; None = unlimited
     Column("created_at", Float, nullable=False),
     Column("rotated_at", Float),
+    # The app's default webhook, for its tasks that name none.
+    Column("webhook_url", Text),
+    Column("webhook_secret", String(128)),
 )
 
 tokens = Table(

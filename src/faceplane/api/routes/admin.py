@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from faceplane.api.auth import AdminDep, CallerDep
-from faceplane.api.deps import RequestIdDep, SettingsDep, StoreDep
+from faceplane.api.deps import RequestIdDep, ServicesDep, SettingsDep, StoreDep
 from faceplane.dialects.native import render_result
+from faceplane.engine.fetch import check_url
 from faceplane.errors import Err, FaceplaneError
 from faceplane.services import accounts, audit
 from faceplane.services.accounts import Principal
@@ -55,6 +57,8 @@ class AppPatch(BaseModel):
     """Changes to an app."""
 
     model_config = ConfigDict(extra="forbid")
+    webhook_url: str | None = Field(None, description="Default webhook of the app's tasks.")
+    webhook_secret: str | None = Field(None, min_length=16, max_length=128)
     name: str | None = Field(None, min_length=1, max_length=200)
     status: str | None = Field(None, pattern="^(active|deactivated)$")
     rate_limit: int | None = Field(None, ge=1)
@@ -151,10 +155,21 @@ def rotate(
 
 @router.patch("/apps/{app_id}", summary="Deactivate, reactivate, or set limits")
 def patch_app(
-    app_id: str, body: AppPatch, caller: AdminDep, store: StoreDep, request_id: RequestIdDep
+    app_id: str,
+    body: AppPatch,
+    caller: AdminDep,
+    store: StoreDep,
+    services: ServicesDep,
+    request_id: RequestIdDep,
 ) -> dict[str, Any]:
-    """Admins only: status, expiry, rate limit, quota."""
-    out = accounts.update_app(store, app_id, body.model_dump(exclude_unset=True), caller.company_id)
+    """Admins only: status, expiry, rate limit, quota, default webhook."""
+    changes = body.model_dump(exclude_unset=True)
+    if changes.get("webhook_url"):
+        check_url(changes["webhook_url"], services.fetch)  # the SSRF rules of every URL
+        changes.setdefault("webhook_secret", secrets.token_hex(16))
+    out = accounts.update_app(store, app_id, changes, caller.company_id)
+    if "webhook_secret" in changes:
+        out["webhook_secret"] = changes["webhook_secret"]  # shown when set
     return render_result(request_id, out)
 
 

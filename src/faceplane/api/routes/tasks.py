@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -13,6 +14,8 @@ from faceplane.api.auth import CallerDep, WriterDep, charge
 from faceplane.api.deps import RequestIdDep, ServicesDep, StoreDep, TaskHubDep
 from faceplane.api.inputs import ref_to_source
 from faceplane.errors import Err, FaceplaneError
+from faceplane.services import accounts
+from faceplane.services.accounts import Principal
 from faceplane.services.images import ImageSource
 from faceplane.services.tasks import (
     TaskSpec,
@@ -156,6 +159,18 @@ async def _specs_from_form(request: Request, header_key: str | None) -> list[Tas
     return specs
 
 
+def _with_app_webhook(store: Any, caller: Principal, specs: list[TaskSpec]) -> list[TaskSpec]:
+    """Tasks that name no webhook use their app's default one, if it has one."""
+    if not caller.app_id or all(s.webhook_url for s in specs):
+        return specs
+    url, secret = accounts.app_webhook(store, caller.app_id)
+    if not url:
+        return specs
+    return [
+        s if s.webhook_url else replace(s, webhook_url=url, webhook_secret=secret) for s in specs
+    ]
+
+
 async def _read_specs(request: Request) -> list[TaskSpec]:
     header_key = request.headers.get("idempotency-key")
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -176,6 +191,7 @@ async def submit(
     """202 with the task's `request_id` and `status`; the same idempotency key gives the same
     task back (200)."""
     specs = await _read_specs(request)
+    specs = await run_in_threadpool(_with_app_webhook, store, caller, specs)
     if len(specs) != 1:
         raise FaceplaneError(
             Err.INVALID_ARGUMENT, "Send several tasks to POST /v1/tasks:batch.", items=len(specs)
@@ -207,6 +223,7 @@ async def submit_many(
 ) -> JSONResponse:
     """One `request_id` per item; all items are checked before any is queued."""
     specs = await _read_specs(request)
+    specs = await run_in_threadpool(_with_app_webhook, store, caller, specs)
     costs: dict[str, int] = {}
     for spec in specs:
         costs[spec.operation] = costs.get(spec.operation, 0) + 1
