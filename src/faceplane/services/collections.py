@@ -59,22 +59,26 @@ def _collection_json(row: dict[str, Any], conn: Connection) -> dict[str, Any]:
     }
 
 
+def _one(conn: Connection, query: Any, err: Err, message: str, **details: Any) -> dict[str, Any]:
+    """The one row of `query`, or the not-found error `err` (the same for another owner's)."""
+    row = conn.execute(query).mappings().first()
+    if row is None:
+        raise FaceplaneError(err, message, **details)
+    return dict(row)
+
+
 def load_collection(conn: Connection, owner: str, collection_id: str) -> dict[str, Any]:
     """The collection row, or COLLECTION_NOT_FOUND (also for another owner's)."""
-    row = (
-        conn.execute(
-            select(collections).where(
-                and_(collections.c.id == collection_id, collections.c.owner == owner)
-            )
-        )
-        .mappings()
-        .first()
+    query = select(collections).where(
+        and_(collections.c.id == collection_id, collections.c.owner == owner)
     )
-    if row is None:
-        raise FaceplaneError(
-            Err.COLLECTION_NOT_FOUND, "There is no collection with this id.", id=collection_id
-        )
-    return dict(row)
+    return _one(
+        conn,
+        query,
+        Err.COLLECTION_NOT_FOUND,
+        "There is no collection with this id.",
+        id=collection_id,
+    )
 
 
 def create_collection(
@@ -200,20 +204,12 @@ def load_subject(
 ) -> dict[str, Any]:
     """The subject row, or SUBJECT_NOT_FOUND."""
     load_collection(conn, owner, collection_id)
-    row = (
-        conn.execute(
-            select(subjects).where(
-                and_(subjects.c.id == subject_id, subjects.c.collection_id == collection_id)
-            )
-        )
-        .mappings()
-        .first()
+    query = select(subjects).where(
+        and_(subjects.c.id == subject_id, subjects.c.collection_id == collection_id)
     )
-    if row is None:
-        raise FaceplaneError(
-            Err.SUBJECT_NOT_FOUND, "There is no subject with this id here.", id=subject_id
-        )
-    return dict(row)
+    return _one(
+        conn, query, Err.SUBJECT_NOT_FOUND, "There is no subject with this id here.", id=subject_id
+    )
 
 
 def create_subject(
@@ -352,20 +348,12 @@ def _face_json(row: dict[str, Any]) -> dict[str, Any]:
 def load_face(conn: Connection, owner: str, collection_id: str, token: str) -> dict[str, Any]:
     """The face row, or FACE_TOKEN_NOT_FOUND."""
     load_collection(conn, owner, collection_id)
-    row = (
-        conn.execute(
-            select(faces).where(
-                and_(faces.c.token == token, faces.c.collection_id == collection_id)
-            )
-        )
-        .mappings()
-        .first()
+    query = select(faces).where(
+        and_(faces.c.token == token, faces.c.collection_id == collection_id)
     )
-    if row is None:
-        raise FaceplaneError(
-            Err.FACE_TOKEN_NOT_FOUND, "There is no face with this token.", face_token=token
-        )
-    return dict(row)
+    return _one(
+        conn, query, Err.FACE_TOKEN_NOT_FOUND, "There is no face with this token.", face_token=token
+    )
 
 
 def list_faces(
