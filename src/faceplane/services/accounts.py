@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from faceplane.errors import Err, FaceplaneError
 from faceplane.store import Store
-from faceplane.store.db import apps, companies, nonces, tokens, users
+from faceplane.store.db import apps, companies, nonces, tokens, users, write_tx
 
 ROLES = ("admin", "operator", "client")
 KEY_PREFIX = "fpk_"
@@ -83,7 +83,7 @@ def create_company(store: Store, name: str) -> dict[str, Any]:
     """A new company (tenant)."""
     row = {"id": new_id(), "name": name, "created_at": time.time()}
     try:
-        with store.db.begin() as conn:
+        with write_tx(store.db) as conn:
             conn.execute(insert(companies).values(**row))
     except IntegrityError:
         raise FaceplaneError(Err.RESOURCE_EXISTS, f"A company named {name!r} exists.") from None
@@ -131,7 +131,7 @@ def create_user(
         "created_at": time.time(),
     }
     try:
-        with store.db.begin() as conn:
+        with write_tx(store.db) as conn:
             conn.execute(insert(users).values(**row))
     except IntegrityError:
         raise FaceplaneError(Err.RESOURCE_EXISTS, f"A user {email!r} exists.") from None
@@ -204,7 +204,7 @@ def create_app(
         "quota": quota,
         "created_at": time.time(),
     }
-    with store.db.begin() as conn:
+    with write_tx(store.db) as conn:
         conn.execute(insert(apps).values(**row))
     return public_app(row), key
 
@@ -239,7 +239,7 @@ def rotate_key(store: Store, app_id: str, company_id: str | None = None) -> tupl
     """Give an app a new KEY; the old one stops working at once."""
     load_app(store, app_id, company_id)
     key = _new_key()
-    with store.db.begin() as conn:
+    with write_tx(store.db) as conn:
         conn.execute(
             update(apps)
             .where(apps.c.id == app_id)
@@ -267,7 +267,7 @@ def update_app(
     if "status" in allowed and allowed["status"] not in ("active", "deactivated"):
         raise FaceplaneError(Err.INVALID_ARGUMENT, "`status` is active or deactivated.")
     if allowed:
-        with store.db.begin() as conn:
+        with write_tx(store.db) as conn:
             conn.execute(update(apps).where(apps.c.id == app_id).values(**allowed))
     return public_app(load_app(store, app_id))
 
@@ -343,7 +343,7 @@ def authenticate_signature(
     if not hmac.compare_digest(sign(key, message), signature.lower()):
         raise FaceplaneError(Err.SIGNATURE_INVALID, "Invalid SIGN_DATA parameter.")
     try:
-        with store.db.begin() as conn:
+        with write_tx(store.db) as conn:
             conn.execute(delete(nonces).where(nonces.c.expires_at < now))
             conn.execute(
                 insert(nonces).values(app_id=app_id, nonce=nonce, expires_at=now + 2 * max_skew_s)
@@ -371,7 +371,7 @@ def _issue(store: Store, user_id: str, access_ttl_s: int, refresh_ttl_s: int) ->
         TOKEN_PREFIX + secrets.token_urlsafe(32),
     )
     now = time.time()
-    with store.db.begin() as conn:
+    with write_tx(store.db) as conn:
         conn.execute(
             insert(tokens),
             [
@@ -422,7 +422,7 @@ def refresh_tokens(
 ) -> dict[str, Any]:
     """A new token pair for a valid refresh token, which is spent."""
     row = _token_row(store, refresh_token, "refresh")
-    with store.db.begin() as conn:
+    with write_tx(store.db) as conn:
         conn.execute(update(tokens).where(tokens.c.hash == row["hash"]).values(revoked=True))
     return _issue(store, row["user_id"], access_ttl_s, refresh_ttl_s)
 

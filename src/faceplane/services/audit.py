@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import and_, insert, select
 
 from faceplane.store import Store
-from faceplane.store.db import audit_log
+from faceplane.store.db import audit_log, write_tx
 
 
 def record(
@@ -21,7 +21,7 @@ def record(
     ip: str | None,
 ) -> None:
     """Append one entry."""
-    with store.db.begin() as conn:
+    with write_tx(store.db) as conn:
         conn.execute(
             insert(audit_log).values(
                 at=time.time(),

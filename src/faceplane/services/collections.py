@@ -15,7 +15,7 @@ from faceplane.engine.models.registry import get_spec
 from faceplane.errors import Err, FaceplaneError
 from faceplane.services.context import Services
 from faceplane.store import Store
-from faceplane.store.db import collections, face_removals, faces, subjects
+from faceplane.store.db import collections, face_removals, faces, subjects, write_tx
 
 KINDS = ("gallery", "blacklist")
 
@@ -102,7 +102,7 @@ def create_collection(
         "updated_at": now,
     }
     try:
-        with store.db.begin() as conn:
+        with write_tx(store.db) as conn:
             count = conn.execute(
                 select(func.count()).select_from(collections).where(collections.c.owner == owner)
             ).scalar_one()
@@ -156,7 +156,7 @@ def update_collection(
     if description is not None:
         values["description"] = description
     try:
-        with store.db.begin() as conn:
+        with write_tx(store.db) as conn:
             load_collection(conn, owner, collection_id)
             conn.execute(
                 update(collections).where(collections.c.id == collection_id).values(**values)
@@ -170,7 +170,7 @@ def update_collection(
 
 def delete_collection(store: Store, owner: str, collection_id: str) -> None:
     """Delete a collection with its subjects, faces, vectors and crops, for real."""
-    with store.db.begin() as conn:
+    with write_tx(store.db) as conn:
         load_collection(conn, owner, collection_id)
         conn.execute(delete(faces).where(faces.c.collection_id == collection_id))
         conn.execute(delete(subjects).where(subjects.c.collection_id == collection_id))
@@ -235,7 +235,7 @@ def create_subject(
         "updated_at": now,
     }
     try:
-        with store.db.begin() as conn:
+        with write_tx(store.db) as conn:
             load_collection(conn, owner, collection_id)
             count = conn.execute(
                 select(func.count())
@@ -293,7 +293,7 @@ def update_subject(
     if changes.get("metadata") is not None:
         values["metadata_json"] = json.dumps(changes["metadata"])
     try:
-        with store.db.begin() as conn:
+        with write_tx(store.db) as conn:
             load_subject(conn, owner, collection_id, subject_id)
             conn.execute(update(subjects).where(subjects.c.id == subject_id).values(**values))
             return _subject_json(load_subject(conn, owner, collection_id, subject_id), conn)
@@ -320,7 +320,7 @@ def _remove_faces(conn: Connection, collection_id: str, where: Any) -> list[str]
 
 def delete_subject(store: Store, owner: str, collection_id: str, subject_id: str) -> None:
     """Delete a subject with its faces, vectors and crops."""
-    with store.db.begin() as conn:
+    with write_tx(store.db) as conn:
         load_subject(conn, owner, collection_id, subject_id)
         crops = _remove_faces(conn, collection_id, faces.c.subject_id == subject_id)
         conn.execute(delete(subjects).where(subjects.c.id == subject_id))
@@ -382,7 +382,7 @@ def get_face(store: Store, owner: str, collection_id: str, token: str) -> dict[s
 
 def delete_face(store: Store, owner: str, collection_id: str, token: str) -> None:
     """Delete one face, its vector and its crop."""
-    with store.db.begin() as conn:
+    with write_tx(store.db) as conn:
         load_face(conn, owner, collection_id, token)
         crops = _remove_faces(conn, collection_id, faces.c.token == token)
     for key in crops:
@@ -394,7 +394,7 @@ def move_face(
     services: Services, store: Store, owner: str, collection_id: str, token: str, subject_id: str
 ) -> dict[str, Any]:
     """Give a face to another subject of the same collection."""
-    with store.db.begin() as conn:
+    with write_tx(store.db) as conn:
         load_face(conn, owner, collection_id, token)
         load_subject(conn, owner, collection_id, subject_id)
         check_subject_room(services, conn, subject_id)

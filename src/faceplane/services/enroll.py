@@ -23,7 +23,7 @@ from faceplane.services.collections import (
 from faceplane.services.context import Services
 from faceplane.services.images import ImageSource, load_image
 from faceplane.store import Store
-from faceplane.store.db import faces
+from faceplane.store.db import faces, write_tx
 
 # The enroll gate's reasons, in the order they are reported, with their codes.
 GATE_CODES = {
@@ -159,7 +159,7 @@ def enroll_faces(
     keep = services.settings.enroll_keep_crops if keep_crop is None else keep_crop
     enrolled = []
     now = time.time()
-    with store.db.begin() as conn:
+    with write_tx(store.db) as conn:
         load_subject(conn, owner, collection_id, subject_id)
         for _ in accepted:
             check_subject_room(services, conn, subject_id)

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 from sqlalchemy import Engine, delete
 
 from faceplane.errors import Err, FaceplaneError
-from faceplane.store.db import counters
+from faceplane.store.db import counters, write_tx
 
 # Credits each billable operation costs.
 OPERATION_COSTS = {
@@ -55,7 +55,7 @@ class DbCounters:
             set_={"value": counters.c.value + amount},
             where=where,
         ).returning(counters.c.value)
-        with self.db.begin() as conn:
+        with write_tx(self.db) as conn:
             if cap is not None and amount > cap:
                 return None
             value = conn.execute(stmt).scalar()
@@ -63,7 +63,7 @@ class DbCounters:
 
     def purge(self) -> None:
         """Drop expired counters."""
-        with self.db.begin() as conn:
+        with write_tx(self.db) as conn:
             conn.execute(delete(counters).where(counters.c.expires_at < time.time()))
 
 

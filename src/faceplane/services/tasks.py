@@ -20,7 +20,7 @@ from faceplane.services.images import ImageSource, b64decode_checked
 from faceplane.services.operations import get_operation, validate_options
 from faceplane.store import Store
 from faceplane.store.blobs import blob_url
-from faceplane.store.db import tasks, webhook_attempts
+from faceplane.store.db import tasks, webhook_attempts, write_tx
 from faceplane.tasks.state import FINISHED, Status
 
 # Image result names → the Pho.to-style URL fields they are published as.
@@ -130,7 +130,7 @@ def submit_task(
         "purged": False,
     }
     try:
-        with store.db.begin() as conn:
+        with write_tx(store.db) as conn:
             conn.execute(tasks.insert().values(**row))
     except IntegrityError:
         # Two submissions with one key raced: the first one won; answer with it.
@@ -297,7 +297,7 @@ def cancel_task(services: Services, store: Store, owner: str, task_id: str) -> d
     """Cancel a queued task at once; ask a running one to stop; refuse a finished one."""
     row = load_task(store, owner, task_id)
     now = time.time()
-    with store.db.begin() as conn:
+    with write_tx(store.db) as conn:
         done = conn.execute(
             update(tasks)
             .where(and_(tasks.c.id == task_id, tasks.c.status == Status.QUEUED))

@@ -5,7 +5,8 @@ SQLite (WAL) is the embedded default; PostgreSQL is for the distributed mode. On
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import (
@@ -261,6 +262,8 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+            # SQLAlchemy, not the driver, starts transactions (see `_sqlite_begin`).
+            dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
@@ -268,15 +271,34 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
 
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn):  # type: ignore[no-untyped-def]
+            # A deferred transaction that reads, then writes, fails at once with "database is
+            # locked" when another process wrote in between (SQLite cannot wait there). Write
+            # transactions therefore take the write lock first, and wait their turn instead.
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("write") else "BEGIN")
+
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+@contextmanager
+def write_tx(engine: Engine) -> Iterator[Connection]:
+    """A write transaction: on SQLite it holds the write lock from its first statement."""
+    with engine.connect() as conn:
+        conn.info["write"] = True
+        try:
+            with conn.begin():
+                yield conn
+        finally:
+            conn.info.pop("write", None)
 
 
 def migrate(engine: Engine) -> int:
     """Create the schema if needed and apply pending migrations; return the version."""
     import time
 
-    with engine.begin() as conn:
+    with write_tx(engine) as conn:
         if conn.dialect.name == "postgresql":
             # Servers and workers may start together on an empty database: without the lock
             # two of them race to create the same tables (and to record version 1).

@@ -20,7 +20,7 @@ from faceplane.services.context import Services
 from faceplane.services.images import ImageSource
 from faceplane.services.operations import run_operation
 from faceplane.store import Store
-from faceplane.store.db import tasks
+from faceplane.store.db import tasks, write_tx
 from faceplane.tasks.state import Status, check_transition
 
 log = logging.getLogger("faceplane.tasks")
@@ -36,7 +36,7 @@ def _claim(store: Store, where: Any, worker: str, lease_s: float) -> dict[str, A
         "started_at": now,
         "updated_at": now,
     }
-    with store.db.begin() as conn:
+    with write_tx(store.db) as conn:
         row = (
             conn.execute(update(tasks).where(where).values(**values).returning(*tasks.c))
             .mappings()
@@ -75,7 +75,7 @@ def _finish(store: Store, row: dict[str, Any], status: Status, **values: Any) ->
     webhook = {}
     if status != Status.QUEUED and row.get("webhook_url"):
         webhook = {"webhook_state": "pending", "webhook_next_at": now}
-    with store.db.begin() as conn:
+    with write_tx(store.db) as conn:
         count = conn.execute(
             update(tasks)
             .where(
@@ -125,7 +125,7 @@ class _Heartbeat:
 
     def _beat(self) -> None:
         while not self._stop.wait(self._lease_s / 3):
-            with self._store.db.begin() as conn:
+            with write_tx(self._store.db) as conn:
                 conn.execute(
                     update(tasks)
                     .where(
@@ -214,7 +214,7 @@ def recover_tasks(store: Store, now: float | None = None) -> int:
             "details": {},
         }
     )
-    with store.db.begin() as conn:
+    with write_tx(store.db) as conn:
         retried = conn.execute(
             update(tasks)
             .where(and_(lost, tasks.c.attempts < tasks.c.max_attempts))
@@ -242,7 +242,7 @@ def stale_queued(store: Store, older_than_s: float, limit: int = 500) -> list[st
     # Bumping `updated_at` keeps a task from coming back every tick; SKIP LOCKED keeps two
     # servers from both taking it.
     now = time.time()
-    with store.db.begin() as conn:
+    with write_tx(store.db) as conn:
         ids = (
             conn.execute(
                 select(tasks.c.id)
@@ -275,7 +275,7 @@ def expire_tasks(store: Store, now: float | None = None) -> int:
             "details": {},
         }
     )
-    with store.db.begin() as conn:
+    with write_tx(store.db) as conn:
         conn.execute(
             update(tasks)
             .where(and_(tasks.c.status == Status.QUEUED, tasks.c.expires_at < now))

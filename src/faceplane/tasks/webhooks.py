@@ -22,7 +22,7 @@ from faceplane.engine.fetch import check_url
 from faceplane.errors import FaceplaneError
 from faceplane.services.context import Services
 from faceplane.store import Store
-from faceplane.store.db import tasks, webhook_attempts
+from faceplane.store.db import tasks, webhook_attempts, write_tx
 
 log = logging.getLogger("faceplane.webhooks")
 
@@ -35,7 +35,7 @@ def sign_payload(secret: str, timestamp: int, body: bytes) -> str:
 
 def _claim_due(store: Store, now: float, hold_s: float, limit: int = 20) -> list[dict[str, Any]]:
     """Pending deliveries that are due, pushed out by `hold_s` so no other server takes them."""
-    with store.db.begin() as conn:
+    with write_tx(store.db) as conn:
         rows = (
             conn.execute(
                 select(tasks)
@@ -126,7 +126,7 @@ def _deliver_one(
         state, next_at = "failed", None
     else:
         state, next_at = "pending", now + s.webhook_backoff_s * 2 ** (attempt - 1)
-    with store.db.begin() as conn:
+    with write_tx(store.db) as conn:
         conn.execute(
             webhook_attempts.insert().values(
                 task_id=row["id"],
