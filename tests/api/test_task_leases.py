@@ -23,7 +23,7 @@ class SlowImage(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         type(self).calls += 1
-        time.sleep(2.0)  # several leases long
+        time.sleep(2.5)  # several leases long
         self.send_response(200)
         self.send_header("Content-Length", str(len(self.body)))
         self.end_headers()
