@@ -43,7 +43,7 @@ def test_long_task_keeps_its_lease_and_runs_once(tmp_path: Path, slow_url: str) 
     settings = Settings(
         data_dir=tmp_path / "data",
         workers=2,
-        task_lease_s=0.6,
+        task_lease_s=1.0,
         maintenance_interval_s=0.1,
         fetch_allow_private=True,
     )
