@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -22,3 +25,27 @@ def authed_client(settings: Settings, rate_limit: int = 1_000_000) -> Iterator[T
         _, key = accounts.create_app(store, company["id"], "tests", rate_limit)
         client.headers["X-API-Key"] = key
         yield client
+
+
+def cli_app_key(env: dict[str, str], company: str, rate_limit: int) -> str:
+    """A new app's KEY, made by `faceplane admin app create` on the data folder of `env`."""
+    made = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "faceplane.cli",
+            "admin",
+            "app",
+            "create",
+            "--company",
+            company,
+            "--rate-limit",
+            str(rate_limit),
+            "--json",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return str(json.loads(made.stdout)["key"])

@@ -25,6 +25,7 @@ from faceplane.app import create_app
 from faceplane.services import accounts
 from faceplane.settings import Settings
 from faceplane.store.db import users
+from support import cli_app_key
 
 PUBLIC = {"/v1/health", "/v1/auth/login", "/v1/auth/refresh", "/v1/blobs/{key}"}
 
@@ -73,8 +74,12 @@ def protected_routes(client: TestClient) -> list[tuple[str, str]]:
     list a client sees, so nothing can hide from this test)."""
     paths = client.get("/openapi.json").json()["paths"]
     # The vendor families take their vendors' credentials and error shapes: their own tests.
-    return [(m.upper(), p) for p, ops in paths.items()
-            if p not in PUBLIC and not p.startswith("/compat/") for m in ops]
+    return [
+        (m.upper(), p)
+        for p, ops in paths.items()
+        if p not in PUBLIC and not p.startswith("/compat/")
+        for m in ops
+    ]
 
 
 def fill(path: str) -> str:
@@ -404,26 +409,7 @@ def test_the_rate_limit_holds_across_two_server_processes(tmp_path: Path) -> Non
         "FACEPLANE_WORKERS": "0",
         "FACEPLANE_RATE_WINDOW_S": "120",
     }
-    made = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "faceplane.cli",
-            "admin",
-            "app",
-            "create",
-            "--company",
-            "two",
-            "--rate-limit",
-            "10",
-            "--json",
-        ],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    key = json.loads(made.stdout)["key"]
+    key = cli_app_key(env, "two", 10)
     ports = [_free_port(), _free_port()]
     procs = [
         subprocess.Popen(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
 import os
 import signal
 import socket
@@ -18,6 +17,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from support import cli_app_key
 
 
 def free_port() -> int:
@@ -44,26 +45,7 @@ class Server:
 
     def start(self) -> None:
         if not hasattr(self, "key"):
-            made = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "faceplane.cli",
-                    "admin",
-                    "app",
-                    "create",
-                    "--company",
-                    "e2e",
-                    "--rate-limit",
-                    "100000",
-                    "--json",
-                ],
-                env=self.env,
-                check=True,
-                capture_output=True,
-                text=True,
-            )
-            self.key = json.loads(made.stdout)["key"]
+            self.key = cli_app_key(self.env, "e2e", 100_000)
             self.headers = {"X-API-Key": self.key}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "faceplane.cli", "serve"],
