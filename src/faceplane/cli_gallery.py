@@ -22,8 +22,21 @@ def _storage(settings: Settings) -> tuple[Services, Any]:
     return services, store
 
 
-def _collection_id(store: Any, name_or_id: str, create_kind: str | None) -> str:
-    """Find a collection by id or name; create it (when `create_kind`) if missing."""
+def _owner(store: Any, company: str) -> str:
+    """The id of the company (tenant) whose collections the command works on."""
+    from faceplane.services import accounts
+
+    found = accounts.find_company(store, company)
+    if found is None:
+        raise FaceplaneError(
+            Err.RESOURCE_NOT_FOUND,
+            f"No company {company!r}: start the server once, or `faceplane admin company create`.",
+        )
+    return str(found["id"])
+
+
+def _find_collection(store: Any, owner: str, name_or_id: str) -> str | None:
+    """A company's collection id, found by id or name."""
     from sqlalchemy import or_, select
 
     from faceplane.store.db import collections
@@ -31,15 +44,11 @@ def _collection_id(store: Any, name_or_id: str, create_kind: str | None) -> str:
     with store.db.connect() as conn:
         row = conn.execute(
             select(collections.c.id).where(
-                (collections.c.owner == "default")
+                (collections.c.owner == owner)
                 & or_(collections.c.id == name_or_id, collections.c.name == name_or_id)
             )
         ).first()
-    if row:
-        return str(row[0])
-    if create_kind is None:
-        raise FaceplaneError(Err.COLLECTION_NOT_FOUND, f"No collection {name_or_id!r}.")
-    return ""
+    return str(row[0]) if row else None
 
 
 def cmd_enroll(args: argparse.Namespace, settings: Settings) -> int:
@@ -56,16 +65,17 @@ def cmd_enroll(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     services, store = _storage(settings)
     try:
-        cid = _collection_id(store, args.collection, "gallery")
-        if not cid:
+        owner = _owner(store, args.company)
+        cid = _find_collection(store, owner, args.collection)
+        if cid is None:
             kind = "blacklist" if args.blacklist else "gallery"
-            cid = col.create_collection(services, store, "default", args.collection, kind)["id"]
+            cid = col.create_collection(services, store, owner, args.collection, kind)["id"]
     except FaceplaneError as exc:
         print(f"error {exc.err.name}: {exc.message}", file=sys.stderr)
         return 2
     existing = {
         s["name"]: s["id"]
-        for s in col.list_subjects(store, "default", cid, 1_000_000, None)["subjects"]
+        for s in col.list_subjects(store, owner, cid, 1_000_000, None)["subjects"]
     }
     files = [(p.name, f) for p in people for f in sorted(p.iterdir()) if f.is_file()]
     progress = Progress(len(files))
@@ -73,11 +83,11 @@ def cmd_enroll(args: argparse.Namespace, settings: Settings) -> int:
     for name, path in files:
         try:
             if name not in existing:
-                existing[name] = col.create_subject(services, store, "default", cid, name)["id"]
+                existing[name] = col.create_subject(services, store, owner, cid, name)["id"]
             enroll_faces(
                 services,
                 store,
-                "default",
+                owner,
                 cid,
                 existing[name],
                 ImageSource("image", data=path.read_bytes()),
@@ -106,11 +116,14 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     from faceplane.services.search import search_collection
 
     services, store = _storage(settings)
-    cid = _collection_id(store, args.collection, None)
+    owner = _owner(store, args.company)
+    cid = _find_collection(store, owner, args.collection)
+    if cid is None:
+        raise FaceplaneError(Err.COLLECTION_NOT_FOUND, f"No collection {args.collection!r}.")
     result = search_collection(
         services,
         store,
-        "default",
+        owner,
         cid,
         image=ImageSource("image", data=Path(args.image).read_bytes()),
         all_faces=args.all_faces,
@@ -157,6 +170,7 @@ def add_gallery_parsers(sub: Any) -> None:
     en.add_argument("collection", metavar="COLLECTION", help="name or id (created if missing)")
     en.add_argument("folder", metavar="FOLDER")
     en.add_argument("--blacklist", action="store_true", help="create it as a blacklist")
+    en.add_argument("--company", default="default", help="the tenant (name or id)")
     en.set_defaults(fn=cmd_enroll)
 
     se = sub.add_parser("search", help="search a collection with the faces of an image")
@@ -166,6 +180,7 @@ def add_gallery_parsers(sub: Any) -> None:
     se.add_argument("-k", type=int, default=5)
     se.add_argument("--far", type=float, help="false-accept rate (default from settings)")
     se.add_argument("--json", action="store_true")
+    se.add_argument("--company", default="default", help="the tenant (name or id)")
     se.set_defaults(fn=cmd_search)
 
     ix = sub.add_parser("index", help="vector index maintenance")

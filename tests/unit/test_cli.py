@@ -73,3 +73,36 @@ def test_settings_doc_matches_the_committed_page(capsys: pytest.CaptureFixture[s
     assert capsys.readouterr().out == page.read_text(), (
         "docs/settings.md is stale: run `faceplane settings-doc > docs/settings.md`"
     )
+
+
+def test_enroll_and_search_work_on_the_default_company(
+    tmp_path: Path,
+    astronaut: bytes,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from faceplane.services import accounts
+    from faceplane.services.collections import list_collections
+    from faceplane.settings import Settings
+    from faceplane.store import Store
+
+    monkeypatch.setenv("FACEPLANE_DATA_DIR", str(tmp_path / "data"))
+    store = Store.open(Settings())
+    accounts.bootstrap(store, 100)  # what the first server start does
+    folder = tmp_path / "people" / "eileen"
+    folder.mkdir(parents=True)
+    (folder / "a.jpg").write_bytes(astronaut)
+    (folder / "broken.jpg").write_bytes(b"not a photo")
+    assert main(["enroll", "vip", str(tmp_path / "people")]) == 0
+    captured = capsys.readouterr()
+    assert "1 face(s) enrolled" in captured.out and "IMAGE_CORRUPT" in captured.err
+    company = accounts.find_company(store, "default")
+    assert company is not None
+    # The collection belongs to the company, so its API keys see it.
+    names = [c["name"] for c in list_collections(store, company["id"], 10, None)["collections"]]
+    assert names == ["vip"]
+    probe = tmp_path / "probe.jpg"
+    probe.write_bytes(astronaut)
+    assert main(["search", "vip", str(probe), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["faces"][0]["matches"][0]["subject_name"] == "eileen"

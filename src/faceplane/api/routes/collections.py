@@ -8,12 +8,12 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from faceplane.api.auth import CallerDep, WriterDep, run_billed
-from faceplane.api.deps import BlockingDep, RequestIdDep, ServicesDep, StoreDep
-from faceplane.api.inputs import image_body_schema, parse_body
+from faceplane.api.auth import CallerDep, WriterDep
+from faceplane.api.deps import RequestIdDep, ServicesDep, StoreDep
+from faceplane.api.inputs import image_body_schema
+from faceplane.api.routes.faces import run_sync
 from faceplane.dialects.native import render_result
 from faceplane.services import collections as col
-from faceplane.services.accounts import Principal
 from faceplane.services.params import BlacklistParams, EnrollParams, SearchParams
 
 router = APIRouter(prefix="/v1", tags=["collections"])
@@ -62,14 +62,6 @@ class FacePatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     subject_id: str
-
-
-async def _run(
-    name: str, request: Request, request_id: str, caller: Principal, **path: str
-) -> dict[str, Any]:
-    body = await parse_body(request, ("image",))
-    result = await run_billed(request, caller, name, body.images, {**body.values, **path})
-    return render_result(request_id, result)
 
 
 @router.post("/collections", status_code=201, summary="Create a gallery or a blacklist")
@@ -225,14 +217,12 @@ async def enroll(
     collection_id: str,
     subject_id: str,
     request: Request,
-    services: ServicesDep,
-    blocking: BlockingDep,
     request_id: RequestIdDep,
     caller: WriterDep,
 ) -> JSONResponse:
     """`face`: `largest` (default), `all` or an index. Answers with `face_token`; faces that
     fail the quality gate are refused with the reason's code (or listed in `unindexed`)."""
-    out = await _run(
+    out = await run_sync(
         "enroll",
         request,
         request_id,
@@ -310,14 +300,12 @@ def delete_face(
 async def search(
     collection_id: str,
     request: Request,
-    services: ServicesDep,
-    blocking: BlockingDep,
     request_id: RequestIdDep,
     caller: CallerDep,
 ) -> dict[str, Any]:
     """`faces: [{box, matches: [{subject_id, subject_name, similarity}], threshold}]`;
     `matches` is empty when nobody passes the threshold chosen by `far`."""
-    return await _run("search", request, request_id, caller, collection_id=collection_id)
+    return await run_sync("search", request, request_id, caller, collection_id=collection_id)
 
 
 @router.post(
@@ -328,10 +316,8 @@ async def search(
 )
 async def blacklist_check(
     request: Request,
-    services: ServicesDep,
-    blocking: BlockingDep,
     request_id: RequestIdDep,
     caller: CallerDep,
 ) -> dict[str, Any]:
     """`hit` true or false, with the matched entries."""
-    return await _run("blacklist_check", request, request_id, caller)
+    return await run_sync("blacklist_check", request, request_id, caller)

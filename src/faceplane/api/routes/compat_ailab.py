@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from faceplane.api.auth import charge, run_billed
-from faceplane.api.deps import BlockingDep, RequestIdDep, ServicesDep, StoreDep, TaskHubDep
+from faceplane.api.deps import RequestIdDep, ServicesDep, StoreDep, TaskHubDep
 from faceplane.api.inputs import parse_body
 from faceplane.api.routes import compat_ailab_faceset
 from faceplane.api.routes.compat_ailab_common import (
@@ -74,8 +74,6 @@ def _require_face(body: dict[str, Any]) -> None:
 @router.post("/api/portrait/analysis/face-analyzer", summary="Detect and analyse faces")
 async def face_analyzer(
     request: Request,
-    services: ServicesDep,
-    blocking: BlockingDep,
     request_id: RequestIdDep,
     caller: AilabCallerDep,
 ) -> JSONResponse:
@@ -104,8 +102,6 @@ async def face_analyzer(
 @router.post("/api/portrait/analysis/face-compare", summary="Compare two faces 1:1")
 async def face_compare(
     request: Request,
-    services: ServicesDep,
-    blocking: BlockingDep,
     request_id: RequestIdDep,
     caller: AilabCallerDep,
 ) -> JSONResponse:

@@ -15,7 +15,7 @@ from sqlalchemy import and_, select
 from starlette.concurrency import run_in_threadpool
 
 from faceplane.api.auth import run_billed
-from faceplane.api.deps import BlockingDep, RequestIdDep, ServicesDep, StoreDep
+from faceplane.api.deps import RequestIdDep, ServicesDep, StoreDep
 from faceplane.api.inputs import parse_body
 from faceplane.api.routes.compat_ailab_common import (
     AilabCallerDep,
@@ -201,8 +201,6 @@ async def delete_user(
 @router.post("/api/face/face/add", summary="Enroll the face of an image into a user")
 async def add_face(
     request: Request,
-    services: ServicesDep,
-    blocking: BlockingDep,
     store: StoreDep,
     request_id: RequestIdDep,
     caller: AilabWriterDep,
@@ -248,8 +246,6 @@ async def delete_face(
 @router.post("/api/face/search", summary="1:N search of a group with an image or a face token")
 async def search(
     request: Request,
-    services: ServicesDep,
-    blocking: BlockingDep,
     store: StoreDep,
     request_id: RequestIdDep,
     caller: AilabCallerDep,

@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from faceplane.api.auth import apply_rate_limit, authenticate, run_billed
-from faceplane.api.deps import BlockingDep, RequestIdDep, ServicesDep
+from faceplane.api.deps import RequestIdDep
 from faceplane.dialects import linkface
 from faceplane.errors import Err, FaceplaneError
 from faceplane.services import accounts
@@ -109,9 +109,7 @@ def _face(face: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.post("/face/detection", summary="Linkface: detect faces (file or url)")
-async def detection(
-    request: Request, services: ServicesDep, blocking: BlockingDep, request_id: RequestIdDep
-) -> JSONResponse:
+async def detection(request: Request, request_id: RequestIdDep) -> JSONResponse:
     """`faces` with `rect {left, top, right, bottom}`, confidence, landmarks and pose."""
     fields, files = await _form(request)
     principal = await _caller(request, fields)
@@ -126,9 +124,7 @@ async def detection(
 
 
 @router.post("/identity/verification", summary="Linkface: are two faces the same person?")
-async def verification(
-    request: Request, services: ServicesDep, blocking: BlockingDep, request_id: RequestIdDep
-) -> JSONResponse:
+async def verification(request: Request, request_id: RequestIdDep) -> JSONResponse:
     """`confidence` (the calibrated similarity), `is_same_person`, `threshold`."""
     fields, files = await _form(request)
     principal = await _caller(request, fields)
@@ -149,9 +145,7 @@ async def verification(
 
 
 @router.post("/face/search", summary="Linkface: search a collection (collection_id)")
-async def search(
-    request: Request, services: ServicesDep, blocking: BlockingDep, request_id: RequestIdDep
-) -> JSONResponse:
+async def search(request: Request, request_id: RequestIdDep) -> JSONResponse:
     """`candidates` of the largest face, best first, with the FAR threshold used."""
     fields, files = await _form(request)
     principal = await _caller(request, fields)

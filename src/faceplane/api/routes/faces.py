@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from faceplane.api.auth import CallerDep, run_billed
-from faceplane.api.deps import BlockingDep, RequestIdDep, ServicesDep
+from faceplane.api.deps import RequestIdDep
 from faceplane.api.inputs import image_body_schema, parse_body
 from faceplane.dialects.native import render_result
 from faceplane.services.accounts import Principal
@@ -17,11 +17,13 @@ from faceplane.services.params import CompareParams, DetectParams
 router = APIRouter(prefix="/v1", tags=["faces"])
 
 
-async def _run_sync(
-    name: str, request: Request, request_id: str, caller: Principal
+async def run_sync(
+    name: str, request: Request, request_id: str, caller: Principal, **path: str
 ) -> dict[str, Any]:
+    """Parse an operation's images and options (path parameters win), run it billed, render:
+    the body of every native synchronous operation route."""
     body = await parse_body(request, OPERATIONS[name].image_fields)
-    result = await run_billed(request, caller, name, body.images, body.values)
+    result = await run_billed(request, caller, name, body.images, {**body.values, **path})
     return render_result(request_id, result)
 
 
@@ -32,13 +34,11 @@ async def _run_sync(
 )
 async def detect(
     request: Request,
-    services: ServicesDep,
-    blocking: BlockingDep,
     request_id: RequestIdDep,
     caller: CallerDep,
 ) -> dict[str, Any]:
     """Faces sorted by size, largest first: box, score, landmarks, quality, embedding."""
-    return await _run_sync("detect", request, request_id, caller)
+    return await run_sync("detect", request, request_id, caller)
 
 
 @router.post(
@@ -48,10 +48,8 @@ async def detect(
 )
 async def compare(
     request: Request,
-    services: ServicesDep,
-    blocking: BlockingDep,
     request_id: RequestIdDep,
     caller: CallerDep,
 ) -> dict[str, Any]:
     """Similarity in [0, 1], distance, threshold, match, and the face used on each side."""
-    return await _run_sync("compare", request, request_id, caller)
+    return await run_sync("compare", request, request_id, caller)
