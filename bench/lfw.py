@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -45,11 +46,13 @@ class FaceplaneEngine:
     """Faceplane's pipeline (BlazeFace, dlib 5-point, chip) with one embedder."""
 
     def __init__(self, embedder: str, tta: str = "flip") -> None:
-        from faceplane.services.context import Services
+        from faceplane.runtime import Runtime
         from faceplane.settings import Settings
 
-        self.services = Services.from_settings(
-            Settings(embedder=embedder, embed_tta=tta, inference_threads=1)
+        # An in-process engine run: the runtime's store goes to a throw-away folder.
+        data_dir = tempfile.mkdtemp(prefix="faceplane-bench-")
+        self.services = Runtime.open(
+            Settings(embedder=embedder, embed_tta=tta, inference_threads=1, data_dir=data_dir)
         )
         self.opts = self.services.analyse_options(embeddings=True)
 

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from faceplane.services.context import Services
+from faceplane.runtime import Runtime
 from faceplane.settings import Settings
 from support import authed_client
 
@@ -42,9 +42,9 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def services(settings: Settings) -> Services:
-    """One Services object (and model pool) for the whole session."""
-    return Services.from_settings(settings)
+def rt(settings: Settings) -> Runtime:
+    """One Runtime object (and model pool) for the whole session."""
+    return Runtime.open(settings)
 
 
 @pytest.fixture(scope="session")

@@ -7,13 +7,11 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import cv2
 from fastapi import FastAPI
 from sqlalchemy import select
 
 from faceplane import __version__
 from faceplane.api.audit import AuditLog
-from faceplane.api.blocking import BlockingPool
 from faceplane.api.handlers import RequestContext, install_handlers
 from faceplane.api.routes import (
     admin,
@@ -26,9 +24,8 @@ from faceplane.api.routes import (
     meta,
     tasks,
 )
+from faceplane.runtime import Runtime
 from faceplane.services.accounts import Principal, bootstrap
-from faceplane.services.context import Services
-from faceplane.services.limits import DbCounters, RedisCounters
 from faceplane.settings import Settings
 from faceplane.store import Store
 from faceplane.store.db import companies
@@ -38,27 +35,24 @@ log = logging.getLogger("faceplane")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the ASGI app with its services, routes, handlers and middleware."""
+    """Build the ASGI app with its runtime, routes, handlers and middleware."""
     settings = settings or Settings()
-    # Parallelism comes from the bounded inference pool (one job per core); OpenCV's own
-    # thread pool on top of it would oversubscribe the cores.
-    cv2.setNumThreads(1)
-    services = Services.from_settings(settings)
+    rt = Runtime.open(settings)
+    hub = TaskHub(rt)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        missing = [m["name"] for m in services.pool.status() if not m["present"]]
+        missing = [m["name"] for m in rt.pool.status() if not m["present"]]
         if missing:
             log.warning(
                 "models missing (features needing them answer MODEL_UNAVAILABLE): %s; "
                 "run `faceplane models install`",
                 ", ".join(missing),
             )
-        await app.state.hub.start()
+        await hub.start()
         yield
-        await app.state.hub.stop()
-        store.indexes.save_all()
-        app.state.blocking.shutdown()
+        await hub.stop()
+        rt.close()
 
     app = FastAPI(
         title="Faceplane",
@@ -66,18 +60,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Self-hosted face detection, comparison and analysis.",
         lifespan=lifespan,
     )
-    app.state.settings = settings
-    app.state.services = services
-    app.state.blocking = BlockingPool(settings.inference_threads)
-    app.state.store = store = services.store = Store.open(settings)
-    app.state.hub = TaskHub(services, store)
-    app.state.counters = (
-        RedisCounters(settings.limits_redis_url)
-        if settings.limits_redis_url
-        else DbCounters(store.db)
-    )
-    if isinstance(app.state.counters, DbCounters):
-        app.state.hub.janitors.append(app.state.counters.purge)
+    # The only app-scoped objects; handlers reach them through `api.deps`.
+    app.state.rt = rt
+    app.state.hub = hub
+    store = rt.store
     _first_run(settings, store)
     if settings.auth_disabled:
         log.warning(
@@ -95,7 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(compat_ailab.router)
     app.include_router(compat_oz.router)
     install_handlers(app)
-    app.add_middleware(AuditLog, store=store)
+    app.add_middleware(AuditLog, rt=rt)
     app.add_middleware(RequestContext, max_body_bytes=int(settings.max_body_mb * 1024 * 1024))
     return app
 

@@ -15,7 +15,7 @@ from faceplane.cli_gallery import add_gallery_parsers
 from faceplane.cli_tasks import add_task_parsers
 from faceplane.client import cli_errors
 from faceplane.errors import FaceplaneError
-from faceplane.services.context import Services
+from faceplane.runtime import Runtime
 from faceplane.settings import Settings
 
 
@@ -27,8 +27,8 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
     return "\n".join(out)
 
 
-def _services(settings: Settings) -> Services:
-    return Services.from_settings(settings)
+def _services(settings: Settings) -> Runtime:
+    return Runtime.open(settings)
 
 
 def _call_server(server: str, path: str, files: dict[str, Path], data: dict[str, str]) -> Any:
@@ -62,7 +62,7 @@ def cmd_detect(args: argparse.Namespace, settings: Settings) -> int:
         return_embedding=args.embedding,
         detector=args.detector,
     )
-    services = _services(settings)
+    rt = _services(settings)
     status = 0
     for path in args.images:
         try:
@@ -71,7 +71,7 @@ def cmd_detect(args: argparse.Namespace, settings: Settings) -> int:
                 result = _call_server(args.server, "/v1/detect", {"image": Path(path)}, data)
             else:
                 source = ImageSource(field="image", data=Path(path).read_bytes())
-                result = detect_faces(services, source, req)
+                result = detect_faces(rt, source, req)
         except FaceplaneError as exc:
             print(f"{path}: error {exc.err.name}: {exc.message}", file=sys.stderr)
             status = 2

@@ -10,19 +10,17 @@ from typing import Any
 
 from faceplane.client import cli_errors
 from faceplane.errors import Err, FaceplaneError
-from faceplane.services.context import Services
+from faceplane.runtime import Runtime
 from faceplane.settings import Settings
 
 
-def _storage(settings: Settings) -> tuple[Services, Any]:
-    from faceplane.store import Store
+def _storage(settings: Settings) -> tuple[Runtime, Any]:
 
-    services = Services.from_settings(settings)
-    store = services.store = Store.open(settings)
-    return services, store
+    rt = Runtime.open(settings)
+    return rt, rt.store
 
 
-def _owner(store: Any, company: str) -> str:
+def _company_id(store: Any, company: str) -> str:
     """The id of the company (tenant) whose collections the command works on."""
     from faceplane.services import accounts
 
@@ -35,7 +33,7 @@ def _owner(store: Any, company: str) -> str:
     return str(found["id"])
 
 
-def _find_collection(store: Any, owner: str, name_or_id: str) -> str | None:
+def _find_collection(store: Any, company_id: str, name_or_id: str) -> str | None:
     """A company's collection id, found by id or name."""
     from sqlalchemy import or_, select
 
@@ -44,7 +42,7 @@ def _find_collection(store: Any, owner: str, name_or_id: str) -> str | None:
     with store.db.connect() as conn:
         row = conn.execute(
             select(collections.c.id).where(
-                (collections.c.owner == owner)
+                (collections.c.company_id == company_id)
                 & or_(collections.c.id == name_or_id, collections.c.name == name_or_id)
             )
         ).first()
@@ -63,19 +61,19 @@ def cmd_enroll(args: argparse.Namespace, settings: Settings) -> int:
     if not people:
         print(f"error: {folder} has no sub-folder (one per subject)", file=sys.stderr)
         return 2
-    services, store = _storage(settings)
+    rt, store = _storage(settings)
     try:
-        owner = _owner(store, args.company)
-        cid = _find_collection(store, owner, args.collection)
+        company_id = _company_id(store, args.company)
+        cid = _find_collection(store, company_id, args.collection)
         if cid is None:
             kind = "blacklist" if args.blacklist else "gallery"
-            cid = col.create_collection(services, store, owner, args.collection, kind)["id"]
+            cid = col.create_collection(rt, company_id, args.collection, kind)["id"]
     except FaceplaneError as exc:
         print(f"error {exc.err.name}: {exc.message}", file=sys.stderr)
         return 2
     existing = {
         s["name"]: s["id"]
-        for s in col.list_subjects(store, owner, cid, 1_000_000, None)["subjects"]
+        for s in col.list_subjects(store, company_id, cid, 1_000_000, None)["subjects"]
     }
     files = [(p.name, f) for p in people for f in sorted(p.iterdir()) if f.is_file()]
     progress = Progress(len(files))
@@ -83,11 +81,10 @@ def cmd_enroll(args: argparse.Namespace, settings: Settings) -> int:
     for name, path in files:
         try:
             if name not in existing:
-                existing[name] = col.create_subject(services, store, owner, cid, name)["id"]
+                existing[name] = col.create_subject(rt, company_id, cid, name)["id"]
             enroll_faces(
-                services,
-                store,
-                owner,
+                rt,
+                company_id,
                 cid,
                 existing[name],
                 ImageSource("image", data=path.read_bytes()),
@@ -115,15 +112,14 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     from faceplane.services.images import ImageSource
     from faceplane.services.search import search_collection
 
-    services, store = _storage(settings)
-    owner = _owner(store, args.company)
-    cid = _find_collection(store, owner, args.collection)
+    rt, store = _storage(settings)
+    company_id = _company_id(store, args.company)
+    cid = _find_collection(store, company_id, args.collection)
     if cid is None:
         raise FaceplaneError(Err.COLLECTION_NOT_FOUND, f"No collection {args.collection!r}.")
     result = search_collection(
-        services,
-        store,
-        owner,
+        rt,
+        company_id,
         cid,
         image=ImageSource("image", data=Path(args.image).read_bytes()),
         all_faces=args.all_faces,

@@ -40,7 +40,10 @@ class Settings(BaseSettings):
         "auto", description="Embedder: `auto` (ONNX when installed, else dlib), `onnx` or `dlib`."
     )
     inference_threads: int = Field(
-        2, ge=1, description="Concurrent inference jobs (the bounded blocking pool size)."
+        2, ge=1, description="Concurrent inference jobs (the bounded inference pool size)."
+    )
+    io_threads: int = Field(
+        16, ge=1, description="Threads for blocking database, file and network work."
     )
     ort_intra_op_threads: int = Field(
         1, ge=1, description="onnxruntime intra-op threads per session."
@@ -147,7 +150,7 @@ class Settings(BaseSettings):
     )
 
     # collections and search
-    max_collections: int = Field(100, ge=1, description="Collections per owner.")
+    max_collections: int = Field(100, ge=1, description="Collections per company_id.")
     collection_max_subjects: int = Field(1_000_000, ge=1, description="Subjects per collection.")
     collection_max_faces: int = Field(2_000_000, ge=1, description="Faces per collection.")
     subject_max_faces: int = Field(50, ge=1, description="Faces per subject.")

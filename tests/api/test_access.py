@@ -41,7 +41,7 @@ class Tenant:
     """A company with an admin, an operator, a client, their tokens, and an app key."""
 
     def __init__(self, client: TestClient, name: str) -> None:
-        store = client.app.state.store  # type: ignore[attr-defined]
+        store = client.app.state.rt.store  # type: ignore[attr-defined]
         self.company = accounts.create_company(store, name)
         cid = self.company["id"]
         self.tokens = {}
@@ -110,7 +110,7 @@ def test_every_route_refuses_missing_and_invalid_credentials(app_client: TestCli
 
 
 def test_every_route_refuses_an_expired_token(app_client: TestClient, acme: Tenant) -> None:
-    store = app_client.app.state.store  # type: ignore[attr-defined]
+    store = app_client.app.state.rt.store  # type: ignore[attr-defined]
     with store.db.connect() as conn:
         uid = conn.execute(select(users.c.id).where(users.c.email == "admin@acme.test")).scalar()
     expired = accounts._issue(store, uid, -1, 600)["access_token"]
@@ -122,7 +122,7 @@ def test_every_route_refuses_an_expired_token(app_client: TestClient, acme: Tena
 def test_every_route_refuses_a_deactivated_and_an_expired_app(
     app_client: TestClient, acme: Tenant
 ) -> None:
-    store = app_client.app.state.store  # type: ignore[attr-defined]
+    store = app_client.app.state.rt.store  # type: ignore[attr-defined]
     off, off_key = accounts.create_app(store, acme.company["id"], "off", 100)
     accounts.update_app(store, off["app_id"], {"status": "deactivated"})
     _, old_key = accounts.create_app(
@@ -224,10 +224,10 @@ def test_a_company_never_sees_another_companys_data(
     assert c.get("/v1/tasks", headers=other).json()["tasks"] == []
     hit = c.post("/v1/blacklist/check", files={"image": ("a.jpg", astronaut)}, headers=other)
     assert hit.json()["hit"] is False
-    # A signed blob URL is bound to its tenant: another owner in it breaks the signature.
+    # A signed blob URL is bound to its tenant: another company_id in it breaks the signature.
     path = "/" + done["result_url"].split("/", 3)[3]
     assert c.get(path).status_code == 200
-    stolen = re.sub(r"owner=\w+", f"owner={globex.company['id']}", path)
+    stolen = re.sub(r"company_id=\w+", f"company_id={globex.company['id']}", path)
     assert c.get(stolen).json()["error"]["code"] == "SIGNATURE_INVALID"
     # Globex's admin sees none of acme's audit entries either.
     entries = c.get("/v1/admin/audit", headers=globex.as_("admin")).json()["entries"]
@@ -237,7 +237,7 @@ def test_a_company_never_sees_another_companys_data(
 def test_rate_limit_headers_count_down_exactly_then_429(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data", rate_window_s=30)
     with TestClient(create_app(settings), raise_server_exceptions=False) as c:
-        store = c.app.state.store  # type: ignore[attr-defined]
+        store = c.app.state.rt.store  # type: ignore[attr-defined]
         company = accounts.find_company(store, "default")
         assert company
         _, key = accounts.create_app(store, company["id"], "limited", 3)
@@ -314,7 +314,7 @@ def test_signed_requests_and_replays(app_client: TestClient, acme: Tenant) -> No
 
 
 def test_a_deactivated_app_is_refused_at_once(app_client: TestClient, acme: Tenant) -> None:
-    store = app_client.app.state.store  # type: ignore[attr-defined]
+    store = app_client.app.state.rt.store  # type: ignore[attr-defined]
     app, key = accounts.create_app(store, acme.company["id"], "soon-off", 100)
     assert app_client.get("/v1/me", headers={"X-API-Key": key}).status_code == 200
     resp = app_client.patch(
@@ -342,7 +342,7 @@ def test_rotated_key_replaces_the_old_one(app_client: TestClient, acme: Tenant) 
 def test_quota_is_spent_atomically_and_refunded_on_refusal(
     app_client: TestClient, acme: Tenant, astronaut: bytes
 ) -> None:
-    store = app_client.app.state.store  # type: ignore[attr-defined]
+    store = app_client.app.state.rt.store  # type: ignore[attr-defined]
     _, key = accounts.create_app(store, acme.company["id"], "metered", 1000, quota=3)
     h = {"X-API-Key": key}
     bad = app_client.post("/v1/detect", files={"image": ("x.jpg", b"not an image")}, headers=h)
@@ -374,7 +374,7 @@ def test_login_refresh_and_hashed_passwords(app_client: TestClient, acme: Tenant
         "/v1/auth/login", json={"email": "client@acme.test", "password": "wrong password"}
     )
     assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "AUTH_INVALID"
-    store = app_client.app.state.store  # type: ignore[attr-defined]
+    store = app_client.app.state.rt.store  # type: ignore[attr-defined]
     with store.db.connect() as conn:
         hashes = conn.execute(select(users.c.password_hash)).scalars().all()
     assert hashes and all(h.startswith("$argon2id$") for h in hashes)

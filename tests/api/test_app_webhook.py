@@ -49,7 +49,7 @@ def test_tasks_without_a_webhook_use_their_apps(
         data_dir=tmp_path / "data", workers=1, fetch_allow_private=True, maintenance_interval_s=0.1
     )
     with TestClient(create_app(settings), raise_server_exceptions=False) as c:
-        store = c.app.state.store  # type: ignore[attr-defined]
+        store = c.app.state.rt.store  # type: ignore[attr-defined]
         company = accounts.create_company(store, "hooked")
         accounts.create_user(store, company["id"], "boss@hooked.test", "long enough pw", "admin")
         token = accounts.login(store, "boss@hooked.test", "long enough pw", 600, 600)

@@ -11,15 +11,15 @@ import pytest
 from fastapi.testclient import TestClient
 
 from faceplane.engine.embed import similarity
-from faceplane.services.context import Services
+from faceplane.runtime import Runtime
 from faceplane.services.faces import DetectRequest, detect_faces
 from faceplane.services.images import ImageSource
 
 
-def embed(services: Services, path: Path) -> np.ndarray | None:
+def embed(rt: Runtime, path: Path) -> np.ndarray | None:
     """The largest face's embedding, through the same service as /v1/detect."""
     body = detect_faces(
-        services, ImageSource("image", data=path.read_bytes()), DetectRequest(return_embedding=True)
+        rt, ImageSource("image", data=path.read_bytes()), DetectRequest(return_embedding=True)
     )
     return np.asarray(body["faces"][0]["embedding"]) if body["faces"] else None
 
@@ -35,18 +35,18 @@ def separation(vectors: dict[str, np.ndarray], who: dict[str, str]) -> tuple[flo
     return float(s.min()), float(d.max()), auc
 
 
-def test_johns_same_person_scores_above_different(services: Services, testdata: Path) -> None:
+def test_johns_same_person_scores_above_different(rt: Runtime, testdata: Path) -> None:
     root = testdata / "faces/dlib/examples/johns"
     vectors, who = {}, {}
     for f in sorted(root.glob("*/*.jpg")):
-        vec = embed(services, f)
+        vec = embed(rt, f)
         if vec is not None:
             vectors[f.name], who[f.name] = vec, f.parent.name
     assert len(vectors) >= 50  # 55 tight 150×150 chips
     _, _, auc = separation(vectors, who)
     assert auc > 0.99
-    name = services.pool.embedder().name
-    threshold, calibration = services.compare_threshold(name), services.calibration(name)
+    name = rt.pool.embedder().name
+    threshold, calibration = rt.compare_threshold(name), rt.calibration(name)
     errors = sum(
         (similarity(vectors[a], vectors[b], calibration)[0] >= threshold) != (who[a] == who[b])
         for a, b in itertools.combinations(sorted(vectors), 2)
@@ -55,12 +55,12 @@ def test_johns_same_person_scores_above_different(services: Services, testdata: 
     assert errors / pairs < 0.02
 
 
-def test_deepface_same_person_scores_above_different(services: Services, testdata: Path) -> None:
+def test_deepface_same_person_scores_above_different(rt: Runtime, testdata: Path) -> None:
     root = testdata / "faces/deepface/images"
     rows = list(csv.DictReader((root / "identities.csv").open()))
     vectors, who = {}, {}
     for row in rows:
-        vec = embed(services, root / row["file"])
+        vec = embed(rt, root / row["file"])
         if vec is not None:
             vectors[row["file"]], who[row["file"]] = vec, row["identity"]
     assert len(vectors) >= 55

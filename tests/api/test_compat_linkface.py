@@ -24,7 +24,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
 
 @pytest.fixture(scope="module")
 def creds(client: TestClient) -> dict[str, str]:
-    store = client.app.state.store  # type: ignore[attr-defined]
+    store = client.app.state.rt.store  # type: ignore[attr-defined]
     company = accounts.find_company(store, "default")
     assert company
     app, key = accounts.create_app(store, company["id"], "linkface", 10_000)
@@ -98,7 +98,7 @@ def test_auth_failures(client: TestClient, creds: dict[str, str], astronaut: byt
 
 
 def test_rate_limit_is_403_with_zero_remaining(client: TestClient, astronaut: bytes) -> None:
-    store = client.app.state.store  # type: ignore[attr-defined]
+    store = client.app.state.rt.store  # type: ignore[attr-defined]
     company = accounts.find_company(store, "default")
     assert company
     app, key = accounts.create_app(store, company["id"], "tight", 1)

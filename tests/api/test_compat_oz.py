@@ -50,7 +50,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
 
 
 def store_of(client: TestClient) -> Any:
-    return client.app.state.store  # type: ignore[attr-defined]
+    return client.app.state.rt.store  # type: ignore[attr-defined]
 
 
 def new_user(client: TestClient, email: str, role: str = "client", company: str = "default") -> str:

@@ -74,7 +74,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
 
 @pytest.fixture(scope="module")
 def app(client: TestClient) -> tuple[str, str]:
-    store = client.app.state.store  # type: ignore[attr-defined]
+    store = client.app.state.rt.store  # type: ignore[attr-defined]
     company = accounts.find_company(store, "default")
     assert company
     created, key = accounts.create_app(store, company["id"], "photo", 10_000)

@@ -286,8 +286,8 @@ def test_a_task_nobody_was_told_about_still_runs(client: TestClient, astronaut: 
 
     app: Any = client.app
     spec = TaskSpec("detect", {"image": ImageSource("image", data=astronaut)}, {})
-    owner = client.get("/v1/me").json()["company_id"]
-    task, _ = submit_task(app.state.services, app.state.store, owner, spec)  # no notify
+    company_id = client.get("/v1/me").json()["company_id"]
+    task, _ = submit_task(app.state.rt, company_id, spec)  # no notify
     assert wait(client, task["request_id"], seconds=20)["status"] == "succeeded"
 
 
@@ -345,7 +345,9 @@ def test_crop_results_are_served_under_signed_urls(client: TestClient, astronaut
         assert resp.status_code == 200 and resp.headers["content-type"] == "image/jpeg"
     crop = Image.open(io.BytesIO(client.get("/" + done["result_url"].split("/", 3)[3]).content))
     assert crop.size == (112, 112)
-    tampered = "/" + re.sub(r"owner=\w+", "owner=other", done["result_url"].split("/", 3)[3])
+    tampered = "/" + re.sub(
+        r"company_id=\w+", "company_id=other", done["result_url"].split("/", 3)[3]
+    )
     assert client.get(tampered).json()["error"]["code"] == "SIGNATURE_INVALID"
 
 

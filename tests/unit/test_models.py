@@ -51,15 +51,15 @@ def test_server_starts_without_models_and_answers_model_unavailable(
 def test_dlib_and_onnx_embedders_agree_through_the_pipeline(
     settings: Settings, astronaut: bytes
 ) -> None:
-    from faceplane.services.context import Services
+    from faceplane.runtime import Runtime
     from faceplane.services.faces import DetectRequest, detect_faces
     from faceplane.services.images import ImageSource
 
     vectors = {}
     for name in ("onnx", "dlib"):
-        services = Services.from_settings(settings.model_copy(update={"embedder": name}))
+        rt = Runtime.open(settings.model_copy(update={"embedder": name}))
         body = detect_faces(
-            services, ImageSource("image", data=astronaut), DetectRequest(return_embedding=True)
+            rt, ImageSource("image", data=astronaut), DetectRequest(return_embedding=True)
         )
         vectors[body["models"]["embedder"]] = body["faces"][0]["embedding"]
     assert set(vectors) == {"dlib_resnet_onnx", "dlib_resnet"}

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from faceplane.runtime import Runtime
 from faceplane.services.audit import record
-from faceplane.store import Store
 
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -14,9 +13,9 @@ MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 class AuditLog:
     """After each authenticated POST, PUT, PATCH or DELETE: actor, action, path, status, IP."""
 
-    def __init__(self, app: ASGIApp, store: Store) -> None:
+    def __init__(self, app: ASGIApp, rt: Runtime) -> None:
         self.app = app
-        self.store = store
+        self.rt = rt
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pass the request through, note its status, then record it."""
@@ -38,9 +37,9 @@ class AuditLog:
                 route = scope.get("route")
                 action = f"{scope['method']} {getattr(route, 'path', scope['path'])}"
                 client = scope.get("client")
-                await run_in_threadpool(
+                await self.rt.run_io(
                     record,
-                    self.store,
+                    self.rt.store,
                     principal.company_id,
                     principal.actor,
                     action,

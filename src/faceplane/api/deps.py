@@ -1,4 +1,4 @@
-"""Dependencies: the app-scoped services, the blocking pool and the request id."""
+"""Dependencies: the app's runtime (and what it holds), the task hub and the request id."""
 
 from __future__ import annotations
 
@@ -6,21 +6,15 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from faceplane.api.blocking import BlockingPool
-from faceplane.services.context import Services
+from faceplane.runtime import Runtime
 from faceplane.settings import Settings
 from faceplane.store import Store
 from faceplane.tasks.hub import TaskHub
 
 
-def get_services(request: Request) -> Services:
-    """The app's services."""
-    return request.app.state.services
-
-
-def get_blocking(request: Request) -> BlockingPool:
-    """The app's bounded pool for blocking work."""
-    return request.app.state.blocking
+def get_runtime(request: Request) -> Runtime:
+    """The app's runtime."""
+    return request.app.state.rt
 
 
 def get_request_id(request: Request) -> str:
@@ -30,12 +24,12 @@ def get_request_id(request: Request) -> str:
 
 def get_settings(request: Request) -> Settings:
     """The app's settings."""
-    return request.app.state.settings
+    return get_runtime(request).settings
 
 
 def get_store(request: Request) -> Store:
     """The app's database and blobs."""
-    return request.app.state.store
+    return get_runtime(request).store
 
 
 def get_hub(request: Request) -> TaskHub:
@@ -43,8 +37,7 @@ def get_hub(request: Request) -> TaskHub:
     return request.app.state.hub
 
 
-ServicesDep = Annotated[Services, Depends(get_services)]
-BlockingDep = Annotated[BlockingPool, Depends(get_blocking)]
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 RequestIdDep = Annotated[str, Depends(get_request_id)]
 StoreDep = Annotated[Store, Depends(get_store)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from faceplane.engine.models.registry import get_spec
 from faceplane.errors import Err, FaceplaneError
-from faceplane.services.context import Services
+from faceplane.runtime import Runtime
 from faceplane.store import Store
 from faceplane.store.db import collections, face_removals, faces, subjects, write_tx
 
@@ -25,9 +25,9 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
-def current_space(services: Services) -> tuple[str, str]:
+def current_space(rt: Runtime) -> tuple[str, str]:
     """(embedder name, embedding space) of the embedder in force."""
-    name = services.pool.embedder_name()
+    name = rt.pool.embedder_name()
     space = get_spec(name).space
     assert space
     return name, space
@@ -60,17 +60,17 @@ def _collection_json(row: dict[str, Any], conn: Connection) -> dict[str, Any]:
 
 
 def _one(conn: Connection, query: Any, err: Err, message: str, **details: Any) -> dict[str, Any]:
-    """The one row of `query`, or the not-found error `err` (the same for another owner's)."""
+    """The one row of `query`, or the not-found error `err` (the same for another company_id's)."""
     row = conn.execute(query).mappings().first()
     if row is None:
         raise FaceplaneError(err, message, **details)
     return dict(row)
 
 
-def load_collection(conn: Connection, owner: str, collection_id: str) -> dict[str, Any]:
-    """The collection row, or COLLECTION_NOT_FOUND (also for another owner's)."""
+def load_collection(conn: Connection, company_id: str, collection_id: str) -> dict[str, Any]:
+    """The collection row, or COLLECTION_NOT_FOUND (also for another company_id's)."""
     query = select(collections).where(
-        and_(collections.c.id == collection_id, collections.c.owner == owner)
+        and_(collections.c.id == collection_id, collections.c.company_id == company_id)
     )
     return _one(
         conn,
@@ -82,18 +82,19 @@ def load_collection(conn: Connection, owner: str, collection_id: str) -> dict[st
 
 
 def create_collection(
-    services: Services, store: Store, owner: str, name: str, kind: str, description: str = ""
+    rt: Runtime, company_id: str, name: str, kind: str, description: str = ""
 ) -> dict[str, Any]:
     """Create a gallery or blacklist, pinned to the embedding space in force."""
+    store = rt.store
     if kind not in KINDS:
         raise FaceplaneError(Err.INVALID_ARGUMENT, "`kind` is gallery or blacklist.", kind=kind)
     if not name.strip():
         raise FaceplaneError(Err.MISSING_ARGUMENT, "`name` is required.", field="name")
-    _, space = current_space(services)
+    _, space = current_space(rt)
     now = time.time()
     row = {
         "id": new_id(),
-        "owner": owner,
+        "company_id": company_id,
         "name": name,
         "kind": kind,
         "model": space,
@@ -104,13 +105,15 @@ def create_collection(
     try:
         with write_tx(store.db) as conn:
             count = conn.execute(
-                select(func.count()).select_from(collections).where(collections.c.owner == owner)
+                select(func.count())
+                .select_from(collections)
+                .where(collections.c.company_id == company_id)
             ).scalar_one()
-            if count >= services.settings.max_collections:
+            if count >= rt.settings.max_collections:
                 raise FaceplaneError(
                     Err.COLLECTION_LIMIT_EXCEEDED,
-                    f"An owner may have at most {services.settings.max_collections} collections.",
-                    limit=services.settings.max_collections,
+                    f"An company_id may have at most {rt.settings.max_collections} collections.",
+                    limit=rt.settings.max_collections,
                 )
             conn.execute(insert(collections).values(**row))
             return _collection_json(row, conn)
@@ -120,17 +123,17 @@ def create_collection(
         ) from None
 
 
-def get_collection(store: Store, owner: str, collection_id: str) -> dict[str, Any]:
+def get_collection(store: Store, company_id: str, collection_id: str) -> dict[str, Any]:
     """One collection with its counts."""
     with store.db.connect() as conn:
-        return _collection_json(load_collection(conn, owner, collection_id), conn)
+        return _collection_json(load_collection(conn, company_id, collection_id), conn)
 
 
 def list_collections(
-    store: Store, owner: str, limit: int, cursor: str | None, kind: str | None = None
+    store: Store, company_id: str, limit: int, cursor: str | None, kind: str | None = None
 ) -> dict[str, Any]:
-    """The owner's collections by id, `limit` per page."""
-    query = select(collections).where(collections.c.owner == owner)
+    """The company_id's collections by id, `limit` per page."""
+    query = select(collections).where(collections.c.company_id == company_id)
     if kind:
         query = query.where(collections.c.kind == kind)
     if cursor:
@@ -145,7 +148,7 @@ def list_collections(
 
 
 def update_collection(
-    store: Store, owner: str, collection_id: str, name: str | None, description: str | None
+    store: Store, company_id: str, collection_id: str, name: str | None, description: str | None
 ) -> dict[str, Any]:
     """Rename a collection or change its description."""
     values: dict[str, Any] = {"updated_at": time.time()}
@@ -157,21 +160,21 @@ def update_collection(
         values["description"] = description
     try:
         with write_tx(store.db) as conn:
-            load_collection(conn, owner, collection_id)
+            load_collection(conn, company_id, collection_id)
             conn.execute(
                 update(collections).where(collections.c.id == collection_id).values(**values)
             )
-            return _collection_json(load_collection(conn, owner, collection_id), conn)
+            return _collection_json(load_collection(conn, company_id, collection_id), conn)
     except IntegrityError:
         raise FaceplaneError(
             Err.COLLECTION_EXISTS, f"A collection named {name!r} already exists.", name=name
         ) from None
 
 
-def delete_collection(store: Store, owner: str, collection_id: str) -> None:
+def delete_collection(store: Store, company_id: str, collection_id: str) -> None:
     """Delete a collection with its subjects, faces, vectors and crops, for real."""
     with write_tx(store.db) as conn:
-        load_collection(conn, owner, collection_id)
+        load_collection(conn, company_id, collection_id)
         conn.execute(delete(faces).where(faces.c.collection_id == collection_id))
         conn.execute(delete(subjects).where(subjects.c.collection_id == collection_id))
         conn.execute(delete(face_removals).where(face_removals.c.collection_id == collection_id))
@@ -200,10 +203,10 @@ def _subject_json(row: dict[str, Any], conn: Connection) -> dict[str, Any]:
 
 
 def load_subject(
-    conn: Connection, owner: str, collection_id: str, subject_id: str
+    conn: Connection, company_id: str, collection_id: str, subject_id: str
 ) -> dict[str, Any]:
     """The subject row, or SUBJECT_NOT_FOUND."""
-    load_collection(conn, owner, collection_id)
+    load_collection(conn, company_id, collection_id)
     query = select(subjects).where(
         and_(subjects.c.id == subject_id, subjects.c.collection_id == collection_id)
     )
@@ -213,15 +216,15 @@ def load_subject(
 
 
 def create_subject(
-    services: Services,
-    store: Store,
-    owner: str,
+    rt: Runtime,
+    company_id: str,
     collection_id: str,
     name: str,
     external_id: str | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Add a person to a collection; names are unique within it."""
+    store = rt.store
     if not name.strip():
         raise FaceplaneError(Err.MISSING_ARGUMENT, "`name` is required.", field="name")
     now = time.time()
@@ -236,13 +239,13 @@ def create_subject(
     }
     try:
         with write_tx(store.db) as conn:
-            load_collection(conn, owner, collection_id)
+            load_collection(conn, company_id, collection_id)
             count = conn.execute(
                 select(func.count())
                 .select_from(subjects)
                 .where(subjects.c.collection_id == collection_id)
             ).scalar_one()
-            limit = services.settings.collection_max_subjects
+            limit = rt.settings.collection_max_subjects
             if count >= limit:
                 raise FaceplaneError(
                     Err.SUBJECT_LIMIT_EXCEEDED,
@@ -257,21 +260,23 @@ def create_subject(
         ) from None
 
 
-def get_subject(store: Store, owner: str, collection_id: str, subject_id: str) -> dict[str, Any]:
+def get_subject(
+    store: Store, company_id: str, collection_id: str, subject_id: str
+) -> dict[str, Any]:
     """One subject with its face count."""
     with store.db.connect() as conn:
-        return _subject_json(load_subject(conn, owner, collection_id, subject_id), conn)
+        return _subject_json(load_subject(conn, company_id, collection_id, subject_id), conn)
 
 
 def list_subjects(
-    store: Store, owner: str, collection_id: str, limit: int, cursor: str | None
+    store: Store, company_id: str, collection_id: str, limit: int, cursor: str | None
 ) -> dict[str, Any]:
     """A collection's subjects by id, `limit` per page."""
     query = select(subjects).where(subjects.c.collection_id == collection_id)
     if cursor:
         query = query.where(subjects.c.id > cursor)
     with store.db.connect() as conn:
-        load_collection(conn, owner, collection_id)
+        load_collection(conn, company_id, collection_id)
         rows = [
             dict(r) for r in conn.execute(query.order_by(subjects.c.id).limit(limit + 1)).mappings()
         ]
@@ -280,7 +285,7 @@ def list_subjects(
 
 
 def update_subject(
-    store: Store, owner: str, collection_id: str, subject_id: str, changes: dict[str, Any]
+    store: Store, company_id: str, collection_id: str, subject_id: str, changes: dict[str, Any]
 ) -> dict[str, Any]:
     """Rename a subject or change its external id or metadata."""
     values: dict[str, Any] = {"updated_at": time.time()}
@@ -294,9 +299,9 @@ def update_subject(
         values["metadata_json"] = json.dumps(changes["metadata"])
     try:
         with write_tx(store.db) as conn:
-            load_subject(conn, owner, collection_id, subject_id)
+            load_subject(conn, company_id, collection_id, subject_id)
             conn.execute(update(subjects).where(subjects.c.id == subject_id).values(**values))
-            return _subject_json(load_subject(conn, owner, collection_id, subject_id), conn)
+            return _subject_json(load_subject(conn, company_id, collection_id, subject_id), conn)
     except IntegrityError:
         raise FaceplaneError(
             Err.SUBJECT_EXISTS,
@@ -318,10 +323,10 @@ def _remove_faces(conn: Connection, collection_id: str, where: Any) -> list[str]
     return [r[1] for r in rows if r[1]]
 
 
-def delete_subject(store: Store, owner: str, collection_id: str, subject_id: str) -> None:
+def delete_subject(store: Store, company_id: str, collection_id: str, subject_id: str) -> None:
     """Delete a subject with its faces, vectors and crops."""
     with write_tx(store.db) as conn:
-        load_subject(conn, owner, collection_id, subject_id)
+        load_subject(conn, company_id, collection_id, subject_id)
         crops = _remove_faces(conn, collection_id, faces.c.subject_id == subject_id)
         conn.execute(delete(subjects).where(subjects.c.id == subject_id))
     for key in crops:
@@ -345,9 +350,9 @@ def _face_json(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def load_face(conn: Connection, owner: str, collection_id: str, token: str) -> dict[str, Any]:
+def load_face(conn: Connection, company_id: str, collection_id: str, token: str) -> dict[str, Any]:
     """The face row, or FACE_TOKEN_NOT_FOUND."""
-    load_collection(conn, owner, collection_id)
+    load_collection(conn, company_id, collection_id)
     query = select(faces).where(
         and_(faces.c.token == token, faces.c.collection_id == collection_id)
     )
@@ -357,14 +362,19 @@ def load_face(conn: Connection, owner: str, collection_id: str, token: str) -> d
 
 
 def list_faces(
-    store: Store, owner: str, collection_id: str, subject_id: str, limit: int, cursor: str | None
+    store: Store,
+    company_id: str,
+    collection_id: str,
+    subject_id: str,
+    limit: int,
+    cursor: str | None,
 ) -> dict[str, Any]:
     """A subject's faces, `limit` per page."""
     query = select(faces).where(faces.c.subject_id == subject_id)
     if cursor:
         query = query.where(faces.c.token > cursor)
     with store.db.connect() as conn:
-        load_subject(conn, owner, collection_id, subject_id)
+        load_subject(conn, company_id, collection_id, subject_id)
         rows = [
             dict(r) for r in conn.execute(query.order_by(faces.c.token).limit(limit + 1)).mappings()
         ]
@@ -374,16 +384,16 @@ def list_faces(
     }
 
 
-def get_face(store: Store, owner: str, collection_id: str, token: str) -> dict[str, Any]:
+def get_face(store: Store, company_id: str, collection_id: str, token: str) -> dict[str, Any]:
     """One enrolled face (never its embedding)."""
     with store.db.connect() as conn:
-        return _face_json(load_face(conn, owner, collection_id, token))
+        return _face_json(load_face(conn, company_id, collection_id, token))
 
 
-def delete_face(store: Store, owner: str, collection_id: str, token: str) -> None:
+def delete_face(store: Store, company_id: str, collection_id: str, token: str) -> None:
     """Delete one face, its vector and its crop."""
     with write_tx(store.db) as conn:
-        load_face(conn, owner, collection_id, token)
+        load_face(conn, company_id, collection_id, token)
         crops = _remove_faces(conn, collection_id, faces.c.token == token)
     for key in crops:
         store.blobs.delete_prefix(key)
@@ -391,20 +401,21 @@ def delete_face(store: Store, owner: str, collection_id: str, token: str) -> Non
 
 
 def move_face(
-    services: Services, store: Store, owner: str, collection_id: str, token: str, subject_id: str
+    rt: Runtime, company_id: str, collection_id: str, token: str, subject_id: str
 ) -> dict[str, Any]:
     """Give a face to another subject of the same collection."""
+    store = rt.store
     with write_tx(store.db) as conn:
-        load_face(conn, owner, collection_id, token)
-        load_subject(conn, owner, collection_id, subject_id)
-        check_subject_room(services, conn, subject_id)
+        load_face(conn, company_id, collection_id, token)
+        load_subject(conn, company_id, collection_id, subject_id)
+        check_subject_room(rt, conn, subject_id)
         conn.execute(update(faces).where(faces.c.token == token).values(subject_id=subject_id))
-        return _face_json(load_face(conn, owner, collection_id, token))
+        return _face_json(load_face(conn, company_id, collection_id, token))
 
 
-def check_subject_room(services: Services, conn: Connection, subject_id: str) -> None:
+def check_subject_room(rt: Runtime, conn: Connection, subject_id: str) -> None:
     """Refuse one more face for a subject that holds the most it may."""
-    limit = services.settings.subject_max_faces
+    limit = rt.settings.subject_max_faces
     count = conn.execute(
         select(func.count()).select_from(faces).where(faces.c.subject_id == subject_id)
     ).scalar_one()

@@ -13,6 +13,7 @@ from faceplane.effects.thumbs import crop_box, encode_jpeg
 from faceplane.engine.faces import Face, analyse_image
 from faceplane.engine.quality import Quality
 from faceplane.errors import Err, FaceplaneError
+from faceplane.runtime import Runtime
 from faceplane.services.collections import (
     check_subject_room,
     current_space,
@@ -20,9 +21,7 @@ from faceplane.services.collections import (
     load_subject,
     new_id,
 )
-from faceplane.services.context import Services
 from faceplane.services.images import ImageSource, load_image
-from faceplane.store import Store
 from faceplane.store.db import faces, write_tx
 
 # The enroll gate's reasons, in the order they are reported, with their codes.
@@ -35,9 +34,9 @@ GATE_CODES = {
 }
 
 
-def gate_reasons(services: Services, quality: Quality) -> list[dict[str, Any]]:
+def gate_reasons(rt: Runtime, quality: Quality) -> list[dict[str, Any]]:
     """Why a face must not enter a gallery, each reason with its measure and its limit."""
-    s = services.settings
+    s = rt.settings
     checks = [
         (
             "too_small",
@@ -102,9 +101,8 @@ def _gate_error(index: int, reasons: list[dict[str, Any]]) -> FaceplaneError:
 
 
 def enroll_faces(
-    services: Services,
-    store: Store,
-    owner: str,
+    rt: Runtime,
+    company_id: str,
     collection_id: str,
     subject_id: str,
     source: ImageSource,
@@ -116,10 +114,11 @@ def enroll_faces(
     Faces that fail the quality gate are refused with the specific code (one face asked) or
     listed under `unindexed` with their reasons (all faces).
     """
-    name, space = current_space(services)
+    store = rt.store
+    name, space = current_space(rt)
     with store.db.connect() as conn:
-        coll = load_collection(conn, owner, collection_id)
-        load_subject(conn, owner, collection_id, subject_id)
+        coll = load_collection(conn, company_id, collection_id)
+        load_subject(conn, company_id, collection_id, subject_id)
     if coll["model"] != space:
         raise FaceplaneError(
             Err.EMBEDDING_MODEL_MISMATCH,
@@ -127,8 +126,8 @@ def enroll_faces(
             collection_model=coll["model"],
             model=space,
         )
-    image = load_image(services, source)
-    analysis = analyse_image(services.pool, image.rgb, services.analyse_options(embeddings=True))
+    image = load_image(rt, source)
+    analysis = analyse_image(rt.pool, image.rgb, rt.analyse_options(embeddings=True))
     if not analysis.faces:
         raise FaceplaneError(
             Err.FACE_NOT_FOUND, "No face was found in the image.", field=source.field
@@ -147,7 +146,7 @@ def enroll_faces(
     accepted: list[tuple[int, Face]] = []
     unindexed = []
     for i, f in chosen:
-        reasons = gate_reasons(services, f.quality)
+        reasons = gate_reasons(rt, f.quality)
         if reasons:
             if face != "all":
                 raise _gate_error(i, reasons)
@@ -156,21 +155,21 @@ def enroll_faces(
             accepted.append((i, f))
     if not accepted:
         raise _gate_error(unindexed[0]["face_index"], unindexed[0]["reasons"])
-    keep = services.settings.enroll_keep_crops if keep_crop is None else keep_crop
+    keep = rt.settings.enroll_keep_crops if keep_crop is None else keep_crop
     enrolled = []
     now = time.time()
     with write_tx(store.db) as conn:
-        load_subject(conn, owner, collection_id, subject_id)
+        load_subject(conn, company_id, collection_id, subject_id)
         for _ in accepted:
-            check_subject_room(services, conn, subject_id)
+            check_subject_room(rt, conn, subject_id)
         total = conn.execute(
             select(func.count()).select_from(faces).where(faces.c.collection_id == collection_id)
         ).scalar_one()
-        if total + len(accepted) > services.settings.collection_max_faces:
+        if total + len(accepted) > rt.settings.collection_max_faces:
             raise FaceplaneError(
                 Err.FACE_LIMIT_EXCEEDED,
                 "The collection is full.",
-                limit=services.settings.collection_max_faces,
+                limit=rt.settings.collection_max_faces,
             )
         for i, f in accepted:
             token = new_id()

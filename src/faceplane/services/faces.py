@@ -10,7 +10,7 @@ import numpy as np
 from faceplane.engine.embed import normalise, similarity
 from faceplane.engine.faces import AnalyseOptions, Analysis, analyse_image
 from faceplane.errors import Err, FaceplaneError
-from faceplane.services.context import Services
+from faceplane.runtime import Runtime
 from faceplane.services.images import ImageSource, load_image
 
 EMBEDDING_DIM = 128
@@ -32,9 +32,9 @@ class DetectRequest:
         """The request named by any options object with the same field names."""
         return cls(**{f.name: getattr(params, f.name) for f in fields(cls)})
 
-    def analyse_options(self, services: Services, embeddings: bool | None = None) -> AnalyseOptions:
+    def analyse_options(self, rt: Runtime, embeddings: bool | None = None) -> AnalyseOptions:
         """The engine's options for this request, on the server's defaults."""
-        return services.analyse_options(
+        return rt.analyse_options(
             max_faces=self.max_faces,
             min_face_size=self.min_face_size,
             det_threshold=self.det_threshold,
@@ -53,10 +53,10 @@ def analysis_json(analysis: Analysis) -> dict[str, Any]:
     }
 
 
-def detect_faces(services: Services, source: ImageSource, req: DetectRequest) -> dict[str, Any]:
+def detect_faces(rt: Runtime, source: ImageSource, req: DetectRequest) -> dict[str, Any]:
     """Find every face in one image with landmarks and quality, largest first."""
-    image = load_image(services, source)
-    return analysis_json(analyse_image(services.pool, image.rgb, req.analyse_options(services)))
+    image = load_image(rt, source)
+    return analysis_json(analyse_image(rt.pool, image.rgb, req.analyse_options(rt)))
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ class CompareSide:
 
 
 def _side_vector(
-    services: Services, side: CompareSide, name: str, req: DetectRequest
+    rt: Runtime, side: CompareSide, name: str, req: DetectRequest
 ) -> tuple[np.ndarray, dict[str, Any] | None, str | None]:
     """The normalised embedding of one side, the face it came from, and the embedder name."""
     if side.embedding is not None:
@@ -82,8 +82,8 @@ def _side_vector(
             )
         return normalise(vec[None])[0], None, None
     assert side.image is not None
-    image = load_image(services, side.image)
-    analysis = analyse_image(services.pool, image.rgb, req.analyse_options(services, True))
+    image = load_image(rt, side.image)
+    analysis = analyse_image(rt.pool, image.rgb, req.analyse_options(rt, True))
     if not analysis.faces:
         raise FaceplaneError(Err.FACE_NOT_FOUND, f"No face was found in `{name}`.", field=name)
     if side.face_index >= len(analysis.faces) or side.face_index < 0:
@@ -104,15 +104,15 @@ def _side_vector(
 
 
 def compare_faces(
-    services: Services, a: CompareSide, b: CompareSide, req: DetectRequest
+    rt: Runtime, a: CompareSide, b: CompareSide, req: DetectRequest
 ) -> dict[str, Any]:
     """Compare two faces 1:1 and decide with the calibrated threshold."""
-    va, face_a, model_a = _side_vector(services, a, "image1", req)
-    vb, face_b, model_b = _side_vector(services, b, "image2", req)
-    model = model_a or model_b or services.pool.embedder().name
-    calibration = services.calibration(model)
+    va, face_a, model_a = _side_vector(rt, a, "image1", req)
+    vb, face_b, model_b = _side_vector(rt, b, "image2", req)
+    model = model_a or model_b or rt.pool.embedder().name
+    calibration = rt.calibration(model)
     sim, dist = similarity(va, vb, calibration)
-    threshold = services.compare_threshold(model)
+    threshold = rt.compare_threshold(model)
     return {
         "similarity": round(sim, 6),
         "distance": round(dist, 6),

@@ -29,6 +29,9 @@ class Counters(Protocol):
     def add(self, key: str, amount: int, ttl_s: float, cap: int | None = None) -> int | None:
         """Add `amount`; return the new value, or None (nothing added) if it would pass `cap`."""
 
+    def purge(self) -> None:
+        """Drop expired counters (where they do not expire by themselves)."""
+
 
 class DbCounters:
     """Counters in the metadata database: enough for one machine, several processes."""
@@ -96,6 +99,9 @@ class RedisCounters:
             )
         )
         return None if value < 0 else value
+
+    def purge(self) -> None:
+        """Nothing to do: Redis expires the keys itself."""
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 from faceplane.effects.thumbs import THUMB_SIDES, crop_box, encode_jpeg, thumbnail
 from faceplane.engine.faces import analyse_image
 from faceplane.errors import Err, FaceplaneError
-from faceplane.services.context import Services
+from faceplane.runtime import Runtime
 from faceplane.services.enroll import enroll_faces
 from faceplane.services.faces import (
     CompareSide,
@@ -47,7 +47,7 @@ class Operation:
     name: str
     image_fields: tuple[str, ...]
     params: type[BaseModel]
-    run: Callable[[Services, dict[str, ImageSource], Any, str], OperationResult]
+    run: Callable[[Runtime, dict[str, ImageSource], Any, str], OperationResult]
     # Fields that may be given instead of an image (compare takes embeddings).
     optional_images: bool = False
 
@@ -57,12 +57,10 @@ def _image(images: dict[str, ImageSource], name: str) -> ImageSource:
 
 
 def run_detect(
-    services: Services, images: dict[str, ImageSource], p: DetectParams, owner: str
+    rt: Runtime, images: dict[str, ImageSource], p: DetectParams, company_id: str
 ) -> OperationResult:
     """Detect faces in `image`."""
-    return OperationResult(
-        detect_faces(services, _image(images, "image"), DetectRequest.from_params(p))
-    )
+    return OperationResult(detect_faces(rt, _image(images, "image"), DetectRequest.from_params(p)))
 
 
 def compare_sides(
@@ -83,20 +81,20 @@ def compare_sides(
 
 
 def run_compare(
-    services: Services, images: dict[str, ImageSource], p: CompareParams, owner: str
+    rt: Runtime, images: dict[str, ImageSource], p: CompareParams, company_id: str
 ) -> OperationResult:
     """Compare the faces of `image1` and `image2` (or two embeddings)."""
     a, b = compare_sides(images, p)
-    return OperationResult(compare_faces(services, a, b, DetectRequest.from_params(p)))
+    return OperationResult(compare_faces(rt, a, b, DetectRequest.from_params(p)))
 
 
 def run_crop(
-    services: Services, images: dict[str, ImageSource], p: CropParams, owner: str
+    rt: Runtime, images: dict[str, ImageSource], p: CropParams, company_id: str
 ) -> OperationResult:
     """Cut faces out of `image`: the largest (the result) or all; with thumbnails."""
-    image = load_image(services, _image(images, "image"))
-    opts = DetectRequest.from_params(p).analyse_options(services)
-    analysis = analyse_image(services.pool, image.rgb, opts)
+    image = load_image(rt, _image(images, "image"))
+    opts = DetectRequest.from_params(p).analyse_options(rt)
+    analysis = analyse_image(rt.pool, image.rgb, opts)
     if not analysis.faces:
         raise FaceplaneError(Err.FACE_NOT_FOUND, "No face was found in `image`.", field="image")
     faces = analysis.faces if p.all_faces else analysis.faces[:1]
@@ -122,14 +120,13 @@ def run_crop(
 
 
 def run_enroll(
-    services: Services, images: dict[str, ImageSource], p: EnrollParams, owner: str
+    rt: Runtime, images: dict[str, ImageSource], p: EnrollParams, company_id: str
 ) -> OperationResult:
     """Enroll faces of `image` into a subject of a collection."""
     return OperationResult(
         enroll_faces(
-            services,
-            services.require_store(),
-            owner,
+            rt,
+            company_id,
             p.collection_id,
             p.subject_id,
             _image(images, "image"),
@@ -140,14 +137,13 @@ def run_enroll(
 
 
 def run_search(
-    services: Services, images: dict[str, ImageSource], p: SearchParams, owner: str
+    rt: Runtime, images: dict[str, ImageSource], p: SearchParams, company_id: str
 ) -> OperationResult:
     """Search a collection with an image, an embedding or a face token."""
     return OperationResult(
         search_collection(
-            services,
-            services.require_store(),
-            owner,
+            rt,
+            company_id,
             p.collection_id,
             image=images.get("image"),
             embedding=p.embedding,
@@ -160,13 +156,11 @@ def run_search(
 
 
 def run_blacklist_check(
-    services: Services, images: dict[str, ImageSource], p: BlacklistParams, owner: str
+    rt: Runtime, images: dict[str, ImageSource], p: BlacklistParams, company_id: str
 ) -> OperationResult:
     """Check every face of `image` against every blacklist of the caller."""
     return OperationResult(
-        check_blacklists(
-            services, services.require_store(), owner, images.get("image"), p.embedding, p.far, p.k
-        )
+        check_blacklists(rt, company_id, images.get("image"), p.embedding, p.far, p.k)
     )
 
 
@@ -210,12 +204,12 @@ def validate_options(op: Operation, options: dict[str, Any]) -> BaseModel:
 
 
 def run_operation(
-    services: Services,
+    rt: Runtime,
     name: str,
     images: dict[str, ImageSource],
     options: dict[str, Any],
-    owner: str = "default",
+    company_id: str,
 ) -> OperationResult:
     """Validate the options and run one operation: the one path for sync calls and tasks."""
     op = get_operation(name)
-    return op.run(services, images, validate_options(op, options), owner)
+    return op.run(rt, images, validate_options(op, options), company_id)

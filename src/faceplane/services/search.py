@@ -12,24 +12,23 @@ from faceplane.engine.embed import normalise
 from faceplane.engine.faces import analyse_image
 from faceplane.engine.models.registry import get_spec
 from faceplane.errors import Err, FaceplaneError
+from faceplane.runtime import Runtime
 from faceplane.services.collections import current_space, load_collection, load_face
-from faceplane.services.context import Services
 from faceplane.services.images import ImageSource, load_image
-from faceplane.store import Store
 from faceplane.store.db import collections, faces, subjects
 
 EMBEDDING_DIM = 128
 
 
-def far_threshold(services: Services, far: float) -> tuple[float, float]:
+def far_threshold(rt: Runtime, far: float) -> tuple[float, float]:
     """(similarity threshold, the FAR it was measured at) for a requested false-accept rate.
 
     The shipped table is indexed by FAR; a FAR between two rows takes the stricter one.
     """
-    name = services.pool.embedder_name()
+    name = rt.pool.embedder_name()
     spec = get_spec(name)
     assert spec.far_cosine and spec.calibration
-    mode = services.settings.embed_tta
+    mode = rt.settings.embed_tta
     table = spec.far_cosine[mode]
     usable = sorted((f for f in table if f <= far), reverse=True)
     if not usable:
@@ -44,15 +43,14 @@ def far_threshold(services: Services, far: float) -> tuple[float, float]:
     return 1.0 / (1.0 + math.exp(-(slope * table[chosen] + bias))), chosen
 
 
-def _to_similarity(services: Services, cosines: np.ndarray) -> np.ndarray:
-    slope, bias = services.calibration(services.pool.embedder_name())
+def _to_similarity(rt: Runtime, cosines: np.ndarray) -> np.ndarray:
+    slope, bias = rt.calibration(rt.pool.embedder_name())
     return np.asarray(1.0 / (1.0 + np.exp(-(slope * cosines + bias))))
 
 
 def _probes(
-    services: Services,
-    store: Store,
-    owner: str,
+    rt: Runtime,
+    company_id: str,
     collection_id: str,
     image: ImageSource | None,
     embedding: list[float] | None,
@@ -60,6 +58,7 @@ def _probes(
     all_faces: bool,
 ) -> list[tuple[dict[str, Any] | None, np.ndarray]]:
     """(box or None, normalised vector) for each probe face."""
+    store = rt.store
     given = sum(x is not None for x in (image, embedding, face_token))
     if given != 1:
         raise FaceplaneError(
@@ -74,11 +73,11 @@ def _probes(
         return [(None, normalise(vec[None])[0])]
     if face_token is not None:
         with store.db.connect() as conn:
-            row = load_face(conn, owner, collection_id, face_token)
+            row = load_face(conn, company_id, collection_id, face_token)
         return [(None, np.frombuffer(row["embedding"], dtype="<f4").copy())]
     assert image is not None
-    decoded = load_image(services, image)
-    analysis = analyse_image(services.pool, decoded.rgb, services.analyse_options(embeddings=True))
+    decoded = load_image(rt, image)
+    analysis = analyse_image(rt.pool, decoded.rgb, rt.analyse_options(embeddings=True))
     if not analysis.faces:
         raise FaceplaneError(
             Err.FACE_NOT_FOUND, "No face was found in the image.", field=image.field
@@ -92,20 +91,20 @@ def _probes(
 
 
 def _matches(
-    services: Services,
-    store: Store,
+    rt: Runtime,
     collection_id: str,
     vec: np.ndarray,
     k: int,
     threshold: float,
 ) -> list[dict[str, Any]]:
     """The top-k subjects (best face each) above the threshold, best first."""
+    store = rt.store
     index = store.indexes.get(store.db, collection_id)
     if len(index) == 0:
         return []
     # Several faces may belong to one subject: look a little deeper than k subjects.
     keys, cos = index.search(vec[None].astype(np.float32), min(len(index), k * 4))
-    sims = _to_similarity(services, cos[0].astype(np.float64))
+    sims = _to_similarity(rt, cos[0].astype(np.float64))
     hits = [
         (int(key), float(s))
         for key, s in zip(keys[0], sims, strict=True)
@@ -138,9 +137,8 @@ def _matches(
 
 
 def search_collection(
-    services: Services,
-    store: Store,
-    owner: str,
+    rt: Runtime,
+    company_id: str,
     collection_id: str,
     image: ImageSource | None = None,
     embedding: list[float] | None = None,
@@ -151,9 +149,10 @@ def search_collection(
 ) -> dict[str, Any]:
     """For each probe face, the top-k subjects whose similarity passes the FAR threshold;
     `matches` is empty — a real "unknown" — when nobody does."""
-    _, space = current_space(services)
+    store = rt.store
+    _, space = current_space(rt)
     with store.db.connect() as conn:
-        coll = load_collection(conn, owner, collection_id)
+        coll = load_collection(conn, company_id, collection_id)
     if coll["model"] != space:
         raise FaceplaneError(
             Err.EMBEDDING_MODEL_MISMATCH,
@@ -161,8 +160,8 @@ def search_collection(
             collection_model=coll["model"],
             model=space,
         )
-    threshold, measured_far = far_threshold(services, far or services.settings.search_default_far)
-    probes = _probes(services, store, owner, collection_id, image, embedding, face_token, all_faces)
+    threshold, measured_far = far_threshold(rt, far or rt.settings.search_default_far)
+    probes = _probes(rt, company_id, collection_id, image, embedding, face_token, all_faces)
     return {
         "collection_id": collection_id,
         "far": measured_far,
@@ -170,7 +169,7 @@ def search_collection(
             {
                 "box": box,
                 "threshold": round(threshold, 6),
-                "matches": _matches(services, store, collection_id, vec, k, threshold),
+                "matches": _matches(rt, collection_id, vec, k, threshold),
             }
             for box, vec in probes
         ],
@@ -178,27 +177,27 @@ def search_collection(
 
 
 def check_blacklists(
-    services: Services,
-    store: Store,
-    owner: str,
+    rt: Runtime,
+    company_id: str,
     image: ImageSource | None,
     embedding: list[float] | None = None,
     far: float | None = None,
     k: int = 5,
 ) -> dict[str, Any]:
-    """Search every face of the probe in every blacklist of the owner: hit or no hit."""
+    """Search every face of the probe in every blacklist of the company_id: hit or no hit."""
+    store = rt.store
     with store.db.connect() as conn:
         ids = conn.execute(
             select(collections.c.id, collections.c.name).where(
-                and_(collections.c.owner == owner, collections.c.kind == "blacklist")
+                and_(collections.c.company_id == company_id, collections.c.kind == "blacklist")
             )
         ).all()
-    threshold, measured_far = far_threshold(services, far or services.settings.search_default_far)
-    probes = _probes(services, store, owner, "", image, embedding, None, True)
+    threshold, measured_far = far_threshold(rt, far or rt.settings.search_default_far)
+    probes = _probes(rt, company_id, "", image, embedding, None, True)
     entries = []
     for box, vec in probes:
         for cid, cname in ids:
-            for m in _matches(services, store, cid, vec, k, threshold):
+            for m in _matches(rt, cid, vec, k, threshold):
                 entries.append({**m, "collection_id": cid, "collection_name": cname, "box": box})
     entries.sort(key=lambda m: -m["similarity"])
     return {

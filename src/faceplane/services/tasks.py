@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from faceplane.engine.fetch import check_url
 from faceplane.errors import Err, FaceplaneError
-from faceplane.services.context import Services
+from faceplane.runtime import Runtime
 from faceplane.services.images import ImageSource, b64decode_checked
 from faceplane.services.operations import get_operation, validate_options
 from faceplane.store import Store
@@ -56,17 +56,17 @@ def _iso(ts: float | None) -> str | None:
     return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds")
 
 
-def _store_inputs(store: Store, services: Services, task_id: str, spec: TaskSpec) -> dict:
+def _store_inputs(store: Store, rt: Runtime, task_id: str, spec: TaskSpec) -> dict:
     """Keep uploaded bytes as blobs and URLs as URLs; nothing is decoded here."""
     stored: dict[str, dict[str, str]] = {}
     for name, src in spec.images.items():
         if src.url is not None:
-            check_url(src.url, services.fetch)
+            check_url(src.url, rt.fetch)
             stored[name] = {"url": src.url}
             continue
         data = src.data
         if data is None and src.base64 is not None:
-            data = b64decode_checked(name, src.base64, services)
+            data = b64decode_checked(name, src.base64, rt)
         if data is None:
             continue
         key = store.blobs.put(f"tasks/{task_id}/input/{name}", data)
@@ -74,7 +74,7 @@ def _store_inputs(store: Store, services: Services, task_id: str, spec: TaskSpec
     return stored
 
 
-def _check_spec(services: Services, spec: TaskSpec) -> None:
+def _check_spec(rt: Runtime, spec: TaskSpec) -> None:
     op = get_operation(spec.operation)
     validate_options(op, spec.options)
     if not op.optional_images:
@@ -91,28 +91,29 @@ def _check_spec(services: Services, spec: TaskSpec) -> None:
                 field=name,
             )
     if spec.webhook_url:
-        check_url(spec.webhook_url, services.fetch)
+        check_url(spec.webhook_url, rt.fetch)
 
 
 def submit_task(
-    services: Services, store: Store, owner: str, spec: TaskSpec, batch_id: str | None = None
+    rt: Runtime, company_id: str, spec: TaskSpec, batch_id: str | None = None
 ) -> tuple[dict[str, Any], bool]:
     """Queue a task; return (its rendering, created). A repeated idempotency key returns the
     existing task (created = False), never a duplicate."""
-    s = services.settings
+    store = rt.store
+    s = rt.settings
     if spec.idempotency_key:
-        existing = _find_by_key(store, owner, spec.idempotency_key)
+        existing = _find_by_key(store, company_id, spec.idempotency_key)
         if existing is not None:
-            return render_task(services, store, existing), False
-    _check_spec(services, spec)
-    check_capacity(services, store, 1)
+            return render_task(rt, existing), False
+    _check_spec(rt, spec)
+    check_capacity(rt, 1)
     task_id = new_task_id()
-    inputs = _store_inputs(store, services, task_id, spec)
+    inputs = _store_inputs(store, rt, task_id, spec)
     now = time.time()
     secret = spec.webhook_secret or (secrets.token_hex(16) if spec.webhook_url else None)
     row = {
         "id": task_id,
-        "owner": owner,
+        "company_id": company_id,
         "operation": spec.operation,
         "status": Status.QUEUED.value,
         "input_json": json.dumps(inputs),
@@ -136,36 +137,39 @@ def submit_task(
         # Two submissions with one key raced: the first one won; answer with it.
         store.blobs.delete_prefix(f"tasks/{task_id}")
         assert spec.idempotency_key
-        existing = _find_by_key(store, owner, spec.idempotency_key)
+        existing = _find_by_key(store, company_id, spec.idempotency_key)
         assert existing is not None
-        return render_task(services, store, existing), False
-    rendered = render_task(services, store, row)
+        return render_task(rt, existing), False
+    rendered = render_task(rt, row)
     if spec.webhook_url and not spec.webhook_secret:
         rendered["webhook"]["secret"] = secret  # shown once, at creation
     return rendered, True
 
 
-def check_capacity(services: Services, store: Store, incoming: int) -> None:
+def check_capacity(rt: Runtime, incoming: int) -> None:
     """Refuse new work with SERVER_BUSY (503, Retry-After) when the queue is full."""
+    store = rt.store
     with store.db.connect() as conn:
         queued = conn.execute(
             select(func.count()).select_from(tasks).where(tasks.c.status == Status.QUEUED)
         ).scalar_one()
-    if queued + incoming > services.settings.task_max_queue:
+    if queued + incoming > rt.settings.task_max_queue:
         raise FaceplaneError(
             Err.SERVER_BUSY,
             "Maximum server load reached: the task queue is full; try again later.",
             queued=queued,
-            max_queue=services.settings.task_max_queue,
+            max_queue=rt.settings.task_max_queue,
             retry_after_s=5,
         )
 
 
 def submit_batch(
-    services: Services, store: Store, owner: str, specs: list[TaskSpec]
-) -> dict[str, Any]:
-    """Queue several tasks: all are checked first, so a bad item queues nothing."""
-    limit = services.settings.batch_max_items
+    rt: Runtime, company_id: str, specs: list[TaskSpec]
+) -> tuple[list[dict[str, Any]], list[bool], str]:
+    """Queue several tasks: all are checked first, so a bad item queues nothing. Returns the
+    renderings, whether each was created (False: its idempotency key named an existing
+    task), and the batch id."""
+    limit = rt.settings.batch_max_items
     if len(specs) > limit:
         raise FaceplaneError(
             Err.BATCH_LIMIT_EXCEEDED,
@@ -177,21 +181,23 @@ def submit_batch(
         raise FaceplaneError(Err.MISSING_ARGUMENT, "The batch has no items.")
     for i, spec in enumerate(specs):
         try:
-            _check_spec(services, spec)
+            _check_spec(rt, spec)
         except FaceplaneError as exc:
             exc.details.setdefault("item", i)
             raise
-    check_capacity(services, store, len(specs))
+    check_capacity(rt, len(specs))
     batch_id = new_task_id()
-    out = [submit_task(services, store, owner, spec, batch_id)[0] for spec in specs]
-    return {"batch_id": batch_id, "tasks": out}
+    done = [submit_task(rt, company_id, spec, batch_id) for spec in specs]
+    return [task for task, _ in done], [created for _, created in done], batch_id
 
 
-def _find_by_key(store: Store, owner: str, key: str) -> dict[str, Any] | None:
+def _find_by_key(store: Store, company_id: str, key: str) -> dict[str, Any] | None:
     with store.db.connect() as conn:
         row = (
             conn.execute(
-                select(tasks).where(and_(tasks.c.owner == owner, tasks.c.idempotency_key == key))
+                select(tasks).where(
+                    and_(tasks.c.company_id == company_id, tasks.c.idempotency_key == key)
+                )
             )
             .mappings()
             .first()
@@ -199,11 +205,13 @@ def _find_by_key(store: Store, owner: str, key: str) -> dict[str, Any] | None:
     return dict(row) if row else None
 
 
-def load_task(store: Store, owner: str, task_id: str) -> dict[str, Any]:
-    """The task row, or TASK_NOT_FOUND (also for another owner's task: ids leak nothing)."""
+def load_task(store: Store, company_id: str, task_id: str) -> dict[str, Any]:
+    """The task row, or TASK_NOT_FOUND (also for another company_id's task: ids leak nothing)."""
     with store.db.connect() as conn:
         row = (
-            conn.execute(select(tasks).where(and_(tasks.c.id == task_id, tasks.c.owner == owner)))
+            conn.execute(
+                select(tasks).where(and_(tasks.c.id == task_id, tasks.c.company_id == company_id))
+            )
             .mappings()
             .first()
         )
@@ -212,8 +220,9 @@ def load_task(store: Store, owner: str, task_id: str) -> dict[str, Any]:
     return dict(row)
 
 
-def render_task(services: Services, store: Store, row: dict[str, Any]) -> dict[str, Any]:
+def render_task(rt: Runtime, row: dict[str, Any]) -> dict[str, Any]:
     """The public form of a task: status, timestamps, attempts, result (with signed URLs)."""
+    store = rt.store
     out: dict[str, Any] = {
         "request_id": row["id"],
         "operation": row["operation"],
@@ -232,10 +241,10 @@ def render_task(services: Services, store: Store, row: dict[str, Any]) -> dict[s
     if row.get("result_json"):
         result = json.loads(row["result_json"])
         images: dict[str, str] = result.pop("_images", {})
-        st = services.settings
+        st = rt.settings
         base = (st.public_url or f"http://{st.host}:{st.port}").rstrip("/")
         urls = {
-            n: blob_url(store.secret, k, row["owner"], st.blob_url_ttl_s, base)
+            n: blob_url(store.secret, k, row["company_id"], st.blob_url_ttl_s, base)
             for n, k in images.items()
         }
         for name, field in URL_FIELDS.items():
@@ -280,9 +289,10 @@ def _deliveries(store: Store, task_id: str) -> list[dict[str, Any]]:
     ]
 
 
-def get_task(services: Services, store: Store, owner: str, task_id: str) -> dict[str, Any]:
+def get_task(rt: Runtime, company_id: str, task_id: str) -> dict[str, Any]:
     """A task's state; TASK_EXPIRED once its inputs and results were deleted."""
-    row = load_task(store, owner, task_id)
+    store = rt.store
+    row = load_task(store, company_id, task_id)
     if row["purged"]:
         raise FaceplaneError(
             Err.TASK_EXPIRED,
@@ -290,12 +300,13 @@ def get_task(services: Services, store: Store, owner: str, task_id: str) -> dict
             id=task_id,
             expired_at=_iso(row["expires_at"]),
         )
-    return render_task(services, store, row)
+    return render_task(rt, row)
 
 
-def cancel_task(services: Services, store: Store, owner: str, task_id: str) -> dict[str, Any]:
+def cancel_task(rt: Runtime, company_id: str, task_id: str) -> dict[str, Any]:
     """Cancel a queued task at once; ask a running one to stop; refuse a finished one."""
-    row = load_task(store, owner, task_id)
+    store = rt.store
+    row = load_task(store, company_id, task_id)
     now = time.time()
     with write_tx(store.db) as conn:
         done = conn.execute(
@@ -309,7 +320,7 @@ def cancel_task(services: Services, store: Store, owner: str, task_id: str) -> d
                 .where(and_(tasks.c.id == task_id, tasks.c.status == Status.RUNNING))
                 .values(cancel_requested=True, updated_at=now)
             )
-    row = load_task(store, owner, task_id)
+    row = load_task(store, company_id, task_id)
     if row["status"] == Status.CANCELED and not done:
         raise FaceplaneError(Err.TASK_REVOKED, "The task was already canceled.", id=task_id)
     if row["status"] in FINISHED and row["status"] != Status.CANCELED:
@@ -319,20 +330,20 @@ def cancel_task(services: Services, store: Store, owner: str, task_id: str) -> d
             id=task_id,
             status=row["status"],
         )
-    return render_task(services, store, row)
+    return render_task(rt, row)
 
 
 def list_tasks(
-    services: Services,
-    store: Store,
-    owner: str,
+    rt: Runtime,
+    company_id: str,
     status: str | None,
     since: float | None,
     limit: int,
     cursor: str | None,
 ) -> dict[str, Any]:
     """The caller's tasks, newest first, `limit` per page; `next_cursor` fetches the next."""
-    query = select(tasks).where(tasks.c.owner == owner)
+    store = rt.store
+    query = select(tasks).where(tasks.c.company_id == company_id)
     if status:
         query = query.where(tasks.c.status == Status(status).value)
     if since is not None:
@@ -351,6 +362,6 @@ def list_tasks(
         f"{page[-1]['created_at']!r}:{page[-1]['id']}" if len(rows) > limit and page else None
     )
     return {
-        "tasks": [render_task(services, store, r) for r in page],
+        "tasks": [render_task(rt, r) for r in page],
         "next_cursor": next_cursor,
     }

@@ -56,22 +56,22 @@ def content_type(key: str) -> str:
     return mimetypes.guess_type(key)[0] or "application/octet-stream"
 
 
-def sign_blob(secret: bytes, key: str, owner: str, expires: int) -> str:
-    """HMAC-SHA256 over key, owner and expiry: a URL bound to its tenant and its lifetime."""
-    msg = f"{key}\n{owner}\n{expires}".encode()
+def sign_blob(secret: bytes, key: str, company_id: str, expires: int) -> str:
+    """HMAC-SHA256 over key, company_id and expiry: a URL bound to its tenant and its lifetime."""
+    msg = f"{key}\n{company_id}\n{expires}".encode()
     return hmac.new(secret, msg, hashlib.sha256).hexdigest()
 
 
-def blob_url(secret: bytes, key: str, owner: str, ttl_s: int, base: str = "") -> str:
+def blob_url(secret: bytes, key: str, company_id: str, ttl_s: int, base: str = "") -> str:
     """A signed, expiring URL for a blob."""
     expires = int(time.time()) + ttl_s
-    sig = sign_blob(secret, key, owner, expires)
-    return f"{base}/v1/blobs/{key}?owner={owner}&expires={expires}&sig={sig}"
+    sig = sign_blob(secret, key, company_id, expires)
+    return f"{base}/v1/blobs/{key}?company_id={company_id}&expires={expires}&sig={sig}"
 
 
-def verify_blob(secret: bytes, key: str, owner: str, expires: int, sig: str) -> None:
+def verify_blob(secret: bytes, key: str, company_id: str, expires: int, sig: str) -> None:
     """Raise unless the signature is right and unexpired (constant-time comparison)."""
-    good = sign_blob(secret, key, owner, expires)
+    good = sign_blob(secret, key, company_id, expires)
     if not hmac.compare_digest(good, sig):
         raise FaceplaneError(Err.SIGNATURE_INVALID, "The blob URL signature is invalid.")
     if expires < time.time():

@@ -43,7 +43,7 @@ tasks = Table(
     "tasks",
     metadata,
     Column("id", String(64), primary_key=True),
-    Column("owner", String(64), nullable=False, default="default"),
+    Column("company_id", String(64), nullable=False),
     Column("operation", String(32), nullable=False),
     Column("status", String(16), nullable=False),
     Column("input_json", Text, nullable=False),
@@ -67,10 +67,10 @@ tasks = Table(
     Column("webhook_state", String(16)),  # None | pending | delivered | failed
     Column("webhook_next_at", Float),
     Column("purged", Boolean, nullable=False, default=False),
-    UniqueConstraint("owner", "idempotency_key", name="uq_tasks_owner_idem"),
+    UniqueConstraint("company_id", "idempotency_key", name="uq_tasks_company_idem"),
 )
 Index("ix_tasks_status_created", tasks.c.status, tasks.c.created_at)
-Index("ix_tasks_owner_created", tasks.c.owner, tasks.c.created_at)
+Index("ix_tasks_company_created", tasks.c.company_id, tasks.c.created_at)
 Index("ix_tasks_webhook", tasks.c.webhook_state, tasks.c.webhook_next_at)
 
 webhook_attempts = Table(
@@ -90,14 +90,14 @@ collections = Table(
     "collections",
     metadata,
     Column("id", String(64), primary_key=True),
-    Column("owner", String(64), nullable=False),
+    Column("company_id", String(64), nullable=False),
     Column("name", String(200), nullable=False),
     Column("kind", String(16), nullable=False),  # gallery | blacklist
     Column("model", String(64), nullable=False),  # the embedder that fills it
     Column("description", Text, nullable=False, default=""),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
-    UniqueConstraint("owner", "name", name="uq_collections_owner_name"),
+    UniqueConstraint("company_id", "name", name="uq_collections_company_name"),
 )
 
 subjects = Table(

@@ -17,7 +17,7 @@ from typing import Any
 from celery import Celery
 from kombu.exceptions import ChannelError
 
-from faceplane.services.context import Services
+from faceplane.runtime import Runtime
 from faceplane.settings import Settings
 from faceplane.store import Store
 from faceplane.tasks.runner import claim_task, execute, stale_queued
@@ -71,20 +71,15 @@ def _worker_name() -> str:
 def _run(settings: Settings, task_id: str) -> str | None:
     """The task body, in a worker process."""
     if not _worker_state:
-        import cv2
-
-        cv2.setNumThreads(1)  # one process per core; no nested thread pools
-        services = Services.from_settings(settings)
-        # Like a local worker: collection operations reach the database through services.
-        services.store = _worker_state["store"] = Store.open(settings)
-        _worker_state["services"] = services
+        rt = _worker_state["rt"] = Runtime.open(settings)
+        _worker_state["store"] = rt.store
     store: Store = _worker_state["store"]
     row = claim_task(store, task_id, _worker_name(), settings.task_lease_s)
     if row is None:
         # Already claimed, finished, canceled or unknown: a duplicate delivery does nothing.
         log.info("task %s is not queued; message ignored", task_id)
         return None
-    return execute(_worker_state["services"], store, row)
+    return execute(_worker_state["rt"], row)
 
 
 class CeleryExecutor:

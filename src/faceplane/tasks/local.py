@@ -25,23 +25,19 @@ IDLE_POLL_S = 0.5
 
 def worker_main(settings_json: str, wake: Any, done: Any, name: str, parent_pid: int) -> None:
     """One worker process: claim, execute, report; exit when the server is gone."""
-    import cv2
-
-    from faceplane.services.context import Services
-    from faceplane.store import Store
+    from faceplane.runtime import Runtime
     from faceplane.tasks.runner import claim_next, execute
 
-    cv2.setNumThreads(1)  # one process per core; no nested thread pools
     settings = Settings.model_validate_json(settings_json)
-    services = Services.from_settings(settings)
-    store = services.store = Store.open(settings)
+    rt = Runtime.open(settings)
+    store = rt.store
     while os.getppid() == parent_pid:
         row = claim_next(store, name, settings.task_lease_s)
         if row is None:
             with contextlib.suppress(queue.Empty):
                 wake.get(timeout=IDLE_POLL_S)
             continue
-        status = execute(services, store, row)
+        status = execute(rt, row)
         done.put((row["id"], status))
 
 

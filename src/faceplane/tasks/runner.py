@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import and_, case, select, update
 
 from faceplane.errors import Err, FaceplaneError
-from faceplane.services.context import Services
+from faceplane.runtime import Runtime
 from faceplane.services.images import ImageSource
 from faceplane.services.operations import run_operation
 from faceplane.store import Store
@@ -147,11 +147,12 @@ class _Heartbeat:
         self._thread.join()
 
 
-def execute(services: Services, store: Store, row: dict[str, Any]) -> str:
+def execute(rt: Runtime, row: dict[str, Any]) -> str:
     """Run a claimed task to its end and return its final status (`lost` when another worker
     took it over meanwhile: its outcome is the other worker's)."""
-    with _Heartbeat(store, row, services.settings.task_lease_s):
-        status, values = _run(services, store, row)
+    store = rt.store
+    with _Heartbeat(store, row, rt.settings.task_lease_s):
+        status, values = _run(rt, row)
     if not _finish(store, row, status, **values):
         log.warning(
             "task %s was taken over by another worker; this run's outcome is dropped", row["id"]
@@ -160,18 +161,19 @@ def execute(services: Services, store: Store, row: dict[str, Any]) -> str:
     return status.value
 
 
-def _run(services: Services, store: Store, row: dict[str, Any]) -> tuple[Status, dict[str, Any]]:
+def _run(rt: Runtime, row: dict[str, Any]) -> tuple[Status, dict[str, Any]]:
     """Run the operation; return the status to move to and the columns to write."""
+    store = rt.store
     task_id = row["id"]
     if row["cancel_requested"]:
         return Status.CANCELED, {}
     try:
         result = run_operation(
-            services,
+            rt,
             row["operation"],
             _inputs(store, row),
             json.loads(row["options_json"]),
-            row["owner"],
+            row["company_id"],
         )
     except FaceplaneError as exc:
         # A catalogue error is the answer (no face, bad image): retrying cannot change it.

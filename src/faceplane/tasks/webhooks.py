@@ -20,7 +20,7 @@ from sqlalchemy import and_, select, update
 
 from faceplane.engine.fetch import check_url
 from faceplane.errors import FaceplaneError
-from faceplane.services.context import Services
+from faceplane.runtime import Runtime
 from faceplane.store import Store
 from faceplane.store.db import tasks, webhook_attempts, write_tx
 
@@ -63,13 +63,13 @@ def _claim_due(store: Store, now: float, hold_s: float, limit: int = 20) -> list
 
 
 def deliver_due(
-    services: Services,
-    store: Store,
+    rt: Runtime,
     render: Callable[[dict[str, Any]], dict[str, Any]],
     client: httpx.Client | None = None,
 ) -> int:
     """Attempt every due delivery once; return how many were attempted."""
-    s = services.settings
+    store = rt.store
+    s = rt.settings
     now = time.time()
     rows = _claim_due(store, now, s.webhook_timeout_s + 5)
     if not rows:
@@ -80,7 +80,7 @@ def deliver_due(
     )
     try:
         for row in rows:
-            _deliver_one(services, store, row, render(row), client)
+            _deliver_one(rt, row, render(row), client)
     finally:
         if own:
             client.close()
@@ -88,13 +88,13 @@ def deliver_due(
 
 
 def _deliver_one(
-    services: Services,
-    store: Store,
+    rt: Runtime,
     row: dict[str, Any],
     payload: dict[str, Any],
     client: httpx.Client,
 ) -> None:
-    s = services.settings
+    store = rt.store
+    s = rt.settings
     with store.db.connect() as conn:
         attempt = 1 + len(
             conn.execute(
@@ -116,7 +116,7 @@ def _deliver_one(
     status: int | None = None
     error: str | None = None
     try:
-        check_url(row["webhook_url"], services.fetch)  # the SSRF rules apply to targets too
+        check_url(row["webhook_url"], rt.fetch)  # the SSRF rules apply to targets too
         resp = client.post(row["webhook_url"], content=body, headers=headers)
         status = resp.status_code
         if not 200 <= status < 300:

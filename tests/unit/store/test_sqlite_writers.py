@@ -9,29 +9,26 @@ from faceplane.settings import Settings
 
 
 def _writer(data_dir: str, collection_id: str, n: int, tag: int) -> int:
+    from faceplane.runtime import Runtime
     from faceplane.services import collections as col
-    from faceplane.services.context import Services
-    from faceplane.store import Store
 
     settings = Settings(data_dir=Path(data_dir))
-    services = Services.from_settings(settings)
-    store = services.store = Store.open(settings)
+    rt = Runtime.open(settings)
     for i in range(n):
         # Reads (the collection, the subject count) then writes: the pattern that fails at
         # once in a deferred SQLite transaction when another process wrote in between.
-        col.create_subject(services, store, "o", collection_id, f"p{tag}-{i}")
+        col.create_subject(rt, "o", collection_id, f"p{tag}-{i}")
     return n
 
 
 def test_concurrent_read_then_write_transactions_all_succeed(tmp_path: Path) -> None:
+    from faceplane.runtime import Runtime
     from faceplane.services import collections as col
-    from faceplane.services.context import Services
-    from faceplane.store import Store
 
     settings = Settings(data_dir=tmp_path)
-    services = Services.from_settings(settings)
-    store = services.store = Store.open(settings)
-    cid = col.create_collection(services, store, "o", "busy", "gallery")["id"]
+    rt = Runtime.open(settings)
+    store = rt.store
+    cid = col.create_collection(rt, "o", "busy", "gallery")["id"]
     with mp.get_context("spawn").Pool(4) as pool:
         done = pool.starmap(_writer, [(str(tmp_path), cid, 40, t) for t in range(4)])
     assert done == [40] * 4

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from faceplane.api.auth import AdminDep, CallerDep
-from faceplane.api.deps import RequestIdDep, ServicesDep, SettingsDep, StoreDep
+from faceplane.api.deps import RequestIdDep, RuntimeDep, SettingsDep, StoreDep
 from faceplane.dialects.native import render_result
 from faceplane.engine.fetch import check_url
 from faceplane.errors import Err, FaceplaneError
@@ -159,13 +159,13 @@ def patch_app(
     body: AppPatch,
     caller: AdminDep,
     store: StoreDep,
-    services: ServicesDep,
+    rt: RuntimeDep,
     request_id: RequestIdDep,
 ) -> dict[str, Any]:
     """Admins only: status, expiry, rate limit, quota, default webhook."""
     changes = body.model_dump(exclude_unset=True)
     if changes.get("webhook_url"):
-        check_url(changes["webhook_url"], services.fetch)  # the SSRF rules of every URL
+        check_url(changes["webhook_url"], rt.fetch)  # the SSRF rules of every URL
         changes.setdefault("webhook_secret", secrets.token_hex(16))
     out = accounts.update_app(store, app_id, changes, caller.company_id)
     if "webhook_secret" in changes:

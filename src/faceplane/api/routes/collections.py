@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from faceplane.api.auth import CallerDep, WriterDep
-from faceplane.api.deps import RequestIdDep, ServicesDep, StoreDep
+from faceplane.api.deps import RequestIdDep, RuntimeDep, StoreDep
 from faceplane.api.inputs import image_body_schema
 from faceplane.api.routes.faces import run_sync
 from faceplane.dialects.native import render_result
@@ -67,15 +67,13 @@ class FacePatch(BaseModel):
 @router.post("/collections", status_code=201, summary="Create a gallery or a blacklist")
 def create_collection(
     body: CollectionIn,
-    services: ServicesDep,
+    rt: RuntimeDep,
     store: StoreDep,
     request_id: RequestIdDep,
     caller: WriterDep,
 ) -> dict[str, Any]:
     """Answers with the collection's `id`; its embedding model is pinned now."""
-    out = col.create_collection(
-        services, store, caller.company_id, body.name, body.kind, body.description
-    )
+    out = col.create_collection(rt, caller.company_id, body.name, body.kind, body.description)
     return render_result(request_id, out)
 
 
@@ -132,15 +130,14 @@ def delete_collection(collection_id: str, store: StoreDep, caller: WriterDep) ->
 def create_subject(
     collection_id: str,
     body: SubjectIn,
-    services: ServicesDep,
+    rt: RuntimeDep,
     store: StoreDep,
     request_id: RequestIdDep,
     caller: WriterDep,
 ) -> dict[str, Any]:
     """Answers with the subject's `id`; names are unique within a collection."""
     out = col.create_subject(
-        services,
-        store,
+        rt,
         caller.company_id,
         collection_id,
         body.name,
@@ -269,15 +266,13 @@ def move_face(
     collection_id: str,
     face_token: str,
     body: FacePatch,
-    services: ServicesDep,
+    rt: RuntimeDep,
     store: StoreDep,
     request_id: RequestIdDep,
     caller: WriterDep,
 ) -> dict[str, Any]:
     """The subject must be in the same collection."""
-    out = col.move_face(
-        services, store, caller.company_id, collection_id, face_token, body.subject_id
-    )
+    out = col.move_face(rt, caller.company_id, collection_id, face_token, body.subject_id)
     return render_result(request_id, out)
 
 

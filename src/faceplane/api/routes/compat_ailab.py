@@ -13,8 +13,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from faceplane.api.auth import charge, run_billed
-from faceplane.api.deps import RequestIdDep, ServicesDep, StoreDep, TaskHubDep
+from faceplane.api.deps import RequestIdDep, RuntimeDep, StoreDep, TaskHubDep, get_runtime
 from faceplane.api.inputs import parse_body
 from faceplane.api.routes import compat_ailab_faceset
 from faceplane.api.routes.compat_ailab_common import (
@@ -37,8 +36,8 @@ from faceplane.services.tasks import (
     cancel_task,
     get_task,
     render_task,
-    submit_task,
 )
+from faceplane.services.usage import run_billed, submit_billed
 from faceplane.store import Store
 from faceplane.tasks.state import Status
 
@@ -89,7 +88,7 @@ async def face_analyzer(
     if "max_face_num" in options:
         options["max_faces"] = options.pop("max_face_num")
     out = await run_billed(
-        request,
+        get_runtime(request),
         caller,
         "detect",
         {"image": body.image("image")},
@@ -109,7 +108,7 @@ async def face_compare(
     body = await parse_body(request, tuple(COMPARE_FIELDS))
     images = compare_images(body)
     try:
-        out = await run_billed(request, caller, "compare", images, dict(body.values))
+        out = await run_billed(get_runtime(request), caller, "compare", images, dict(body.values))
     except FaceplaneError as exc:
         raise ailab_field_names(exc) from None
     data = {k: v for k, v in out.items() if k not in ("face1", "face2")}
@@ -120,16 +119,18 @@ async def face_compare(
 # ---- async tasks ---------------------------------------------------------------------------
 
 
-def _task_options(store: Store, owner: str, values: dict[str, Any]) -> dict[str, Any]:
+def _task_options(store: Store, company_id: str, values: dict[str, Any]) -> dict[str, Any]:
     """The operation's options: plain fields, the `options` object, and group/uid as ids."""
     options = {k: v for k, v in values.items() if k not in TASK_FIELDS}
     options.update(json_object(values.get("options"), "options"))
     if values.get("uid") is not None:
         group_id = required_text(values, "group_id")
         uid = required_text(values, "uid")
-        options["collection_id"], options["subject_id"] = user_id_of(store, owner, group_id, uid)
+        options["collection_id"], options["subject_id"] = user_id_of(
+            store, company_id, group_id, uid
+        )
     elif values.get("group_id") is not None:
-        options["collection_id"] = group_id_of(store, owner, required_text(values, "group_id"))
+        options["collection_id"] = group_id_of(store, company_id, required_text(values, "group_id"))
     return options
 
 
@@ -160,7 +161,7 @@ def _task_answer(task: dict[str, Any]) -> dict[str, Any]:
 @router.post("/api/common/async-task", summary="Submit any operation as an async task")
 async def submit_async(
     request: Request,
-    services: ServicesDep,
+    rt: RuntimeDep,
     store: StoreDep,
     hub: TaskHubDep,
     request_id: RequestIdDep,
@@ -175,25 +176,19 @@ async def submit_async(
     options = await run_in_threadpool(_task_options, store, caller.company_id, body.values)
     key = request.headers.get("idempotency-key")
     spec = TaskSpec(operation, images, options, idempotency_key=key or None)
-    costs = {operation: 1}
-    await charge(request, caller, costs)
     try:
-        task, created = await run_in_threadpool(
-            submit_task, services, store, caller.company_id, spec
-        )
+        tasks, created, _ = await submit_billed(rt, caller, [spec])
     except FaceplaneError as exc:
-        await charge(request, caller, costs, refund=True)
         raise ailab_field_names(exc) from None
-    if created:
-        await run_in_threadpool(hub.queued, [task["request_id"]])
-    else:  # the same idempotency key: the same task, paid once
-        await charge(request, caller, costs, refund=True)
+    task = tasks[0]
+    if created[0]:
+        hub.queued([task["request_id"]])
     return reply(request_id, {"task_type": "async", "task_id": task["request_id"]})
 
 
 @router.get("/api/common/query-async-task-result", summary="An async task's status or result")
 async def query_async(
-    services: ServicesDep,
+    rt: RuntimeDep,
     store: StoreDep,
     hub: TaskHubDep,
     request_id: RequestIdDep,
@@ -207,12 +202,12 @@ async def query_async(
     if wait_s > 0:
         row = await hub.wait(caller.company_id, tid, wait_s)
         task = (
-            await run_in_threadpool(render_task, services, store, row)
+            await run_in_threadpool(render_task, rt, row)
             if not row["purged"]
-            else await run_in_threadpool(get_task, services, store, caller.company_id, tid)
+            else await run_in_threadpool(get_task, rt, caller.company_id, tid)
         )
     else:
-        task = await run_in_threadpool(get_task, services, store, caller.company_id, tid)
+        task = await run_in_threadpool(get_task, rt, caller.company_id, tid)
     return reply(request_id, _task_answer(task))
 
 
@@ -221,7 +216,7 @@ async def query_async(
 @router.delete("/api/common/revoke-async-task", summary="Revoke an async task")
 async def revoke_async(
     request: Request,
-    services: ServicesDep,
+    rt: RuntimeDep,
     store: StoreDep,
     request_id: RequestIdDep,
     caller: AilabWriterDep,
@@ -230,7 +225,7 @@ async def revoke_async(
     ERROR_TASK_REVOKED when already revoked, ERROR_TASK_REVOCATION_FAILED when finished."""
     body = await parse_body(request, ())
     tid = required_text(body.values, "task_id")
-    task = await run_in_threadpool(cancel_task, services, store, caller.company_id, tid)
+    task = await run_in_threadpool(cancel_task, rt, caller.company_id, tid)
     return reply(request_id, {"task_id": tid, "status": task["status"]})
 
 

@@ -2,7 +2,7 @@
 
 Callers name groups and users themselves, so a `group_id` is a collection's name and a `uid`
 a subject's name within it; both are unique, which makes a duplicate answer
-ERROR_USER_GROUP_ALREADY_EXISTS or ERROR_USER_ALREADY_EXISTS straight from the services.
+ERROR_USER_GROUP_ALREADY_EXISTS or ERROR_USER_ALREADY_EXISTS straight from the rt.
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import and_, select
 from starlette.concurrency import run_in_threadpool
 
-from faceplane.api.auth import run_billed
-from faceplane.api.deps import RequestIdDep, ServicesDep, StoreDep
+from faceplane.api.deps import RequestIdDep, RuntimeDep, StoreDep, get_runtime
 from faceplane.api.inputs import parse_body
 from faceplane.api.routes.compat_ailab_common import (
     AilabCallerDep,
@@ -26,18 +25,19 @@ from faceplane.api.routes.compat_ailab_common import (
 )
 from faceplane.errors import Err, FaceplaneError
 from faceplane.services import collections as col
+from faceplane.services.usage import run_billed
 from faceplane.store import Store
 from faceplane.store.db import collections, subjects
 
 router = APIRouter()
 
 
-def group_id_of(store: Store, owner: str, group_id: str) -> str:
+def group_id_of(store: Store, company_id: str, group_id: str) -> str:
     """The id of the caller's collection named `group_id`, or ERROR_USER_GROUP_NOT_FOUND."""
     with store.db.connect() as conn:
         found = conn.execute(
             select(collections.c.id).where(
-                and_(collections.c.owner == owner, collections.c.name == group_id)
+                and_(collections.c.company_id == company_id, collections.c.name == group_id)
             )
         ).scalar_one_or_none()
     if found is None:
@@ -47,9 +47,9 @@ def group_id_of(store: Store, owner: str, group_id: str) -> str:
     return str(found)
 
 
-def user_id_of(store: Store, owner: str, group_id: str, uid: str) -> tuple[str, str]:
+def user_id_of(store: Store, company_id: str, group_id: str, uid: str) -> tuple[str, str]:
     """(collection id, subject id) of `uid` in `group_id`, or the missing one's NOT_FOUND."""
-    cid = group_id_of(store, owner, group_id)
+    cid = group_id_of(store, company_id, group_id)
     with store.db.connect() as conn:
         found = conn.execute(
             select(subjects.c.id).where(
@@ -76,7 +76,7 @@ def _group_json(row: dict[str, Any]) -> dict[str, Any]:
 @router.post("/api/face/group/create", summary="Create a group (a gallery)")
 async def create_group(
     request: Request,
-    services: ServicesDep,
+    rt: RuntimeDep,
     store: StoreDep,
     request_id: RequestIdDep,
     caller: AilabWriterDep,
@@ -87,8 +87,7 @@ async def create_group(
     description = text_arg(body.values, "description", required=False) or ""
     row = await run_in_threadpool(
         col.create_collection,
-        services,
-        store,
+        rt,
         caller.company_id,
         group_id,
         "gallery",
@@ -140,7 +139,7 @@ async def delete_group(
 @router.post("/api/face/user/add", summary="Add a user (a person) to a group")
 async def add_user(
     request: Request,
-    services: ServicesDep,
+    rt: RuntimeDep,
     store: StoreDep,
     request_id: RequestIdDep,
     caller: AilabWriterDep,
@@ -154,7 +153,7 @@ async def add_user(
 
     def work() -> dict[str, Any]:
         cid = group_id_of(store, caller.company_id, group_id)
-        return col.create_subject(services, store, caller.company_id, cid, uid, None, metadata)
+        return col.create_subject(rt, caller.company_id, cid, uid, None, metadata)
 
     row = await run_in_threadpool(work)
     data = {"group_id": group_id, "uid": uid, "user_info": info, "created_at": row["created_at"]}
@@ -214,7 +213,9 @@ async def add_face(
     options = {"collection_id": cid, "subject_id": sid}
     if "face" in body.values:
         options["face"] = str(body.values["face"])
-    out = await run_billed(request, caller, "enroll", {"image": body.image("image")}, options)
+    out = await run_billed(
+        get_runtime(request), caller, "enroll", {"image": body.image("image")}, options
+    )
     faces = [{k: f[k] for k in ("face_token", "box", "quality")} for f in out["faces"]]
     data = {
         "group_id": group_id,
@@ -265,7 +266,7 @@ async def search(
     if "image" in body.images or "face_token" not in options:
         # Without either, the image is what is missing: MISSING_PARAMETERS names it.
         images["image"] = body.image("image")
-    out = await run_billed(request, caller, "search", images, options)
+    out = await run_billed(get_runtime(request), caller, "search", images, options)
     faces = [
         {
             "box": face["box"],

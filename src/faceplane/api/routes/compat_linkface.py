@@ -16,13 +16,14 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from faceplane.api.auth import apply_rate_limit, authenticate, run_billed
-from faceplane.api.deps import RequestIdDep
+from faceplane.api.auth import apply_rate_limit, authenticate
+from faceplane.api.deps import RequestIdDep, get_runtime
 from faceplane.dialects import linkface
 from faceplane.errors import Err, FaceplaneError
 from faceplane.services import accounts
 from faceplane.services.accounts import Principal
 from faceplane.services.images import ImageSource
+from faceplane.services.usage import run_billed
 
 router = APIRouter(prefix="/compat/linkface", tags=["compat-linkface"])
 
@@ -59,7 +60,7 @@ async def _caller(request: Request, fields: dict[str, str]) -> Principal:
     """api_id + api_secret (Linkface), or any native credential; then the rate limit."""
     if "api_id" in fields or "api_secret" in fields:
         principal = await run_in_threadpool(
-            accounts.authenticate_key, request.app.state.store, fields.get("api_secret", "")
+            accounts.authenticate_key, get_runtime(request).store, fields.get("api_secret", "")
         )
         if principal.app_id != fields.get("api_id"):
             raise FaceplaneError(Err.AUTH_INVALID, "api_id and api_secret do not match.")
@@ -114,7 +115,7 @@ async def detection(request: Request, request_id: RequestIdDep) -> JSONResponse:
     fields, files = await _form(request)
     principal = await _caller(request, fields)
     body = await run_billed(
-        request,
+        get_runtime(request),
         principal,
         "detect",
         {"image": _image(fields, files, "", "image")},
@@ -132,7 +133,7 @@ async def verification(request: Request, request_id: RequestIdDep) -> JSONRespon
         "image1": _image(fields, files, "1", "image1"),
         "image2": _image(fields, files, "2", "image2"),
     }
-    body = await run_billed(request, principal, "compare", images, {})
+    body = await run_billed(get_runtime(request), principal, "compare", images, {})
     return _ok(
         request_id,
         {
@@ -153,7 +154,7 @@ async def search(request: Request, request_id: RequestIdDep) -> JSONResponse:
         raise FaceplaneError(Err.INVALID_ARGUMENT, "must specify 'collection_id' argument")
     options = {"collection_id": fields["collection_id"], "k": fields.get("top", 5)}
     body = await run_billed(
-        request,
+        get_runtime(request),
         principal,
         "search",
         {"image": _image(fields, files, "", "image")},

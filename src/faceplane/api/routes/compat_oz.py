@@ -16,15 +16,15 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from faceplane.api.auth import CallerDep, WriterDep, charge
-from faceplane.api.deps import ServicesDep, SettingsDep, StoreDep, TaskHubDep
+from faceplane.api.auth import CallerDep, WriterDep
+from faceplane.api.deps import RuntimeDep, SettingsDep, StoreDep, TaskHubDep
 from faceplane.api.routes import compat_oz_container as container
 from faceplane.api.routes import compat_oz_folders as folders
 from faceplane.api.routes.compat_oz_folders import AnalysisRequest, Upload
 from faceplane.errors import Err, FaceplaneError
-from faceplane.services import accounts
+from faceplane.runtime import Runtime
+from faceplane.services import accounts, usage
 from faceplane.services.accounts import Principal
-from faceplane.services.context import Services
 from faceplane.store import Store
 
 router = APIRouter(prefix="/compat/oz/api", tags=["compat-oz"])
@@ -152,7 +152,7 @@ def session_token(store: StoreDep, settings: SettingsDep, caller: CallerDep) -> 
 
 
 async def _from_container(
-    request: Request, services: Services, store: Store, caller: Principal
+    request: Request, rt: Runtime, store: Store, caller: Principal
 ) -> dict[str, Any]:
     data = await request.body()
     uploads, tags, meta = await run_in_threadpool(
@@ -160,13 +160,13 @@ async def _from_container(
         data,
         caller.company_id,
         store.secret,
-        services.limits.max_bytes * folders.MAX_MEDIA,
+        rt.limits.max_bytes * folders.MAX_MEDIA,
     )
-    return await _new_folder(services, store, caller, uploads, tags, meta)
+    return await _new_folder(rt, store, caller, uploads, tags, meta)
 
 
 async def _new_folder(
-    services: Services,
+    rt: Runtime,
     store: Store,
     caller: Principal,
     uploads: list[Upload],
@@ -174,19 +174,19 @@ async def _new_folder(
     meta: dict[str, Any],
 ) -> dict[str, Any]:
     folder = await run_in_threadpool(
-        folders.create_folder, services, store, caller.company_id, caller.actor, uploads, tags, meta
+        folders.create_folder, rt, store, caller.company_id, caller.actor, uploads, tags, meta
     )
-    return await run_in_threadpool(folders.render_folder, services, store, folder, [])
+    return await run_in_threadpool(folders.render_folder, rt, store, folder, [])
 
 
 @_route("POST", "/folders/", 201)
 async def create_folder(
-    request: Request, services: ServicesDep, store: StoreDep, caller: WriterDep
+    request: Request, rt: RuntimeDep, store: StoreDep, caller: WriterDep
 ) -> dict[str, Any]:
     """A folder of photos (multipart; tags in `payload`), or of a data container (octet-stream)."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "application/octet-stream":
-        return await _from_container(request, services, store, caller)
+        return await _from_container(request, rt, store, caller)
     if ctype != "multipart/form-data":
         raise FaceplaneError(
             Err.INVALID_ARGUMENT,
@@ -206,24 +206,24 @@ async def create_folder(
                     Err.INVALID_ARGUMENT, "`payload` is not valid JSON.", field="payload"
                 ) from None
     tags, meta = folders.read_payload(payload)
-    return await _new_folder(services, store, caller, uploads, tags, meta)
+    return await _new_folder(rt, store, caller, uploads, tags, meta)
 
 
 @_route("POST", "/folders/from_container/", 201)
 async def create_folder_from_container(
-    request: Request, services: ServicesDep, store: StoreDep, caller: WriterDep
+    request: Request, rt: RuntimeDep, store: StoreDep, caller: WriterDep
 ) -> dict[str, Any]:
     """A folder of the media of a data container sent as the raw body."""
-    return await _from_container(request, services, store, caller)
+    return await _from_container(request, rt, store, caller)
 
 
 @_route("GET", "/folders/{folder_id}/")
 def get_folder(
-    folder_id: str, services: ServicesDep, store: StoreDep, caller: CallerDep
+    folder_id: str, rt: RuntimeDep, store: StoreDep, caller: CallerDep
 ) -> dict[str, Any]:
     """A folder: its media, its analyses and its resolution_status."""
     fid = folders.parse_id(folder_id, "folder_id")
-    return folders.get_folder(services, store, caller.company_id, fid)
+    return folders.get_folder(rt, store, caller.company_id, fid)
 
 
 def _parse_analyses(body: dict[str, Any]) -> tuple[list[AnalysisRequest], str | None]:
@@ -272,7 +272,7 @@ def _parse_analyses(body: dict[str, Any]) -> tuple[list[AnalysisRequest], str | 
 async def add_analyses(
     folder_id: str,
     request: Request,
-    services: ServicesDep,
+    rt: RuntimeDep,
     store: StoreDep,
     hub: TaskHubDep,
     caller: WriterDep,
@@ -285,25 +285,24 @@ async def add_analyses(
     for req in wanted:
         op = folders.OPERATIONS[req.type]
         costs[op] = costs.get(op, 0) + 1
-    await charge(request, caller, costs)
-    try:
-        created = await run_in_threadpool(
-            folders.start_analyses, services, store, caller.company_id, folder, wanted, hook
+
+    async def work() -> list[dict[str, Any]]:
+        return await rt.run_io(
+            folders.start_analyses, rt, store, caller.company_id, folder, wanted, hook
         )
-    except FaceplaneError:
-        await charge(request, caller, costs, refund=True)
-        raise
-    await run_in_threadpool(hub.queued, [a["analyse_id"] for a in created])
+
+    created = await usage.billed(rt, caller, costs, work)
+    hub.queued([a["analyse_id"] for a in created])
     return created
 
 
 @_route("GET", "/analyses/{analysis_id}/")
 def get_analysis(
-    analysis_id: str, services: ServicesDep, store: StoreDep, caller: CallerDep
+    analysis_id: str, rt: RuntimeDep, store: StoreDep, caller: CallerDep
 ) -> dict[str, Any]:
     """An analysis: state, resolution_status and its measured values once finished."""
     aid = folders.parse_id(analysis_id, "analysis_id")
-    return folders.get_analysis(services, store, caller.company_id, aid)
+    return folders.get_analysis(rt, store, caller.company_id, aid)
 
 
 async def not_realized(request: Request, caller: CallerDep) -> None:

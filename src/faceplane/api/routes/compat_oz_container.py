@@ -23,18 +23,18 @@ from faceplane.api.routes.compat_oz_folders import MAX_MEDIA, Upload, read_paylo
 from faceplane.errors import Err, FaceplaneError
 
 
-def _session_mac(secret: bytes, owner: str, expires: int, nonce: str) -> str:
-    msg = f"oz-session\n{owner}\n{expires}\n{nonce}".encode()
+def _session_mac(secret: bytes, company_id: str, expires: int, nonce: str) -> str:
+    msg = f"oz-session\n{company_id}\n{expires}\n{nonce}".encode()
     return hmac.new(secret, msg, hashlib.sha256).hexdigest()
 
 
-def issue_session_token(secret: bytes, owner: str, ttl_s: int) -> tuple[str, int]:
+def issue_session_token(secret: bytes, company_id: str, ttl_s: int) -> tuple[str, int]:
     """A session token bound to a company and an expiry by the server secret (stateless)."""
     expires, nonce = int(time.time()) + ttl_s, secrets.token_hex(8)
-    return f"{expires}.{nonce}.{_session_mac(secret, owner, expires, nonce)}", expires
+    return f"{expires}.{nonce}.{_session_mac(secret, company_id, expires, nonce)}", expires
 
 
-def _check_session_token(secret: bytes, owner: str, token: Any) -> str:
+def _check_session_token(secret: bytes, company_id: str, token: Any) -> str:
     """The token when it is this company's and unexpired, else Oz's container error (14)."""
     parts = token.split(".") if isinstance(token, str) else []
     valid = (
@@ -43,7 +43,7 @@ def _check_session_token(secret: bytes, owner: str, token: Any) -> str:
         and parts[0].isdigit()
         and int(parts[0]) >= time.time()
         and hmac.compare_digest(
-            _session_mac(secret, owner, int(parts[0]), parts[1]).encode(), parts[2].encode()
+            _session_mac(secret, company_id, int(parts[0]), parts[1]).encode(), parts[2].encode()
         )
     )
     if not valid:
@@ -72,7 +72,7 @@ def _unzip(data: bytes, max_bytes: int) -> dict[str, bytes]:
 
 
 def unpack_container(
-    data: bytes, owner: str, secret: bytes, max_bytes: int
+    data: bytes, company_id: str, secret: bytes, max_bytes: int
 ) -> tuple[list[Upload], dict[str, list[str]], dict[str, Any]]:
     """Unzip and verify a container: payload.json, media, the session token, signature, hashes."""
     if not data:
@@ -90,7 +90,7 @@ def unpack_container(
         raise FaceplaneError(Err.CONTAINER_DAMAGED, "Container is damaged: bad payload.json.")
     if not files:
         raise FaceplaneError(Err.CONTAINER_NO_MEDIA, "No media have been added into container.")
-    token = _check_session_token(secret, owner, payload.get("session_token"))
+    token = _check_session_token(secret, company_id, payload.get("session_token"))
     good = hmac.new(token.encode(), raw, hashlib.sha256).hexdigest().encode()
     if not hmac.compare_digest(good, signature):
         raise FaceplaneError(Err.CONTAINER_SIGNATURE_INVALID, "Invalid signature.")

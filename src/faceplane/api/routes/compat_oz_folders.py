@@ -1,6 +1,6 @@
 """Oz folders, media and analyses, kept as blobs and tasks, and their rendering in Oz's shape.
 
-A folder is ``oz/<folder_id>/folder.json`` (owner company, tags, metadata) beside its media
+A folder is ``oz/<folder_id>/folder.json`` (company_id company, tags, metadata) beside its media
 ``oz/<folder_id>/media/<media_id>.<ext>``. An analysis is a task whose ``batch_id`` is the
 folder id and whose ``request_id`` is the analysis id, so it runs, retries, expires and sends
 webhooks like any task; ``oz/<folder_id>/analyses/<id>.json`` remembers its source media.
@@ -23,7 +23,7 @@ from faceplane.dialects import oz
 from faceplane.engine.fetch import check_url
 from faceplane.engine.image import SUPPORTED_FORMATS, check_size
 from faceplane.errors import Err, FaceplaneError
-from faceplane.services.context import Services
+from faceplane.runtime import Runtime
 from faceplane.services.images import ImageSource
 from faceplane.services.tasks import TaskSpec, check_capacity, load_task, submit_task
 from faceplane.store import Store
@@ -86,10 +86,10 @@ def read_payload(payload: Any) -> tuple[dict[str, list[str]], dict[str, Any]]:
     return tags, meta
 
 
-def _image_ext(services: Services, upload: Upload) -> str:
+def _image_ext(rt: Runtime, upload: Upload) -> str:
     """The file extension of a photo; refuse what is not one before anything is stored."""
     try:
-        check_size(len(upload.data), services.limits)
+        check_size(len(upload.data), rt.limits)
     except FaceplaneError as exc:
         exc.details["media"] = upload.key
         raise
@@ -108,9 +108,9 @@ def _image_ext(services: Services, upload: Upload) -> str:
 
 
 def create_folder(
-    services: Services,
+    rt: Runtime,
     store: Store,
-    owner: str,
+    company_id: str,
     creator: str,
     uploads: list[Upload],
     tags: dict[str, list[str]],
@@ -130,7 +130,7 @@ def create_folder(
         raise FaceplaneError(
             Err.INVALID_ARGUMENT, "`media:tags` names files that were not sent.", media=unknown
         )
-    exts = [_image_ext(services, u) for u in uploads]
+    exts = [_image_ext(rt, u) for u in uploads]
     folder_id, now = uuid.uuid4().hex, round(time.time(), 3)
     media = []
     for upload, ext in zip(uploads, exts, strict=True):
@@ -146,7 +146,7 @@ def create_folder(
         )
     folder = {
         "folder_id": folder_id,
-        "company_id": owner,
+        "company_id": company_id,
         "creator": creator,
         "time_created": now,
         "meta_data": meta,
@@ -157,13 +157,13 @@ def create_folder(
     return folder
 
 
-def load_folder(store: Store, owner: str, folder_id: str) -> dict[str, Any]:
+def load_folder(store: Store, company_id: str, folder_id: str) -> dict[str, Any]:
     """The caller's folder; another company's is answered exactly like a missing one."""
     try:
         folder: dict[str, Any] = json.loads(store.blobs.get(f"oz/{folder_id}/folder.json"))
     except FaceplaneError:
         folder = {}
-    if folder.get("company_id") != owner:
+    if folder.get("company_id") != company_id:
         raise FaceplaneError(
             Err.RESOURCE_NOT_FOUND, "There is no folder with this id.", folder_id=folder_id
         )
@@ -200,9 +200,9 @@ def _pick_media(folder: dict[str, Any], req: AnalysisRequest) -> list[dict[str, 
 
 
 def start_analyses(
-    services: Services,
+    rt: Runtime,
     store: Store,
-    owner: str,
+    company_id: str,
     folder: dict[str, Any],
     requests: list[AnalysisRequest],
     webhook_url: str | None,
@@ -210,8 +210,8 @@ def start_analyses(
     """Queue one task per analysis (all are checked first, so a bad one queues nothing)."""
     plans = [(req, _pick_media(folder, req)) for req in requests]
     if webhook_url:
-        check_url(webhook_url, services.fetch)
-    check_capacity(services, store, len(plans))
+        check_url(webhook_url, rt.fetch)
+    check_capacity(rt, len(plans))
     out = []
     for req, media in plans:
         op = OPERATIONS[req.type]
@@ -221,26 +221,26 @@ def start_analyses(
             for n, m in zip(names, media, strict=True)
         }
         spec = TaskSpec(op, images, {}, webhook_url)
-        task, _ = submit_task(services, store, owner, spec, batch_id=folder["folder_id"])
+        task, _ = submit_task(rt, company_id, spec, batch_id=folder["folder_id"])
         aid = task["request_id"]
         record = {"source_media": [m["media_id"] for m in media]}
         store.blobs.put(
             f"oz/{folder['folder_id']}/analyses/{aid}.json", json.dumps(record).encode()
         )
-        rendered = render_analysis(services, store, load_task(store, owner, aid), folder)
+        rendered = render_analysis(rt, store, load_task(store, company_id, aid), folder)
         if webhook_url:  # the native task webhook's signing secret, shown only now
             rendered["technical_meta_data"]["webhook_secret"] = task["webhook"]["secret"]
         out.append(rendered)
     return out
 
 
-def folder_analyses(store: Store, owner: str, folder_id: str) -> list[dict[str, Any]]:
+def folder_analyses(store: Store, company_id: str, folder_id: str) -> list[dict[str, Any]]:
     """The task rows of a folder's analyses, oldest first."""
     query = (
         select(tasks)
         .where(
             and_(
-                tasks.c.owner == owner,
+                tasks.c.company_id == company_id,
                 tasks.c.batch_id == folder_id,
                 tasks.c.operation.in_(list(TYPES)),
             )
@@ -251,36 +251,36 @@ def folder_analyses(store: Store, owner: str, folder_id: str) -> list[dict[str, 
         return [dict(r) for r in conn.execute(query).mappings()]
 
 
-def get_analysis(services: Services, store: Store, owner: str, analysis_id: str) -> dict[str, Any]:
+def get_analysis(rt: Runtime, store: Store, company_id: str, analysis_id: str) -> dict[str, Any]:
     """One analysis of the caller's; a task not made through this API does not exist here."""
     try:
-        row = load_task(store, owner, analysis_id)
+        row = load_task(store, company_id, analysis_id)
     except FaceplaneError:
         row = {}
     if row.get("operation") not in TYPES or not row.get("batch_id"):
         raise FaceplaneError(
             Err.RESOURCE_NOT_FOUND, "There is no analysis with this id.", analysis_id=analysis_id
         )
-    folder = load_folder(store, owner, row["batch_id"])
+    folder = load_folder(store, company_id, row["batch_id"])
     if row["purged"]:
         raise FaceplaneError(
             Err.TASK_EXPIRED, "This analysis has expired and its results were deleted."
         )
-    return render_analysis(services, store, row, folder)
+    return render_analysis(rt, store, row, folder)
 
 
-def get_folder(services: Services, store: Store, owner: str, folder_id: str) -> dict[str, Any]:
+def get_folder(rt: Runtime, store: Store, company_id: str, folder_id: str) -> dict[str, Any]:
     """A folder with its media and its analyses."""
-    folder = load_folder(store, owner, folder_id)
-    rows = [r for r in folder_analyses(store, owner, folder_id) if not r["purged"]]
-    return render_folder(services, store, folder, rows)
+    folder = load_folder(store, company_id, folder_id)
+    rows = [r for r in folder_analyses(store, company_id, folder_id) if not r["purged"]]
+    return render_folder(rt, store, folder, rows)
 
 
 # ---- Oz rendering ---------------------------------------------------------------------------
 
 
-def _media(services: Services, store: Store, folder: dict[str, Any], m: dict[str, Any]) -> dict:
-    s = services.settings
+def _media(rt: Runtime, store: Store, folder: dict[str, Any], m: dict[str, Any]) -> dict:
+    s = rt.settings
     base = (s.public_url or f"http://{s.host}:{s.port}").rstrip("/")
     return {
         "media_id": m["media_id"],
@@ -320,7 +320,7 @@ def _verdict(kind: str, result: dict[str, Any]) -> tuple[bool, dict[str, Any], d
 
 
 def render_analysis(
-    services: Services, store: Store, row: dict[str, Any], folder: dict[str, Any]
+    rt: Runtime, store: Store, row: dict[str, Any], folder: dict[str, Any]
 ) -> dict[str, Any]:
     """An analysis in Oz's shape, from its task row."""
     kind, aid = TYPES[row["operation"]], row["id"]
@@ -345,7 +345,7 @@ def render_analysis(
         "results_data": data,
         "results_media": [],
         "source_media": [
-            _media(services, store, folder, by_id[m]) for m in record["source_media"] if m in by_id
+            _media(rt, store, folder, by_id[m]) for m in record["source_media"] if m in by_id
         ],
         "time_created": round(row["created_at"], 3),
         "time_updated": round(row["updated_at"], 3),
@@ -370,10 +370,10 @@ def _folder_status(analyses: list[dict[str, Any]]) -> str:
 
 
 def render_folder(
-    services: Services, store: Store, folder: dict[str, Any], rows: list[dict[str, Any]]
+    rt: Runtime, store: Store, folder: dict[str, Any], rows: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """A folder in Oz's shape, with its media and analyses."""
-    analyses = [render_analysis(services, store, r, folder) for r in rows]
+    analyses = [render_analysis(rt, store, r, folder) for r in rows]
     return {
         "folder_id": folder["folder_id"],
         "company_id": folder["company_id"],
@@ -382,6 +382,6 @@ def render_folder(
         "meta_data": folder["meta_data"],
         "technical_meta_data": {},
         "resolution_status": _folder_status(analyses),
-        "media": [_media(services, store, folder, m) for m in folder["media"]],
+        "media": [_media(rt, store, folder, m) for m in folder["media"]],
         "analyses": analyses,
     }

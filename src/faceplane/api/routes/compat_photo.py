@@ -9,14 +9,15 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from faceplane.api.auth import apply_rate_limit, charge
-from faceplane.api.deps import ServicesDep, StoreDep, TaskHubDep
+from faceplane.api.auth import apply_rate_limit
+from faceplane.api.deps import RuntimeDep, StoreDep, TaskHubDep
 from faceplane.dialects import photo
 from faceplane.errors import Err, FaceplaneError
 from faceplane.services import accounts
 from faceplane.services.accounts import Principal
 from faceplane.services.images import ImageSource
-from faceplane.services.tasks import TaskSpec, render_task, submit_task
+from faceplane.services.tasks import TaskSpec, render_task
+from faceplane.services.usage import submit_billed
 from faceplane.store import Store
 from faceplane.store.db import tasks
 
@@ -104,7 +105,7 @@ def _task_spec(call: photo.PhotoCall) -> TaskSpec:
 @router.post("/addtask", summary="Pho.to: add a task (APP_ID, KEY or SIGN_DATA, DATA)")
 async def addtask(
     request: Request,
-    services: ServicesDep,
+    rt: RuntimeDep,
     store: StoreDep,
     hub: TaskHubDep,
     app_id: Annotated[str, Form(alias="APP_ID")] = "",
@@ -119,13 +120,8 @@ async def addtask(
     if principal.role not in ("admin", "client"):
         raise FaceplaneError(Err.AUTH_FORBIDDEN, "This role may not add tasks.")
     spec = _task_spec(photo.parse_image_process_call(data.encode()))
-    costs = {spec.operation: 1}
-    await charge(request, principal, costs)
-    try:
-        task, _ = await run_in_threadpool(submit_task, services, store, principal.company_id, spec)
-    except FaceplaneError:
-        await charge(request, principal, costs, refund=True)
-        raise
+    tasks, _, _ = await submit_billed(rt, principal, [spec])
+    task = tasks[0]
     hub.queued([task["request_id"]])
     return Response(photo.render_added(task["request_id"]), media_type=XML)
 
@@ -144,7 +140,7 @@ def _load_any(store: Store, request_id: str) -> dict[str, Any]:
 
 @router.get("/getresult", summary="Pho.to: poll a task by request_id")
 def getresult(
-    services: ServicesDep,
+    rt: RuntimeDep,
     store: StoreDep,
     request_id: Annotated[str, Query()] = "",
 ) -> Response:
@@ -153,4 +149,4 @@ def getresult(
     As on Pho.to, the request_id itself is the capability: 128 random bits, unguessable.
     """
     row = _load_any(store, request_id)
-    return Response(photo.render_task(render_task(services, store, row)), media_type=XML)
+    return Response(photo.render_task(render_task(rt, row)), media_type=XML)

@@ -6,13 +6,14 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from faceplane.api.auth import CallerDep, run_billed
-from faceplane.api.deps import RequestIdDep
+from faceplane.api.auth import CallerDep
+from faceplane.api.deps import RequestIdDep, get_runtime
 from faceplane.api.inputs import image_body_schema, parse_body
 from faceplane.dialects.native import render_result
 from faceplane.services.accounts import Principal
 from faceplane.services.operations import OPERATIONS
 from faceplane.services.params import CompareParams, DetectParams
+from faceplane.services.usage import run_billed
 
 router = APIRouter(prefix="/v1", tags=["faces"])
 
@@ -23,7 +24,8 @@ async def run_sync(
     """Parse an operation's images and options (path parameters win), run it billed, render:
     the body of every native synchronous operation route."""
     body = await parse_body(request, OPERATIONS[name].image_fields)
-    result = await run_billed(request, caller, name, body.images, {**body.values, **path})
+    rt = get_runtime(request)
+    result = await run_billed(rt, caller, name, body.images, {**body.values, **path})
     return render_result(request_id, result)
 
 

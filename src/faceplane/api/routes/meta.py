@@ -8,16 +8,16 @@ from fastapi import APIRouter
 
 from faceplane import __version__
 from faceplane.api.auth import CallerDep
-from faceplane.api.deps import RequestIdDep, ServicesDep
+from faceplane.api.deps import RequestIdDep, RuntimeDep
 from faceplane.dialects.native import render_result
 
 router = APIRouter(prefix="/v1", tags=["meta"])
 
 
 @router.get("/health", summary="Liveness of the server and which models are installed")
-async def health(services: ServicesDep, request_id: RequestIdDep) -> dict[str, Any]:
+async def health(rt: RuntimeDep, request_id: RequestIdDep) -> dict[str, Any]:
     """`ok` when the default detector and embedder are installed, else `degraded`."""
-    models = services.pool.status()
+    models = rt.pool.status()
     missing = [m["name"] for m in models if not m["present"]]
     needed = {"blazeface_full_range", "dlib_5pt", "dlib_resnet"}
     status = "degraded" if needed & set(missing) else "ok"
@@ -27,8 +27,6 @@ async def health(services: ServicesDep, request_id: RequestIdDep) -> dict[str, A
 
 
 @router.get("/models", summary="Installed models: task, version, sha256, licence, state")
-async def models(
-    services: ServicesDep, request_id: RequestIdDep, caller: CallerDep
-) -> dict[str, Any]:
+async def models(rt: RuntimeDep, request_id: RequestIdDep, caller: CallerDep) -> dict[str, Any]:
     """Every model of the registry and whether it is present and loaded."""
-    return render_result(request_id, {"models": services.pool.status()})
+    return render_result(request_id, {"models": rt.pool.status()})

@@ -8,10 +8,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
-from starlette.concurrency import run_in_threadpool
 
-from faceplane.api.auth import CallerDep, WriterDep, charge
-from faceplane.api.deps import RequestIdDep, ServicesDep, StoreDep, TaskHubDep
+from faceplane.api.auth import CallerDep, WriterDep
+from faceplane.api.deps import RequestIdDep, RuntimeDep, StoreDep, TaskHubDep
 from faceplane.api.inputs import ref_to_source
 from faceplane.errors import Err, FaceplaneError
 from faceplane.services import accounts
@@ -23,9 +22,8 @@ from faceplane.services.tasks import (
     get_task,
     list_tasks,
     render_task,
-    submit_batch,
-    submit_task,
 )
+from faceplane.services.usage import submit_billed
 from faceplane.store.blobs import content_type, verify_blob
 
 router = APIRouter(prefix="/v1", tags=["tasks"])
@@ -186,36 +184,26 @@ async def _read_specs(request: Request) -> list[TaskSpec]:
 
 @router.post("/tasks", status_code=202, summary="Submit a task", openapi_extra=TASK_BODY)
 async def submit(
-    request: Request, services: ServicesDep, store: StoreDep, hub: TaskHubDep, caller: WriterDep
+    request: Request, rt: RuntimeDep, store: StoreDep, hub: TaskHubDep, caller: WriterDep
 ) -> JSONResponse:
     """202 with the task's `request_id` and `status`; the same idempotency key gives the same
     task back (200)."""
     specs = await _read_specs(request)
-    specs = await run_in_threadpool(_with_app_webhook, store, caller, specs)
     if len(specs) != 1:
         raise FaceplaneError(
             Err.INVALID_ARGUMENT, "Send several tasks to POST /v1/tasks:batch.", items=len(specs)
         )
-    costs = {specs[0].operation: 1}
-    await charge(request, caller, costs)
-    try:
-        task, created = await run_in_threadpool(
-            submit_task, services, store, caller.company_id, specs[0]
-        )
-    except FaceplaneError:
-        await charge(request, caller, costs, refund=True)
-        raise
-    if not created:  # the same idempotency key: the same task, paid once
-        await charge(request, caller, costs, refund=True)
-    if created:
-        await run_in_threadpool(hub.queued, [task["request_id"]])
-    return JSONResponse(task, status_code=202 if created else 200)
+    specs = await rt.run_io(_with_app_webhook, store, caller, specs)
+    tasks, created, _ = await submit_billed(rt, caller, specs)
+    if created[0]:
+        hub.queued([tasks[0]["request_id"]])
+    return JSONResponse(tasks[0], status_code=202 if created[0] else 200)
 
 
 @router.post("/tasks:batch", status_code=202, summary="Submit up to batch_max_items tasks at once")
 async def submit_many(
     request: Request,
-    services: ServicesDep,
+    rt: RuntimeDep,
     store: StoreDep,
     hub: TaskHubDep,
     request_id: RequestIdDep,
@@ -223,24 +211,18 @@ async def submit_many(
 ) -> JSONResponse:
     """One `request_id` per item; all items are checked before any is queued."""
     specs = await _read_specs(request)
-    specs = await run_in_threadpool(_with_app_webhook, store, caller, specs)
-    costs: dict[str, int] = {}
-    for spec in specs:
-        costs[spec.operation] = costs.get(spec.operation, 0) + 1
-    await charge(request, caller, costs)
-    try:
-        result = await run_in_threadpool(submit_batch, services, store, caller.company_id, specs)
-    except FaceplaneError:
-        await charge(request, caller, costs, refund=True)
-        raise
-    await run_in_threadpool(hub.queued, [t["request_id"] for t in result["tasks"]])
-    return JSONResponse({"request_id": request_id, **result}, status_code=202)
+    specs = await rt.run_io(_with_app_webhook, store, caller, specs)
+    tasks, created, batch_id = await submit_billed(rt, caller, specs, batch=True)
+    hub.queued([t["request_id"] for t, new in zip(tasks, created, strict=True) if new])
+    return JSONResponse(
+        {"request_id": request_id, "batch_id": batch_id, "tasks": tasks}, status_code=202
+    )
 
 
 @router.get("/tasks/{task_id}", summary="A task's status, result or error")
 async def get_one(
     task_id: str,
-    services: ServicesDep,
+    rt: RuntimeDep,
     store: StoreDep,
     hub: TaskHubDep,
     caller: CallerDep,
@@ -250,21 +232,19 @@ async def get_one(
     if wait_s > 0:
         row = await hub.wait(caller.company_id, task_id, wait_s)
         if not row["purged"]:
-            return await run_in_threadpool(render_task, services, store, row)
-    return await run_in_threadpool(get_task, services, store, caller.company_id, task_id)
+            return await rt.run_io(render_task, rt, row)
+    return await rt.run_io(get_task, rt, caller.company_id, task_id)
 
 
 @router.delete("/tasks/{task_id}", summary="Cancel a task")
-def cancel(
-    task_id: str, services: ServicesDep, store: StoreDep, caller: WriterDep
-) -> dict[str, Any]:
+def cancel(task_id: str, rt: RuntimeDep, store: StoreDep, caller: WriterDep) -> dict[str, Any]:
     """A queued task is canceled at once; a running one stops cooperatively."""
-    return cancel_task(services, store, caller.company_id, task_id)
+    return cancel_task(rt, caller.company_id, task_id)
 
 
 @router.get("/tasks", summary="The caller's tasks, newest first")
 def list_all(
-    services: ServicesDep,
+    rt: RuntimeDep,
     store: StoreDep,
     request_id: RequestIdDep,
     caller: CallerDep,
@@ -276,7 +256,7 @@ def list_all(
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
 ) -> dict[str, Any]:
     """Paginated with `next_cursor`."""
-    page = list_tasks(services, store, caller.company_id, status, since, limit, cursor)
+    page = list_tasks(rt, caller.company_id, status, since, limit, cursor)
     return {"request_id": request_id, **page}
 
 
@@ -284,12 +264,12 @@ def list_all(
 def blob(
     key: str,
     store: StoreDep,
-    owner: str,
+    company_id: str,
     expires: int,
     sig: str,
 ) -> Response:
     """Serve a stored image if the URL's signature is valid and unexpired."""
-    verify_blob(store.secret, key, owner, expires, sig)
+    verify_blob(store.secret, key, company_id, expires, sig)
     return Response(
         store.blobs.get(key),
         media_type=content_type(key),

@@ -1,0 +1,144 @@
+"""The Runtime: everything a service needs, opened one way by the server, workers and the CLI.
+
+`Runtime.open(settings)` builds the model pool, the intake policies, the store (database,
+blobs, vector indexes, secret), the usage counters and the bounded pools for blocking work.
+Nothing is attached later: what a process has is what `open` gave it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import ParamSpec, TypeVar
+
+from faceplane.engine.faces import AnalyseOptions
+from faceplane.engine.fetch import FetchPolicy
+from faceplane.engine.image import ImageLimits
+from faceplane.engine.models.pool import ModelPool
+from faceplane.engine.models.registry import get_spec
+from faceplane.services.limits import Counters, DbCounters, RedisCounters
+from faceplane.settings import Settings
+from faceplane.store import Store
+
+P = ParamSpec("P")
+T = TypeVar("T")
+MB = 1024 * 1024
+
+log = logging.getLogger("faceplane")
+
+
+class BlockingPools:
+    """Two bounded thread pools: inference (one job per core) and database / I/O work.
+
+    Inference is CPU-bound and must not oversubscribe the cores; database and file work
+    mostly waits, so it gets its own wider pool and never queues behind a model.
+    """
+
+    def __init__(self, inference_threads: int, io_threads: int) -> None:
+        self.inference = ThreadPoolExecutor(inference_threads, thread_name_prefix="fp-infer")
+        self.io = ThreadPoolExecutor(io_threads, thread_name_prefix="fp-io")
+
+    def shutdown(self) -> None:
+        """Stop accepting work and wait for running jobs."""
+        self.inference.shutdown(wait=True, cancel_futures=True)
+        self.io.shutdown(wait=True, cancel_futures=True)
+
+
+@dataclass
+class Runtime:
+    """Settings, models, intake policies, storage, counters and the blocking pools."""
+
+    settings: Settings
+    pool: ModelPool
+    limits: ImageLimits
+    fetch: FetchPolicy
+    store: Store
+    counters: Counters
+    pools: BlockingPools = field(repr=False)
+
+    @classmethod
+    def open(cls, settings: Settings) -> Runtime:
+        """Open everything named by `settings` (the database is migrated under a lock)."""
+        import cv2
+
+        # Parallelism comes from the bounded pools (one inference job per core) or from
+        # worker processes; OpenCV's own thread pool on top would oversubscribe the cores.
+        cv2.setNumThreads(1)
+        limits = ImageLimits(
+            max_bytes=int(settings.max_image_mb * MB),
+            max_pixels=settings.max_image_pixels,
+            min_side=settings.min_image_side_px,
+            max_side=settings.max_image_side_px,
+        )
+        fetch = FetchPolicy(
+            max_bytes=limits.max_bytes,
+            connect_timeout_s=settings.fetch_connect_timeout_s,
+            read_timeout_s=settings.fetch_read_timeout_s,
+            total_timeout_s=settings.fetch_total_timeout_s,
+            max_redirects=settings.fetch_max_redirects,
+            allow_private=settings.fetch_allow_private,
+        )
+        pool = ModelPool(settings.models_dir, settings.ort_intra_op_threads, settings.embedder)
+        store = Store.open(settings)
+        counters: Counters = (
+            RedisCounters(settings.limits_redis_url)
+            if settings.limits_redis_url
+            else DbCounters(store.db)
+        )
+        pools = BlockingPools(settings.inference_threads, settings.io_threads)
+        return cls(settings, pool, limits, fetch, store, counters, pools)
+
+    def close(self) -> None:
+        """Save the vector indexes and stop the pools."""
+        self.store.indexes.save_all()
+        self.pools.shutdown()
+
+    async def run_blocking(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run CPU-bound `fn` (decode, inference) on the inference pool, off the event loop."""
+        return await _run_on(self.pools.inference, fn, *args, **kwargs)
+
+    async def run_io(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run blocking database, file or network work on the I/O pool, off the event loop."""
+        return await _run_on(self.pools.io, fn, *args, **kwargs)
+
+    def analyse_options(self, **overrides: object) -> AnalyseOptions:
+        """Analysis options from settings, with per-request overrides."""
+        s = self.settings
+        base: dict[str, object] = {
+            "detector": s.detector,
+            "det_threshold": s.det_threshold,
+            "min_face_size": s.min_face_size_px,
+            "max_faces": s.max_faces,
+            "tta": s.embed_tta,
+            "detect_max_side": s.detect_max_side_px,
+        }
+        base.update({k: v for k, v in overrides.items() if v is not None})
+        return AnalyseOptions(**base)  # type: ignore[arg-type]
+
+    def calibration(self, embedder_name: str) -> tuple[float, float]:
+        """The similarity calibration of an embedder, for the augmentation in force."""
+        cal = get_spec(embedder_name).calibration
+        assert cal is not None
+        return cal[self.settings.embed_tta]
+
+    def compare_threshold(self, embedder_name: str) -> float:
+        """The similarity threshold for a match: the setting, else the model's calibration."""
+        if self.settings.compare_threshold is not None:
+            return self.settings.compare_threshold
+        threshold = get_spec(embedder_name).threshold
+        assert threshold is not None
+        return threshold
+
+
+async def _run_on(
+    executor: ThreadPoolExecutor, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs
+) -> T:
+    # The context travels with the job (request-scoped logging fields, as Starlette does).
+    ctx = contextvars.copy_context()
+    call = functools.partial(ctx.run, fn, *args, **kwargs)
+    return await asyncio.get_running_loop().run_in_executor(executor, call)
