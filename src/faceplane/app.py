@@ -13,17 +13,11 @@ from sqlalchemy import select
 from faceplane import __version__
 from faceplane.api.audit import AuditLog
 from faceplane.api.handlers import RequestContext, install_handlers
-from faceplane.api.routes import (
-    admin,
-    collections,
-    compat_ailab,
-    compat_linkface,
-    compat_oz,
-    compat_photo,
-    faces,
-    meta,
-    tasks,
-)
+from faceplane.api.routes import admin, collections, faces, meta, tasks
+from faceplane.compat.ailab import routes as compat_ailab
+from faceplane.compat.linkface import routes as compat_linkface
+from faceplane.compat.oz import routes as compat_oz
+from faceplane.compat.photo import routes as compat_photo
 from faceplane.runtime import Runtime
 from faceplane.services.accounts import Principal, bootstrap
 from faceplane.settings import Settings

@@ -13,8 +13,11 @@ import defusedxml.ElementTree
 import pytest
 
 from faceplane.catalogue import load_vendor_table
-from faceplane.dialects import ailab, linkface, oz, photo
-from faceplane.dialects.docs import ROUTES_HEADING, ROUTES_PLACEHOLDER, render_compat_markdown
+from faceplane.compat.ailab import render as ailab
+from faceplane.compat.docs import ROUTES_HEADING, ROUTES_PLACEHOLDER, render_compat_markdown
+from faceplane.compat.linkface import render as linkface
+from faceplane.compat.oz import render as oz
+from faceplane.compat.photo import render as photo
 from faceplane.errors import Err, FaceplaneError
 from faceplane.tasks.state import Status
 
@@ -480,7 +483,7 @@ def test_compat_doc_is_current(vendor: str) -> None:
     assert head in current, f"{path} lost its {ROUTES_HEADING} section"
     # Only the generated part must match: the Routes section is written by hand.
     assert current.partition(head)[0] == generated.partition(head)[0], (
-        f"{path} is stale: run `python -m faceplane.dialects.docs docs/compat`"
+        f"{path} is stale: run `python -m faceplane.compat.docs docs/compat`"
     )
     assert ROUTES_PLACEHOLDER in generated
     assert sum(line.startswith("| `") for line in generated.splitlines()) == len(Err)

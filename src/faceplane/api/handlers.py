@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from faceplane.dialects.dispatch import renderer_for
+from faceplane.api.dispatch import renderer_for
 from faceplane.errors import Err, FaceplaneError
 
 log = logging.getLogger("faceplane.api")

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from faceplane.api.auth import AdminDep, CallerDep
 from faceplane.api.deps import RequestIdDep, RuntimeDep, SettingsDep, StoreDep
-from faceplane.dialects.native import render_result
+from faceplane.api.render import render_result
 from faceplane.engine.fetch import check_url
 from faceplane.errors import Err, FaceplaneError
 from faceplane.services import accounts, audit

@@ -11,8 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from faceplane.api.auth import CallerDep, WriterDep
 from faceplane.api.deps import RequestIdDep, RuntimeDep, StoreDep
 from faceplane.api.inputs import image_body_schema
+from faceplane.api.render import render_result
 from faceplane.api.routes.faces import run_sync
-from faceplane.dialects.native import render_result
 from faceplane.services import collections as col
 from faceplane.services.params import BlacklistParams, EnrollParams, SearchParams
 

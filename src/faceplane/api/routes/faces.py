@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from faceplane.api.auth import CallerDep
 from faceplane.api.deps import RequestIdDep, get_runtime
 from faceplane.api.inputs import image_body_schema, parse_body
-from faceplane.dialects.native import render_result
+from faceplane.api.render import render_result
 from faceplane.services.accounts import Principal
 from faceplane.services.operations import OPERATIONS
 from faceplane.services.params import CompareParams, DetectParams

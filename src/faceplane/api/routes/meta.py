@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from faceplane import __version__
 from faceplane.api.auth import CallerDep
 from faceplane.api.deps import RequestIdDep, RuntimeDep
-from faceplane.dialects.native import render_result
+from faceplane.api.render import render_result
 
 router = APIRouter(prefix="/v1", tags=["meta"])
 

@@ -18,13 +18,13 @@ from starlette.datastructures import UploadFile
 
 from faceplane.api.auth import CallerDep, WriterDep
 from faceplane.api.deps import RuntimeDep, SettingsDep, StoreDep, TaskHubDep
-from faceplane.api.routes import compat_oz_container as container
-from faceplane.api.routes import compat_oz_folders as folders
-from faceplane.api.routes.compat_oz_folders import AnalysisRequest, Upload
 from faceplane.errors import Err, FaceplaneError
 from faceplane.runtime import Runtime
 from faceplane.services import accounts, usage
+from faceplane.services import oz_container as container
+from faceplane.services import oz_folders as folders
 from faceplane.services.accounts import Principal
+from faceplane.services.oz_folders import AnalysisRequest, Upload
 from faceplane.store import Store
 
 router = APIRouter(prefix="/compat/oz/api", tags=["compat-oz"])

@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from faceplane.api.deps import RequestIdDep, RuntimeDep, StoreDep, get_runtime
 from faceplane.api.inputs import parse_body
-from faceplane.api.routes.compat_ailab_common import (
+from faceplane.compat.ailab.parse import (
     AilabCallerDep,
     AilabWriterDep,
     reply,

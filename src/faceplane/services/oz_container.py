@@ -19,8 +19,8 @@ import time
 import zipfile
 from typing import Any
 
-from faceplane.api.routes.compat_oz_folders import MAX_MEDIA, Upload, read_payload
 from faceplane.errors import Err, FaceplaneError
+from faceplane.services.oz_folders import MAX_MEDIA, Upload, read_payload
 
 
 def _session_mac(secret: bytes, company_id: str, expires: int, nonce: str) -> str:

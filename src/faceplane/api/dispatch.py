@@ -6,7 +6,11 @@ from collections.abc import Callable
 
 from starlette.responses import JSONResponse, Response
 
-from faceplane.dialects import ailab, linkface, native, oz, photo
+from faceplane.api import render as native
+from faceplane.compat.ailab import render as ailab
+from faceplane.compat.linkface import render as linkface
+from faceplane.compat.oz import render as oz
+from faceplane.compat.photo import render as photo
 from faceplane.errors import FaceplaneError
 
 Renderer = Callable[[str, FaceplaneError], Response]

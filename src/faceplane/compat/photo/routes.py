@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from faceplane.api.auth import apply_rate_limit
 from faceplane.api.deps import RuntimeDep, StoreDep, TaskHubDep
-from faceplane.dialects import photo
+from faceplane.compat.photo import render as photo
 from faceplane.errors import Err, FaceplaneError
 from faceplane.services import accounts
 from faceplane.services.accounts import Principal

@@ -18,7 +18,7 @@ from starlette.datastructures import UploadFile
 
 from faceplane.api.auth import apply_rate_limit, authenticate
 from faceplane.api.deps import RequestIdDep, get_runtime
-from faceplane.dialects import linkface
+from faceplane.compat.linkface import render as linkface
 from faceplane.errors import Err, FaceplaneError
 from faceplane.services import accounts
 from faceplane.services.accounts import Principal

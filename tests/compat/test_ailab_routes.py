@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from httpx import Response
 from PIL import Image
 
-from faceplane.dialects.ailab import code_row
-from faceplane.dialects.docs import ROUTES_HEADING, ROUTES_PLACEHOLDER
+from faceplane.compat.ailab.render import code_row
+from faceplane.compat.docs import ROUTES_HEADING, ROUTES_PLACEHOLDER
 from faceplane.errors import Err
 from faceplane.settings import Settings
 from support import authed_client

@@ -15,8 +15,9 @@ from starlette.concurrency import run_in_threadpool
 
 from faceplane.api.deps import RequestIdDep, RuntimeDep, StoreDep, TaskHubDep, get_runtime
 from faceplane.api.inputs import parse_body
-from faceplane.api.routes import compat_ailab_faceset
-from faceplane.api.routes.compat_ailab_common import (
+from faceplane.compat.ailab import faceset as compat_ailab_faceset
+from faceplane.compat.ailab.faceset import group_id_of, user_id_of
+from faceplane.compat.ailab.parse import (
     COMPARE_FIELDS,
     AilabCallerDep,
     AilabWriterDep,
@@ -27,7 +28,6 @@ from faceplane.api.routes.compat_ailab_common import (
     reply,
     required_text,
 )
-from faceplane.api.routes.compat_ailab_faceset import group_id_of, user_id_of
 from faceplane.errors import Err, FaceplaneError
 from faceplane.services.operations import OPERATIONS
 from faceplane.services.tasks import (

@@ -19,7 +19,7 @@ from typing import Any
 from PIL import Image
 from sqlalchemy import and_, select
 
-from faceplane.dialects import oz
+from faceplane.compat.oz import render as oz
 from faceplane.engine.fetch import check_url
 from faceplane.engine.image import SUPPORTED_FORMATS, check_size
 from faceplane.errors import Err, FaceplaneError

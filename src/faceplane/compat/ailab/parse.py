@@ -1,6 +1,6 @@
 """What the AILabTools compatible routes share: AILab's key header, arguments, the envelope.
 
-Errors need nothing here: `faceplane.dialects.dispatch` renders every FaceplaneError raised
+Errors need nothing here: `faceplane.api.dispatch` renders every FaceplaneError raised
 under /compat/ailab/ in AILab's shape, so the routes only raise catalogue errors.
 """
 
@@ -16,7 +16,7 @@ from starlette.datastructures import Headers
 
 from faceplane.api.auth import require_caller, require_writer
 from faceplane.api.inputs import ParsedBody
-from faceplane.dialects import ailab
+from faceplane.compat.ailab import render as ailab
 from faceplane.errors import Err, FaceplaneError
 from faceplane.services.accounts import Principal
 from faceplane.services.images import ImageSource

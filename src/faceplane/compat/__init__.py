@@ -1,0 +1,1 @@
+"""The vendor dialects: one package per cloud API whose clients Faceplane serves."""

@@ -1,0 +1,1 @@
+"""oz compatible routes: parse, one service call, render in the vendor's shape."""
