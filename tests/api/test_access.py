@@ -224,7 +224,7 @@ def test_a_company_never_sees_another_companys_data(
     assert c.get("/v1/tasks", headers=other).json()["tasks"] == []
     hit = c.post("/v1/blacklist/check", files={"image": ("a.jpg", astronaut)}, headers=other)
     assert hit.json()["hit"] is False
-    # A signed blob URL is bound to its tenant: another company_id in it breaks the signature.
+    # A signed blob URL is bound to its tenant: another company in it breaks the signature.
     path = "/" + done["result_url"].split("/", 3)[3]
     assert c.get(path).status_code == 200
     stolen = re.sub(r"company_id=\w+", f"company_id={globex.company['id']}", path)

@@ -60,7 +60,7 @@ def _collection_json(row: dict[str, Any], conn: Connection) -> dict[str, Any]:
 
 
 def _one(conn: Connection, query: Any, err: Err, message: str, **details: Any) -> dict[str, Any]:
-    """The one row of `query`, or the not-found error `err` (the same for another company_id's)."""
+    """The one row of `query`, or the not-found error `err` (the same for another company's)."""
     row = conn.execute(query).mappings().first()
     if row is None:
         raise FaceplaneError(err, message, **details)
@@ -68,7 +68,7 @@ def _one(conn: Connection, query: Any, err: Err, message: str, **details: Any) -
 
 
 def load_collection(conn: Connection, company_id: str, collection_id: str) -> dict[str, Any]:
-    """The collection row, or COLLECTION_NOT_FOUND (also for another company_id's)."""
+    """The collection row, or COLLECTION_NOT_FOUND (also for another company's)."""
     query = select(collections).where(
         and_(collections.c.id == collection_id, collections.c.company_id == company_id)
     )
@@ -132,7 +132,7 @@ def get_collection(store: Store, company_id: str, collection_id: str) -> dict[st
 def list_collections(
     store: Store, company_id: str, limit: int, cursor: str | None, kind: str | None = None
 ) -> dict[str, Any]:
-    """The company_id's collections by id, `limit` per page."""
+    """The company's collections by id, `limit` per page."""
     query = select(collections).where(collections.c.company_id == company_id)
     if kind:
         query = query.where(collections.c.kind == kind)

@@ -184,7 +184,7 @@ def check_blacklists(
     far: float | None = None,
     k: int = 5,
 ) -> dict[str, Any]:
-    """Search every face of the probe in every blacklist of the company_id: hit or no hit."""
+    """Search every face of the probe in every blacklist of the company: hit or no hit."""
     store = rt.store
     with store.db.connect() as conn:
         ids = conn.execute(

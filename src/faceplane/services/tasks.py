@@ -206,7 +206,7 @@ def _find_by_key(store: Store, company_id: str, key: str) -> dict[str, Any] | No
 
 
 def load_task(store: Store, company_id: str, task_id: str) -> dict[str, Any]:
-    """The task row, or TASK_NOT_FOUND (also for another company_id's task: ids leak nothing)."""
+    """The task row, or TASK_NOT_FOUND (also for another company's task: ids leak nothing)."""
     with store.db.connect() as conn:
         row = (
             conn.execute(

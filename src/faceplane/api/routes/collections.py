@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from faceplane.api.auth import CallerDep, WriterDep
-from faceplane.api.deps import RequestIdDep, RuntimeDep, StoreDep
+from faceplane.api.deps import RequestIdDep, RuntimeDep
 from faceplane.api.inputs import image_body_schema
 from faceplane.api.render import render_result
 from faceplane.api.routes.faces import run_sync
@@ -65,21 +65,22 @@ class FacePatch(BaseModel):
 
 
 @router.post("/collections", status_code=201, summary="Create a gallery or a blacklist")
-def create_collection(
+async def create_collection(
     body: CollectionIn,
     rt: RuntimeDep,
-    store: StoreDep,
     request_id: RequestIdDep,
     caller: WriterDep,
 ) -> dict[str, Any]:
     """Answers with the collection's `id`; its embedding model is pinned now."""
-    out = col.create_collection(rt, caller.company_id, body.name, body.kind, body.description)
+    out = await rt.run_io(
+        col.create_collection, rt, caller.company_id, body.name, body.kind, body.description
+    )
     return render_result(request_id, out)
 
 
 @router.get("/collections", summary="The caller's collections")
-def list_collections(
-    store: StoreDep,
+async def list_collections(
+    rt: RuntimeDep,
     request_id: RequestIdDep,
     caller: CallerDep,
     limit: Limit = 50,
@@ -88,29 +89,37 @@ def list_collections(
 ) -> dict[str, Any]:
     """Paginated with `next_cursor`."""
     return render_result(
-        request_id, col.list_collections(store, caller.company_id, limit, cursor, kind)
+        request_id,
+        await rt.run_io(col.list_collections, rt.store, caller.company_id, limit, cursor, kind),
     )
 
 
 @router.get("/collections/{collection_id}", summary="One collection")
-def get_collection(
-    collection_id: str, store: StoreDep, request_id: RequestIdDep, caller: CallerDep
+async def get_collection(
+    collection_id: str, rt: RuntimeDep, request_id: RequestIdDep, caller: CallerDep
 ) -> dict[str, Any]:
     """With its subject and face counts."""
-    return render_result(request_id, col.get_collection(store, caller.company_id, collection_id))
+    return render_result(
+        request_id, await rt.run_io(col.get_collection, rt.store, caller.company_id, collection_id)
+    )
 
 
 @router.patch("/collections/{collection_id}", summary="Rename a collection")
-def patch_collection(
+async def patch_collection(
     collection_id: str,
     body: CollectionPatch,
-    store: StoreDep,
+    rt: RuntimeDep,
     request_id: RequestIdDep,
     caller: WriterDep,
 ) -> dict[str, Any]:
     """Change the name or the description."""
-    out = col.update_collection(
-        store, caller.company_id, collection_id, body.name, body.description
+    out = await rt.run_io(
+        col.update_collection,
+        rt.store,
+        caller.company_id,
+        collection_id,
+        body.name,
+        body.description,
     )
     return render_result(request_id, out)
 
@@ -120,23 +129,23 @@ def patch_collection(
     status_code=204,
     summary="Delete a collection with everything in it",
 )
-def delete_collection(collection_id: str, store: StoreDep, caller: WriterDep) -> Response:
+async def delete_collection(collection_id: str, rt: RuntimeDep, caller: WriterDep) -> Response:
     """Subjects, faces, vectors and crops are deleted for real."""
-    col.delete_collection(store, caller.company_id, collection_id)
+    await rt.run_io(col.delete_collection, rt.store, caller.company_id, collection_id)
     return Response(status_code=204)
 
 
 @router.post("/collections/{collection_id}/subjects", status_code=201, summary="Add a subject")
-def create_subject(
+async def create_subject(
     collection_id: str,
     body: SubjectIn,
     rt: RuntimeDep,
-    store: StoreDep,
     request_id: RequestIdDep,
     caller: WriterDep,
 ) -> dict[str, Any]:
     """Answers with the subject's `id`; names are unique within a collection."""
-    out = col.create_subject(
+    out = await rt.run_io(
+        col.create_subject,
         rt,
         caller.company_id,
         collection_id,
@@ -148,9 +157,9 @@ def create_subject(
 
 
 @router.get("/collections/{collection_id}/subjects", summary="A collection's subjects")
-def list_subjects(
+async def list_subjects(
     collection_id: str,
-    store: StoreDep,
+    rt: RuntimeDep,
     caller: CallerDep,
     request_id: RequestIdDep,
     limit: Limit = 50,
@@ -158,36 +167,42 @@ def list_subjects(
 ) -> dict[str, Any]:
     """Paginated with `next_cursor`."""
     return render_result(
-        request_id, col.list_subjects(store, caller.company_id, collection_id, limit, cursor)
+        request_id,
+        await rt.run_io(
+            col.list_subjects, rt.store, caller.company_id, collection_id, limit, cursor
+        ),
     )
 
 
 @router.get("/collections/{collection_id}/subjects/{subject_id}", summary="One subject")
-def get_subject(
+async def get_subject(
     collection_id: str,
     subject_id: str,
-    store: StoreDep,
+    rt: RuntimeDep,
     request_id: RequestIdDep,
     caller: CallerDep,
 ) -> dict[str, Any]:
     """With its face count."""
     return render_result(
-        request_id, col.get_subject(store, caller.company_id, collection_id, subject_id)
+        request_id,
+        await rt.run_io(col.get_subject, rt.store, caller.company_id, collection_id, subject_id),
     )
 
 
 @router.patch("/collections/{collection_id}/subjects/{subject_id}", summary="Change a subject")
-def patch_subject(
+async def patch_subject(
     collection_id: str,
     subject_id: str,
     body: SubjectPatch,
-    store: StoreDep,
+    rt: RuntimeDep,
     request_id: RequestIdDep,
     caller: WriterDep,
 ) -> dict[str, Any]:
     """Rename, or change the external id or metadata."""
     changes = body.model_dump(exclude_unset=True)
-    out = col.update_subject(store, caller.company_id, collection_id, subject_id, changes)
+    out = await rt.run_io(
+        col.update_subject, rt.store, caller.company_id, collection_id, subject_id, changes
+    )
     return render_result(request_id, out)
 
 
@@ -196,11 +211,11 @@ def patch_subject(
     status_code=204,
     summary="Delete a subject and its faces",
 )
-def delete_subject(
-    collection_id: str, subject_id: str, store: StoreDep, caller: WriterDep
+async def delete_subject(
+    collection_id: str, subject_id: str, rt: RuntimeDep, caller: WriterDep
 ) -> Response:
     """Its faces, vectors and crops are deleted for real."""
-    col.delete_subject(store, caller.company_id, collection_id, subject_id)
+    await rt.run_io(col.delete_subject, rt.store, caller.company_id, collection_id, subject_id)
     return Response(status_code=204)
 
 
@@ -231,59 +246,63 @@ async def enroll(
 
 
 @router.get("/collections/{collection_id}/subjects/{subject_id}/faces", summary="A subject's faces")
-def list_faces(
+async def list_faces(
     collection_id: str,
     subject_id: str,
-    store: StoreDep,
+    rt: RuntimeDep,
     caller: CallerDep,
     request_id: RequestIdDep,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> dict[str, Any]:
     """Tokens, boxes and quality (never embeddings)."""
-    out = col.list_faces(store, caller.company_id, collection_id, subject_id, limit, cursor)
+    out = await rt.run_io(
+        col.list_faces, rt.store, caller.company_id, collection_id, subject_id, limit, cursor
+    )
     return render_result(request_id, out)
 
 
 @router.get("/collections/{collection_id}/faces/{face_token}", summary="One face")
-def get_face(
+async def get_face(
     collection_id: str,
     face_token: str,
-    store: StoreDep,
+    rt: RuntimeDep,
     request_id: RequestIdDep,
     caller: CallerDep,
 ) -> dict[str, Any]:
     """Its subject, box and quality."""
     return render_result(
-        request_id, col.get_face(store, caller.company_id, collection_id, face_token)
+        request_id,
+        await rt.run_io(col.get_face, rt.store, caller.company_id, collection_id, face_token),
     )
 
 
 @router.patch(
     "/collections/{collection_id}/faces/{face_token}", summary="Move a face to another subject"
 )
-def move_face(
+async def move_face(
     collection_id: str,
     face_token: str,
     body: FacePatch,
     rt: RuntimeDep,
-    store: StoreDep,
     request_id: RequestIdDep,
     caller: WriterDep,
 ) -> dict[str, Any]:
     """The subject must be in the same collection."""
-    out = col.move_face(rt, caller.company_id, collection_id, face_token, body.subject_id)
+    out = await rt.run_io(
+        col.move_face, rt, caller.company_id, collection_id, face_token, body.subject_id
+    )
     return render_result(request_id, out)
 
 
 @router.delete(
     "/collections/{collection_id}/faces/{face_token}", status_code=204, summary="Delete a face"
 )
-def delete_face(
-    collection_id: str, face_token: str, store: StoreDep, caller: WriterDep
+async def delete_face(
+    collection_id: str, face_token: str, rt: RuntimeDep, caller: WriterDep
 ) -> Response:
     """Its vector and crop are deleted for real."""
-    col.delete_face(store, caller.company_id, collection_id, face_token)
+    await rt.run_io(col.delete_face, rt.store, caller.company_id, collection_id, face_token)
     return Response(status_code=204)
 
 
