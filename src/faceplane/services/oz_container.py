@@ -1,4 +1,5 @@
-"""Oz data containers: a signed zip of payload.json and media, and the session tokens that sign it.
+"""Oz uploads: the payload of a folder upload, and data containers (a signed zip of
+payload.json and media) with the session tokens that sign them.
 
 A container is a zip holding ``payload.json``, the media files and ``signature``: the hex
 HMAC-SHA256 of the exact bytes of payload.json, keyed with a session token from
@@ -20,7 +21,21 @@ import zipfile
 from typing import Any
 
 from faceplane.errors import Err, FaceplaneError
-from faceplane.services.oz_folders import MAX_MEDIA, Upload, read_payload
+from faceplane.runtime import Runtime
+from faceplane.services.sessions import MAX_MEDIA, Session, Upload, check_tags, create_session
+
+
+def read_payload(payload: Any) -> tuple[dict[str, list[str]], dict[str, Any]]:
+    """The `media:tags` and `folder:meta_data` of an Oz upload payload (a folder upload's
+    `payload` field, or a container's payload.json)."""
+    if not isinstance(payload, dict):
+        raise FaceplaneError(Err.INVALID_TYPE, "`payload` must be a JSON object.", field="payload")
+    tags, meta = payload.get("media:tags") or {}, payload.get("folder:meta_data") or {}
+    if not isinstance(tags, dict) or not isinstance(meta, dict):
+        raise FaceplaneError(
+            Err.INVALID_TYPE, "`media:tags` and `folder:meta_data` must be JSON objects."
+        )
+    return {key: check_tags(value, f"media:tags.{key}") for key, value in tags.items()}, meta
 
 
 def _session_mac(secret: bytes, company_id: str, expires: int, nonce: str) -> str:
@@ -73,8 +88,9 @@ def _unzip(data: bytes, max_bytes: int) -> dict[str, bytes]:
 
 def unpack_container(
     data: bytes, company_id: str, secret: bytes, max_bytes: int
-) -> tuple[list[Upload], dict[str, list[str]], dict[str, Any]]:
-    """Unzip and verify a container: payload.json, media, the session token, signature, hashes."""
+) -> tuple[list[Upload], dict[str, Any]]:
+    """Unzip and verify a container (payload.json, media, session token, signature, hashes);
+    return its media and its payload."""
     if not data:
         raise FaceplaneError(Err.CONTAINER_MISSING, "No data container provided.")
     files = _unzip(data, max_bytes)
@@ -100,6 +116,30 @@ def unpack_container(
         expected = str(hashes.get(name, "")).lower().encode()
         if not hmac.compare_digest(hashlib.sha256(content).hexdigest().encode(), expected):
             raise FaceplaneError(Err.CONTAINER_SIGNATURE_INVALID, "Invalid hash.", media=name)
-    tags, meta = read_payload(payload)
     uploads = [Upload(name, name.rsplit("/", 1)[-1], content) for name, content in files.items()]
-    return uploads, tags, meta
+    return uploads, payload
+
+
+def create_folder(
+    rt: Runtime, company_id: str, creator: str, uploads: list[Upload], payload: Any
+) -> Session:
+    """A session (an Oz folder) of uploaded media, tagged and described by an Oz payload."""
+    tags, meta = read_payload(payload)
+    unknown = sorted(set(tags) - {u.key for u in uploads})
+    if unknown:
+        raise FaceplaneError(
+            Err.INVALID_ARGUMENT,
+            "`media:tags` names files that were not sent.",
+            field="media:tags",
+            media=unknown,
+        )
+    return create_session(rt, company_id, creator, uploads, tags, meta)
+
+
+def create_folder_from_container(
+    rt: Runtime, company_id: str, creator: str, data: bytes
+) -> Session:
+    """A session (an Oz folder) of the media of a verified data container."""
+    max_bytes = rt.limits.max_bytes * MAX_MEDIA
+    uploads, payload = unpack_container(data, company_id, rt.store.secret, max_bytes)
+    return create_folder(rt, company_id, creator, uploads, payload)

@@ -244,6 +244,71 @@ audit_log = Table(
 )
 Index("ix_audit_company_at", audit_log.c.company_id, audit_log.c.at)
 
+# ---- analysis sessions (Oz folders; liveness sessions) ---------------------------------------
+# A session holds media and the analyses run on them (services/sessions.py). An analysis is a
+# task: its state and verdict are read from the task row, never stored twice here.
+
+analysis_sessions = Table(
+    "analysis_sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("company_id", String(64), nullable=False),
+    Column("creator", String(200), nullable=False),  # user:<id> | app:<id> | cli
+    Column("tags_json", Text, nullable=False, default="[]"),
+    Column("metadata_json", Text, nullable=False, default="{}"),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+Index(
+    "ix_analysis_sessions_company_created",
+    analysis_sessions.c.company_id,
+    analysis_sessions.c.created_at,
+)
+
+session_media = Table(
+    "session_media",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column(
+        "session_id",
+        String(64),
+        ForeignKey("analysis_sessions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("company_id", String(64), nullable=False),
+    Column("position", Integer, nullable=False),  # upload order within the session
+    Column("kind", String(16), nullable=False),  # photo | video
+    Column("tags_json", Text, nullable=False, default="[]"),  # e.g. ["photo_selfie"]
+    Column("metadata_json", Text, nullable=False, default="{}"),
+    Column("blob_key", String(300), nullable=False),
+    Column("original_name", String(255), nullable=False),
+    Column("size_bytes", Integer, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+Index("ix_session_media_session", session_media.c.session_id, session_media.c.position)
+
+session_analyses = Table(
+    "session_analyses",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column(
+        "session_id",
+        String(64),
+        ForeignKey("analysis_sessions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("company_id", String(64), nullable=False),
+    Column("type", String(32), nullable=False),  # BIOMETRY | COLLECTION | QUALITY | ...
+    Column("task_id", String(64), nullable=False),
+    # The media it runs on, in the order of the task's inputs ({input name: media id}).
+    Column("inputs_json", Text, nullable=False, default="{}"),
+    Column("params_json", Text, nullable=False, default="{}"),
+    Column("created_at", Float, nullable=False),
+)
+Index("ix_session_analyses_session", session_analyses.c.session_id, session_analyses.c.created_at)
+Index("ix_session_analyses_task", session_analyses.c.task_id)
+
 # Ordered migrations after the initial schema; each takes a connection inside a transaction.
 MIGRATIONS: list[Callable[[Connection], None]] = []
 SCHEMA_VERSION = 1 + len(MIGRATIONS)

@@ -10,13 +10,23 @@ contents. The spellings below are Oz's public "Statuses in API" page:
 ``analyse.state`` is PROCESSING | FAILED | FINISHED; ``analyse.resolution_status`` is
 SUCCESS | DECLINED | OPERATOR_REQUIRED once finished, and inherits PROCESSING | FAILED from
 the state before that.
+
+Folders, media and analyses are rendered from the analysis sessions service
+(faceplane.services.sessions): an Oz folder is a session, so "session" in an error becomes
+"folder" and a `session_id` detail a `folder_id`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+import time
+from typing import TYPE_CHECKING, Any, Literal
 
-from faceplane.errors import FaceplaneError
+from faceplane.errors import Err, FaceplaneError
+
+if TYPE_CHECKING:  # the renderer only reads these records; it needs none of their machinery
+    from faceplane.services.logins import Login
+    from faceplane.services.sessions import Analysis, Media, Session
 
 __all__ = [
     "RESOLUTIONS",
@@ -24,7 +34,11 @@ __all__ = [
     "AnalysisState",
     "Resolution",
     "analysis_state",
+    "render_analysis",
     "render_error",
+    "render_folder",
+    "render_login",
+    "render_media",
     "resolution",
 ]
 
@@ -44,11 +58,25 @@ _STATE: dict[str, AnalysisState] = {
 }
 
 
+_SESSION = re.compile(r"\bsession(s?)\b")
+_DETAIL_NAMES = {"session_id": "folder_id"}
+
+
+def _oz_words(message: str) -> str:
+    """A message in Oz's words: a session is a folder (`session_token` and "Session Token",
+    Oz's own terms, are left alone)."""
+    return _SESSION.sub(r"folder\1", message)
+
+
 def render_error(exc: FaceplaneError) -> tuple[int, dict[str, Any]]:
     """Return (HTTP status, body) for an error in the Oz dialect."""
-    # The seed's sample shows "details": null when there is nothing to add.
-    details = dict(exc.details) or None
-    body = {"error_code": exc.err.oz, "error_message": exc.message, "details": details}
+    details = {_DETAIL_NAMES.get(k, k): v for k, v in exc.details.items()}
+    body = {
+        "error_code": exc.err.oz,
+        "error_message": _oz_words(exc.message),
+        # The seed's sample shows "details": null when there is nothing to add.
+        "details": details or None,
+    }
     return exc.err.http, body
 
 
@@ -75,3 +103,119 @@ def resolution(
     if passed is None:
         raise ValueError("a finished analysis needs a verdict (passed=True or False)")
     return "SUCCESS" if passed else "DECLINED"
+
+
+def render_login(login: Login) -> dict[str, Any]:
+    """Oz's answer to a login or a renewal: the token pair, its expiry and the user."""
+    user = login.user
+    return {
+        "access_token": login.tokens["access_token"],
+        # Oz's expire_token is what renews the pair (POST /authorize/refresh/): ours is the
+        # refresh token.
+        "expire_token": login.tokens["refresh_token"],
+        "expire_date": round(time.time() + login.tokens["expires_in"], 3),
+        "user": {
+            "user_id": user["id"],
+            "email": user["email"],
+            "company_id": user["company_id"],
+            "user_type": user["role"].upper(),
+            "is_admin": user["role"] == "admin",
+            "is_service": False,
+        },
+    }
+
+
+def render_media(media: Media) -> dict[str, Any]:
+    """A media in Oz's shape (photos only: IMAGE_FOLDER)."""
+    return {
+        "media_id": media.id,
+        "folder_id": media.session_id,
+        "media_type": "IMAGE_FOLDER",
+        "original_name": media.original_name,
+        "original_url": media.url,
+        "tags": media.tags,
+        "time_created": round(media.created_at, 3),
+        "time_updated": round(media.created_at, 3),
+        "meta_data": media.metadata,
+        "technical_meta_data": {"size_bytes": media.size_bytes, "sha256": media.sha256},
+    }
+
+
+def _verdict(kind: str, result: dict[str, Any]) -> tuple[bool, dict[str, Any], dict[str, Any]]:
+    """(passed, results_data, Faceplane's own measures) of a finished analysis."""
+    if kind == "BIOMETRY":
+        sim = result["similarity"]
+        measures = {"threshold": result["threshold"], "model": result["model"]}
+        return bool(result["match"]), {"max_confidence": sim, "min_confidence": sim}, measures
+    persons = [
+        {
+            "collection_id": m["collection_id"],
+            "collection_name": m["collection_name"],
+            "person_id": m["subject_id"],
+            "person_name": m["subject_name"],
+            "confidence": m["similarity"],
+        }
+        for m in result["matches"]
+    ]
+    best = persons[0]["confidence"] if persons else None
+    measures = {k: result[k] for k in ("threshold", "far", "blacklists")}
+    return not result["hit"], {"max_confidence": best, "persons": persons}, measures
+
+
+def render_analysis(analysis: Analysis) -> dict[str, Any]:
+    """An analysis in Oz's shape; a failed one adds `error_code` and `error_message`."""
+    passed: bool | None = None
+    data: dict[str, Any] | None = None
+    measures: dict[str, Any] = {}
+    if analysis.status == "succeeded" and analysis.result is not None:
+        passed, data, measures = _verdict(analysis.type, analysis.result)
+    if analysis.webhook_secret:
+        measures["webhook_secret"] = analysis.webhook_secret
+    out: dict[str, Any] = {
+        # Oz's pages spell the id both ways (analyse_id, analysis_id): both are given.
+        "analyse_id": analysis.id,
+        "analysis_id": analysis.id,
+        "folder_id": analysis.session_id,
+        "type": analysis.type,
+        "state": analysis_state(analysis.status),
+        "resolution_status": resolution(analysis.status, passed),
+        "results_data": data,
+        "results_media": [],
+        "source_media": [render_media(m) for m in analysis.source_media],
+        "time_created": round(analysis.created_at, 3),
+        "time_updated": round(analysis.updated_at, 3),
+        "technical_meta_data": measures,
+    }
+    if analysis.error is not None:
+        err = Err.__members__.get(analysis.error.get("code", ""), Err.INTERNAL)
+        out["error_code"] = err.oz
+        out["error_message"] = _oz_words(analysis.error.get("message") or err.message)
+    return out
+
+
+def _folder_status(analyses: list[dict[str, Any]]) -> str:
+    """Oz's folder.resolution_status: INITIAL without analyses, else the worst of them."""
+    if not analyses:
+        return "INITIAL"
+    states = {a["resolution_status"] for a in analyses}
+    for status in ("PROCESSING", "FAILED", "DECLINED", "OPERATOR_REQUIRED"):
+        if status in states:
+            return status
+    return "SUCCESS"
+
+
+def render_folder(session: Session) -> dict[str, Any]:
+    """A folder in Oz's shape, with its media and analyses."""
+    analyses = [render_analysis(a) for a in session.analyses]
+    created = round(session.created_at, 3)
+    return {
+        "folder_id": session.id,
+        "company_id": session.company_id,
+        "time_created": created,
+        "time_updated": max([round(session.updated_at, 3), *(a["time_updated"] for a in analyses)]),
+        "meta_data": session.metadata,
+        "technical_meta_data": {},
+        "resolution_status": _folder_status(analyses),
+        "media": [render_media(m) for m in session.media],
+        "analyses": analyses,
+    }
