@@ -343,7 +343,8 @@ def authenticate_signature(
             skew_s=round(now - ts, 1),
         )
     key = unseal(store.secret, row["key_sealed"])
-    if not hmac.compare_digest(sign(key, message), signature.lower()):
+    # Bytes, not str: compare_digest raises TypeError on a non-ASCII str (any header text).
+    if not hmac.compare_digest(sign(key, message).encode(), signature.lower().encode()):
         raise FaceplaneError(Err.SIGNATURE_INVALID, "Invalid SIGN_DATA parameter.")
     try:
         with write_tx(store.db) as conn:

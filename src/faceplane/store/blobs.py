@@ -72,7 +72,8 @@ def blob_url(secret: bytes, key: str, company_id: str, ttl_s: int, base: str = "
 def verify_blob(secret: bytes, key: str, company_id: str, expires: int, sig: str) -> None:
     """Raise unless the signature is right and unexpired (constant-time comparison)."""
     good = sign_blob(secret, key, company_id, expires)
-    if not hmac.compare_digest(good, sig):
+    # Bytes, not str: compare_digest raises TypeError on a non-ASCII str (any query text).
+    if not hmac.compare_digest(good.encode(), sig.encode()):
         raise FaceplaneError(Err.SIGNATURE_INVALID, "The blob URL signature is invalid.")
     if expires < time.time():
         raise FaceplaneError(Err.RESOURCE_EXPIRED, "The blob URL has expired.")

@@ -520,6 +520,21 @@ def test_a_signature_for_an_unknown_app_is_app_not_found(store: Store) -> None:
     assert err is Err.APP_NOT_FOUND
 
 
+@pytest.mark.parametrize("sig", ["é" * 64, "\u2603", ""], ids=["latin-1", "snowman", "empty"])
+def test_a_signature_that_is_not_hex_text_is_invalid_not_a_crash(
+    store: Store, company: dict[str, Any], sig: str
+) -> None:
+    # Headers arrive as latin-1 text: a signature may hold any character at all.
+    app, key = accounts.create_app(store, company["id"], "web", rate_limit=60)
+    _, message, nonce, ts = signed(key)
+    err = code_of(
+        lambda: accounts.authenticate_signature(
+            store, app["app_id"], sig, message, nonce, ts, SKEW_S
+        )
+    )
+    assert err is Err.SIGNATURE_INVALID
+
+
 # ---- first run -----------------------------------------------------------------------------
 
 
