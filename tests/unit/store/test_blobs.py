@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -47,6 +48,33 @@ def test_putting_a_key_again_replaces_the_blob(blobs: LocalBlobs) -> None:
     blobs.put(KEY, b"first")
     blobs.put(KEY, b"second")
     assert blobs.get(KEY) == b"second"
+
+
+def test_concurrent_puts_of_one_key_all_succeed_and_leave_one_whole_blob(
+    blobs: LocalBlobs,
+) -> None:
+    # A task retried while its first run still writes puts the same result key twice.
+    writers, rounds = 6, 20
+    start = threading.Barrier(writers)
+    errors: list[BaseException] = []
+
+    def write(n: int) -> None:
+        start.wait()
+        for _ in range(rounds):
+            try:
+                blobs.put(KEY, bytes([n]) * 200_000)
+            except BaseException as exc:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    data = blobs.get(KEY)
+    assert len(data) == 200_000 and len(set(data)) == 1  # one writer's bytes, not a mix
+    assert not list(blobs.root.rglob("*.part"))
 
 
 def test_a_missing_blob_is_resource_not_found(blobs: LocalBlobs) -> None:
