@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import math
 import os
 import secrets
 import time
@@ -330,6 +331,8 @@ def authenticate_signature(
     _check_app_usable(row)
     try:
         ts = float(timestamp)
+        if not math.isfinite(ts):  # "nan" would pass every freshness comparison below
+            raise ValueError(timestamp)
     except ValueError:
         raise FaceplaneError(Err.SIGNATURE_INVALID, "The timestamp is not a number.") from None
     now = time.time()
@@ -340,7 +343,8 @@ def authenticate_signature(
             skew_s=round(now - ts, 1),
         )
     key = unseal(store.secret, row["key_sealed"])
-    if not hmac.compare_digest(sign(key, message), signature.lower()):
+    # Bytes, not str: compare_digest raises TypeError on a non-ASCII str (any header text).
+    if not hmac.compare_digest(sign(key, message).encode(), signature.lower().encode()):
         raise FaceplaneError(Err.SIGNATURE_INVALID, "Invalid SIGN_DATA parameter.")
     try:
         with write_tx(store.db) as conn:
@@ -423,7 +427,14 @@ def refresh_tokens(
     """A new token pair for a valid refresh token, which is spent."""
     row = _token_row(store, refresh_token, "refresh")
     with write_tx(store.db) as conn:
-        conn.execute(update(tokens).where(tokens.c.hash == row["hash"]).values(revoked=True))
+        # Spend it only if still unspent: of concurrent refreshes with one token, one wins.
+        spent = conn.execute(
+            update(tokens)
+            .where(and_(tokens.c.hash == row["hash"], tokens.c.revoked.is_(False)))
+            .values(revoked=True)
+        ).rowcount
+    if spent != 1:
+        raise FaceplaneError(Err.AUTH_INVALID, "The token is not valid.")
     return _issue(store, row["user_id"], access_ttl_s, refresh_ttl_s)
 
 
@@ -462,7 +473,12 @@ def bootstrap(store: Store, rate_limit: int) -> dict[str, str] | None:
     with store.db.connect() as conn:
         if conn.execute(select(companies.c.id).limit(1)).first() is not None:
             return None
-    company = create_company(store, "default")
+    try:
+        company = create_company(store, "default")
+    except FaceplaneError as exc:
+        if exc.err is not Err.RESOURCE_EXISTS:
+            raise
+        return None  # another process starting at the same time bootstrapped it
     password = secrets.token_urlsafe(15)
     admin = create_user(store, company["id"], "admin@localhost", password, "admin")
     app, key = create_app(store, company["id"], "default", rate_limit, user_id=admin["id"])

@@ -26,8 +26,9 @@ def b64decode_checked(field: str, text: str, rt: Runtime) -> bytes:
     """Decode base64 (or a data: URL) after checking the size it will have."""
     if text.startswith("data:") and "," in text:
         text = text.split(",", 1)[1]  # data URLs: drop the "data:image/png;base64," prefix
-    # Base64 is 4/3 of the bytes: refuse an oversized string before decoding it.
-    check_size(len(text) * 3 // 4, rt.limits)
+    # Base64 is 4/3 of the bytes: refuse an oversized string before decoding it. Padding
+    # carries no bytes; counting it would refuse a file that fits as an upload.
+    check_size(len(text.rstrip("=")) * 3 // 4, rt.limits)
     try:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
@@ -38,17 +39,18 @@ def b64decode_checked(field: str, text: str, rt: Runtime) -> bytes:
 
 def load_image(rt: Runtime, source: ImageSource) -> DecodedImage:
     """Fetch or decode the bytes of `source` and decode them into an image."""
-    if source.data is not None:
-        data = source.data
-    elif source.base64 is not None:
-        data = b64decode_checked(source.field, source.base64, rt)
-    elif source.url is not None:
-        data = fetch_url(source.url, rt.fetch)
-    else:
-        raise FaceplaneError(
-            Err.MISSING_ARGUMENT, f"No image was given in `{source.field}`.", field=source.field
-        )
+    # Every failure names the field (which of two images was too large or unreachable).
     try:
+        if source.data is not None:
+            data = source.data
+        elif source.base64 is not None:
+            data = b64decode_checked(source.field, source.base64, rt)
+        elif source.url is not None:
+            data = fetch_url(source.url, rt.fetch)
+        else:
+            raise FaceplaneError(
+                Err.MISSING_ARGUMENT, f"No image was given in `{source.field}`.", field=source.field
+            )
         return decode_image(data, rt.limits)
     except FaceplaneError as exc:
         exc.details.setdefault("field", source.field)

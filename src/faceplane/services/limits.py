@@ -74,7 +74,7 @@ _CAPPED_ADD = """
 local v = tonumber(redis.call('GET', KEYS[1]) or '0')
 local amount = tonumber(ARGV[1])
 local cap = tonumber(ARGV[3])
-if cap >= 0 and v + amount > cap then return -1 end
+if cap >= 0 and v + amount > cap then return false end
 v = redis.call('INCRBY', KEYS[1], amount)
 if v == amount then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return v
@@ -92,13 +92,12 @@ class RedisCounters:
 
     def add(self, key: str, amount: int, ttl_s: float, cap: int | None = None) -> int | None:
         """A Lua script makes the check and the increment one atomic step."""
-        value = int(
-            self._script(
-                keys=["faceplane:" + key],
-                args=[amount, int(ttl_s * 1000), -1 if cap is None else cap],
-            )
+        # A refusal is Lua's false (None here), not a number: counters may go below zero.
+        value = self._script(
+            keys=["faceplane:" + key],
+            args=[amount, int(ttl_s * 1000), -1 if cap is None else cap],
         )
-        return None if value < 0 else value
+        return None if value is None else int(value)
 
     def purge(self) -> None:
         """Nothing to do: Redis expires the keys itself."""

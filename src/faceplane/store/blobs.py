@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import mimetypes
 import os
+import secrets
 import shutil
 import time
 from pathlib import Path
@@ -30,7 +31,8 @@ class LocalBlobs:
         """Store `data` under `key` atomically; return the key."""
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".part")
+        # A temporary name of its own per writer: two puts of one key must not share it.
+        tmp = path.with_name(f"{path.name}.{secrets.token_hex(8)}.part")
         tmp.write_bytes(data)
         os.replace(tmp, path)
         return key
@@ -72,7 +74,8 @@ def blob_url(secret: bytes, key: str, company_id: str, ttl_s: int, base: str = "
 def verify_blob(secret: bytes, key: str, company_id: str, expires: int, sig: str) -> None:
     """Raise unless the signature is right and unexpired (constant-time comparison)."""
     good = sign_blob(secret, key, company_id, expires)
-    if not hmac.compare_digest(good, sig):
+    # Bytes, not str: compare_digest raises TypeError on a non-ASCII str (any query text).
+    if not hmac.compare_digest(good.encode(), sig.encode()):
         raise FaceplaneError(Err.SIGNATURE_INVALID, "The blob URL signature is invalid.")
     if expires < time.time():
         raise FaceplaneError(Err.RESOURCE_EXPIRED, "The blob URL has expired.")
