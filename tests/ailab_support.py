@@ -55,6 +55,7 @@ SEED = {
     "ERROR_USER_NOT_FOUND": (404, "User not found.", "ERROR_USER_NOT_FOUND"),
     "ERROR_FACE_TOKEN_NOT_FOUND": (404, "Face token not found.", "ERROR_FACE_TOKEN_NOT_FOUND"),
     "ERROR_RESOURCE_NOT_FOUND": (404, "Resource not found.", "ERROR_RESOURCE_NOT_FOUND"),
+    "ERROR_RESOURCE_RECLAIMED": (410, "Resource has been reclaimed.", "ERROR_RESOURCE_RECLAIMED"),
     "ERROR_TASK_REVOKED": (409, "Task has already been revoked.", "ERROR_TASK_REVOKED"),
     "ERROR_TASK_REVOCATION_FAILED": (
         400,

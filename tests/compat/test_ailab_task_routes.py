@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
+from sqlalchemy import update
 
 from ailab_support import (
     ANALYZER,
@@ -24,6 +25,7 @@ from ailab_support import (
     ok,
 )
 from faceplane.settings import Settings
+from faceplane.store.db import tasks, write_tx
 from support import authed_client
 
 
@@ -183,3 +185,27 @@ def test_queued_task_is_revoked_once(idle: TestClient, astronaut: bytes) -> None
     assert ok(idle.post(REVOKE, data={"task_id": task_id}))["status"] == "canceled"
     failed(idle.delete(REVOKE, params={"task_id": task_id}), "ERROR_TASK_REVOKED")
     failed(idle.get(QUERY, params={"task_id": task_id}), "ERROR_TASK_REVOKED")
+
+
+def test_a_long_poll_that_times_out_answers_the_queued_task(
+    idle: TestClient, astronaut: bytes
+) -> None:
+    task_id = ok(
+        idle.post(SUBMIT, data={"operation": "detect"}, files={"image": ("a", astronaut)})
+    )["task_id"]
+    waited = ok(idle.get(QUERY, params={"task_id": task_id, "wait_s": 0.3}))
+    assert waited["task_id"] == task_id and waited["task_status"] == 0
+
+
+@pytest.mark.parametrize("wait_s", [0, 0.3])
+def test_an_expired_task_answers_resource_reclaimed(
+    idle: TestClient, astronaut: bytes, wait_s: float
+) -> None:
+    task_id = ok(
+        idle.post(SUBMIT, data={"operation": "detect"}, files={"image": ("a", astronaut)})
+    )["task_id"]
+    store = idle.app.state.rt.store  # type: ignore[attr-defined]
+    with write_tx(store.db) as conn:  # what expiry leaves: the row, its inputs gone
+        conn.execute(update(tasks).where(tasks.c.id == task_id).values(purged=True))
+    answer = idle.get(QUERY, params={"task_id": task_id, "wait_s": wait_s})
+    failed(answer, "ERROR_RESOURCE_RECLAIMED")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from faceplane.api.deps import RequestIdDep, get_runtime
+from faceplane.api.deps import RequestIdDep, RuntimeDep
 from faceplane.api.inputs import parse_body
 from faceplane.compat.ailab import faceset, tasks
 from faceplane.compat.ailab import render as ailab
@@ -33,6 +33,7 @@ router.include_router(tasks.router)
 @router.post("/api/portrait/analysis/face-analyzer", summary="Detect and analyse faces")
 async def face_analyzer(
     request: Request,
+    rt: RuntimeDep,
     request_id: RequestIdDep,
     caller: AilabCallerDep,
 ) -> JSONResponse:
@@ -41,13 +42,14 @@ async def face_analyzer(
     body = await parse_body(request, ("image",))
     options = operation_options("detect", body.values)
     images = {"image": body.image("image")}
-    out = await run_billed(get_runtime(request), caller, "detect", images, options)
+    out = await run_billed(rt, caller, "detect", images, options)
     return ailab.reply(request_id, {"data": ailab.analyzer_data(out)})
 
 
 @router.post("/api/portrait/analysis/face-compare", summary="Compare two faces 1:1")
 async def face_compare(
     request: Request,
+    rt: RuntimeDep,
     request_id: RequestIdDep,
     caller: AilabCallerDep,
 ) -> JSONResponse:
@@ -56,7 +58,7 @@ async def face_compare(
     images = compare_images(body)
     options = operation_options("compare", body.values)
     try:
-        out = await run_billed(get_runtime(request), caller, "compare", images, options)
+        out = await run_billed(rt, caller, "compare", images, options)
     except FaceplaneError as exc:
         raise ailab.in_ailab_fields(exc) from None
     return ailab.reply(request_id, {"data": ailab.compare_data(out)})
