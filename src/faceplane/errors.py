@@ -86,8 +86,12 @@ class Err(Enum):
         (_ERR, -3), "ERROR_AI_NOT_EXISTS", "NOT_FOUND", 10)
     METHOD_NOT_ALLOWED = _E(405, "This HTTP method is not allowed on this route.",
         (_ERR, -3), "ERROR_ILLEGAL_OPERATION", "NOT_FOUND", 1)
+    # AILab has no 501: "AI does not exist or has been deactivated" is its word for a capability
+    # this server does not offer. Faceplane never stores whole photos, so a request for image
+    # storage is one such capability too: NOT_IMPLEMENTED is the home of that code.
     NOT_IMPLEMENTED = _E(501, "This operation is not implemented by this server.",
-        (_ERR, -3), "ERROR_IMAGE_STORAGE_NOT_SUPPORTED", "NOT_FOUND", 2)
+        (_ERR, -3), "ERROR_AI_NOT_EXISTS", "NOT_FOUND", 2,
+        also=("ailab:ERROR_IMAGE_STORAGE_NOT_SUPPORTED",))
     RESPONSE_FORMAT_UNSUPPORTED = _E(406, "The requested response format is not supported.",
         (_ERR, -3), "ERROR_UNSUPPORTED_RESPONSE_FORMAT", "INVALID_ARGUMENT", 4,
         also=("ailab:ERROR_INVALID_RESPONSE_FORMAT",))

@@ -423,3 +423,41 @@ def check_subject_room(rt: Runtime, conn: Connection, subject_id: str) -> None:
         raise FaceplaneError(
             Err.FACE_LIMIT_EXCEEDED, f"A subject holds at most {limit} faces.", limit=limit
         )
+
+
+# ---- lookups by name (vendor dialects whose clients name their own groups and users) -------
+
+
+def find_collection_by_name(rt: Runtime, company_id: str, name: str) -> dict[str, Any]:
+    """The company's collection called `name` (its row), or COLLECTION_NOT_FOUND."""
+    query = select(collections).where(
+        and_(collections.c.company_id == company_id, collections.c.name == name)
+    )
+    with rt.store.db.connect() as conn:
+        return _one(
+            conn,
+            query,
+            Err.COLLECTION_NOT_FOUND,
+            f"There is no collection named {name!r}.",
+            name=name,
+        )
+
+
+def find_subject_by_name(
+    rt: Runtime, company_id: str, collection_name: str, name: str
+) -> dict[str, Any]:
+    """The subject called `name` (its row) in the company's collection `collection_name`, or
+    COLLECTION_NOT_FOUND / SUBJECT_NOT_FOUND for whichever is missing."""
+    collection = find_collection_by_name(rt, company_id, collection_name)
+    query = select(subjects).where(
+        and_(subjects.c.collection_id == collection["id"], subjects.c.name == name)
+    )
+    with rt.store.db.connect() as conn:
+        return _one(
+            conn,
+            query,
+            Err.SUBJECT_NOT_FOUND,
+            f"There is no subject named {name!r} in collection {collection_name!r}.",
+            name=name,
+            collection_name=collection_name,
+        )

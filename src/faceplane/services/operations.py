@@ -59,8 +59,12 @@ def _image(images: dict[str, ImageSource], name: str) -> ImageSource:
 def run_detect(
     rt: Runtime, images: dict[str, ImageSource], p: DetectParams, company_id: str
 ) -> OperationResult:
-    """Detect faces in `image`."""
-    return OperationResult(detect_faces(rt, _image(images, "image"), DetectRequest.from_params(p)))
+    """Detect faces in `image`; with `require_face`, no face is FACE_NOT_FOUND."""
+    body = detect_faces(rt, _image(images, "image"), DetectRequest.from_params(p))
+    if p.require_face and not body["faces"]:
+        # Checked here, not by the caller, so a task fails exactly as the synchronous call.
+        raise FaceplaneError(Err.FACE_NOT_FOUND, "No face was found in `image`.", field="image")
+    return OperationResult(body)
 
 
 def compare_sides(

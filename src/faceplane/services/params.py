@@ -19,6 +19,11 @@ class DetectParams(BaseModel):
     )
     return_embedding: bool = Field(False, description="Return each face's 128-d embedding.")
     detector: Literal["blazeface", "hog"] | None = Field(None, description="Face detector.")
+    require_face: bool = Field(
+        False,
+        description="Answer FACE_NOT_FOUND instead of an empty `faces` list (compare and crop "
+        "always do).",
+    )
 
     @field_validator("landmarks")
     @classmethod

@@ -365,3 +365,15 @@ def list_tasks(
         "tasks": [render_task(rt, r) for r in page],
         "next_cursor": next_cursor,
     }
+
+
+def get_task_and_options(
+    rt: Runtime, company_id: str, task_id: str, row: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A task's public form, as `get_task` gives it, and the options it was submitted with
+    (a dialect renders the result in the caller's own terms); `row`: one already loaded."""
+    if row is None or row["purged"]:
+        row = load_task(rt.store, company_id, task_id)
+    # get_task answers TASK_EXPIRED for a purged task, in the one wording of that error.
+    task = get_task(rt, company_id, task_id) if row["purged"] else render_task(rt, row)
+    return task, json.loads(row["options_json"] or "{}")
