@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -210,6 +211,17 @@ def render_settings_markdown() -> str:
         "|---|---|---|",
     ]
     for name, field in Settings.model_fields.items():
-        default = "~/.cache/faceplane/models" if name == "models_dir" else field.default
-        lines.append(f"| `FACEPLANE_{name.upper()}` | `{default}` | {field.description or ''} |")
+        lines.append(
+            f"| `FACEPLANE_{name.upper()}` | `{_doc_default(field)}` | {field.description or ''} |"
+        )
     return "\n".join(lines) + "\n"
+
+
+def _doc_default(field: FieldInfo) -> str:
+    """A field's default as the page shows it: a factory's value, the home folder as `~`."""
+    value = field.get_default(call_default_factory=True, validated_data={})
+    if isinstance(value, Path):
+        # The page must not depend on who generated it: show the home folder as `~`.
+        home = Path.home()
+        value = "~/" + value.relative_to(home).as_posix() if value.is_relative_to(home) else value
+    return str(value)
