@@ -8,6 +8,7 @@ import getpass
 import json
 import secrets
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 from faceplane.errors import Err, FaceplaneError
@@ -36,10 +37,30 @@ def _print(obj: Any, as_json: bool) -> None:
             print(f"{k:12s} {v}")
 
 
-def _expiry(text: str | None) -> float | None:
-    if not text:
-        return None
-    return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC).timestamp()
+@dataclass(frozen=True)
+class Expiry:
+    """A parsed `--expires`: the instant (epoch seconds), or None for "never expires"."""
+
+    at: float | None
+
+
+def parse_expiry(text: str) -> Expiry:
+    """`--expires`: `none` (never), or an ISO 8601 date or date-time; no offset means UTC.
+
+    An offset is honoured (`2030-01-01T00:00:00+05:00` is 19:00 UTC the day before); anything
+    else is a usage error (argparse prints it and exits 2).
+    """
+    if text.strip().lower() in ("none", "never"):
+        return Expiry(None)
+    try:
+        when = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 date-time (e.g. 2030-01-01T00:00:00+05:00) or `none`"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return Expiry(when.timestamp())
 
 
 def run_admin(args: argparse.Namespace, settings: Settings) -> int:
@@ -82,7 +103,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings, store: Store) -> Any
             args.rate_limit or settings.default_rate_limit,
             args.quota,
             None,
-            _expiry(args.expires),
+            args.expires.at if args.expires else None,
         )
         return {**app, "key": key}
     if action == "list":
@@ -100,7 +121,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings, store: Store) -> Any
     if args.quota is not None:
         changes["quota"] = args.quota if args.quota >= 0 else None
     if args.expires is not None:
-        changes["expires_at"] = _expiry(args.expires)
+        changes["expires_at"] = args.expires.at
     return accounts.update_app(store, args.app_id, changes)
 
 
@@ -136,7 +157,11 @@ def add_admin_parser(sub: Any) -> None:
     a_new.add_argument("--name", default="app")
     a_new.add_argument("--rate-limit", type=int, help="requests per window")
     a_new.add_argument("--quota", type=int, help="credits per period (default: unlimited)")
-    a_new.add_argument("--expires", help="ISO date-time (UTC) after which it is refused")
+    a_new.add_argument(
+        "--expires",
+        type=parse_expiry,
+        help="ISO 8601 date-time after which it is refused (no offset: UTC), or `none`",
+    )
     a_new.add_argument("--json", action="store_true")
     a_list = a_act.add_parser("list")
     a_list.add_argument("--company", required=True)
@@ -149,6 +174,10 @@ def add_admin_parser(sub: Any) -> None:
     lim.add_argument("app_id")
     lim.add_argument("--rate-limit", type=int)
     lim.add_argument("--quota", type=int)
-    lim.add_argument("--expires")
+    lim.add_argument(
+        "--expires",
+        type=parse_expiry,
+        help="ISO 8601 date-time after which it is refused (no offset: UTC); `none` clears it",
+    )
     lim.add_argument("--json", action="store_true")
     admin.set_defaults(fn=run_admin)

@@ -21,6 +21,7 @@ from faceplane.engine.fetch import FetchPolicy
 from faceplane.engine.image import ImageLimits
 from faceplane.engine.models.pool import ModelPool
 from faceplane.engine.models.registry import get_spec
+from faceplane.engine.quality import QualityPolicy
 from faceplane.services.limits import Counters, DbCounters, RedisCounters
 from faceplane.settings import Settings
 from faceplane.store import Store
@@ -116,9 +117,22 @@ class Runtime:
             "max_faces": s.max_faces,
             "tta": s.embed_tta,
             "detect_max_side": s.detect_max_side_px,
+            "quality": self.quality_policy(),
         }
         base.update({k: v for k, v in overrides.items() if v is not None})
         return AnalyseOptions(**base)  # type: ignore[arg-type]
+
+    def quality_policy(self) -> QualityPolicy:
+        """The one quality policy, from settings: detect's `issues` and the enroll gate."""
+        s = self.settings
+        return QualityPolicy(
+            min_face_px=s.quality_min_face_px,
+            min_sharpness=s.quality_min_sharpness,
+            min_brightness=s.quality_min_brightness,
+            max_brightness=s.quality_max_brightness,
+            max_yaw_deg=s.quality_max_yaw_deg,
+            max_pitch_deg=s.quality_max_pitch_deg,
+        )
 
     def calibration(self, embedder_name: str) -> tuple[float, float]:
         """The similarity calibration of an embedder, for the augmentation in force."""

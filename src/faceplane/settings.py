@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -157,12 +158,29 @@ class Settings(BaseSettings):
     enroll_keep_crops: bool = Field(
         False, description="Keep a crop of each enrolled face (never the full photo)."
     )
-    enroll_min_face_px: int = Field(60, ge=1, description="Enroll gate: smallest face side.")
-    enroll_min_sharpness: float = Field(0.25, ge=0, le=1, description="Enroll gate: sharpness.")
-    enroll_min_brightness: float = Field(0.2, ge=0, le=1, description="Enroll gate: darkest.")
-    enroll_max_brightness: float = Field(0.9, ge=0, le=1, description="Enroll gate: brightest.")
-    enroll_max_yaw_deg: float = Field(35.0, ge=0, description="Enroll gate: head turn.")
-    enroll_max_pitch_deg: float = Field(35.0, ge=0, description="Enroll gate: head tilt.")
+    # The one quality policy: detect's `issues` and the enroll gate apply the same limits, so
+    # a face detect reports without issues is a face enroll accepts.
+    quality_min_face_px: int = Field(
+        60,
+        ge=1,
+        description="Quality policy (detect's `issues` and the enroll gate): smallest face "
+        "side in pixels, else `too_small`.",
+    )
+    quality_min_sharpness: float = Field(
+        0.25, ge=0, le=1, description="Quality policy: least sharpness (0..1), else `blurry`."
+    )
+    quality_min_brightness: float = Field(
+        0.2, ge=0, le=1, description="Quality policy: darkest mean brightness, else `too_dark`."
+    )
+    quality_max_brightness: float = Field(
+        0.9, ge=0, le=1, description="Quality policy: brightest mean brightness, else `too_bright`."
+    )
+    quality_max_yaw_deg: float = Field(
+        35.0, ge=0, description="Quality policy: largest head turn (yaw), else `not_frontal`."
+    )
+    quality_max_pitch_deg: float = Field(
+        35.0, ge=0, description="Quality policy: largest head tilt (pitch), else `not_frontal`."
+    )
     search_default_far: float = Field(
         1e-4, gt=0, lt=1, description="Default false-accept rate of a search threshold."
     )
@@ -193,6 +211,17 @@ def render_settings_markdown() -> str:
         "|---|---|---|",
     ]
     for name, field in Settings.model_fields.items():
-        default = "~/.cache/faceplane/models" if name == "models_dir" else field.default
-        lines.append(f"| `FACEPLANE_{name.upper()}` | `{default}` | {field.description or ''} |")
+        lines.append(
+            f"| `FACEPLANE_{name.upper()}` | `{_doc_default(field)}` | {field.description or ''} |"
+        )
     return "\n".join(lines) + "\n"
+
+
+def _doc_default(field: FieldInfo) -> str:
+    """A field's default as the page shows it: a factory's value, the home folder as `~`."""
+    value = field.get_default(call_default_factory=True, validated_data={})
+    if isinstance(value, Path):
+        # The page must not depend on who generated it: show the home folder as `~`.
+        home = Path.home()
+        value = "~/" + value.relative_to(home).as_posix() if value.is_relative_to(home) else value
+    return str(value)

@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image, ImageFilter
+from sqlalchemy import update
 
 from faceplane.settings import Settings
+from faceplane.store.db import collections
 from support import authed_client
 
 JOHNS = "faces/dlib/examples/johns"
@@ -22,7 +24,7 @@ JOHNS = "faces/dlib/examples/johns"
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     settings = Settings(
-        data_dir=tmp_path_factory.mktemp("coll") / "data", workers=1, enroll_min_face_px=40
+        data_dir=tmp_path_factory.mktemp("coll") / "data", workers=1, quality_min_face_px=40
     )
     with authed_client(settings) as c:
         yield c
@@ -205,3 +207,46 @@ def test_far_thresholds_are_ordered(client: TestClient, astronaut: bytes) -> Non
     )
     assert bad.json()["error"]["code"] == "INVALID_ARGUMENT"
     assert np.isfinite(strict)
+
+
+def pin_to_another_space(client: TestClient, cid: str) -> str:
+    """Pretend the collection was made under another embedder: rewrite its pinned space."""
+    store = client.app.state.rt.store  # type: ignore[attr-defined]
+    with store.db.begin() as conn:
+        conn.execute(
+            update(collections).where(collections.c.id == cid).values(model="mobilefacenet_v1")
+        )
+    return str(client.get(f"/v1/collections/{cid}").json()["model"])
+
+
+def test_a_collection_of_another_embedding_space_refuses_search_and_enroll(
+    client: TestClient, astronaut: bytes
+) -> None:
+    cid = new_collection(client, "other space")
+    sid = new_subject(client, cid, "eileen")
+    token = enroll(client, cid, sid, astronaut).json()["face_token"]
+    ours = client.get(f"/v1/collections/{cid}").json()["model"]
+    assert pin_to_another_space(client, cid) == "mobilefacenet_v1" != ours
+    expected = {"collection_id": cid, "collection_model": "mobilefacenet_v1", "model": ours}
+    for resp in (
+        client.post(f"/v1/collections/{cid}/search", files={"image": ("q.jpg", astronaut)}),
+        client.post(f"/v1/collections/{cid}/search", json={"face_token": token}),
+        enroll(client, cid, sid, astronaut),
+    ):
+        assert resp.status_code == 409, resp.text
+        err = resp.json()["error"]
+        assert err["code"] == "EMBEDDING_MODEL_MISMATCH" and err["details"] == expected
+    assert client.get(f"/v1/collections/{cid}/subjects/{sid}").json()["faces"] == 1
+    assert client.delete(f"/v1/collections/{cid}").status_code == 204
+
+
+def test_a_blacklist_of_another_embedding_space_is_no_silent_miss(
+    client: TestClient, astronaut: bytes
+) -> None:
+    cid = new_collection(client, "old watch list", kind="blacklist")
+    pin_to_another_space(client, cid)
+    resp = client.post("/v1/blacklist/check", files={"image": ("q.jpg", astronaut)})
+    assert resp.status_code == 409, resp.text
+    assert resp.json()["error"]["code"] == "EMBEDDING_MODEL_MISMATCH"
+    assert resp.json()["error"]["details"]["collection_id"] == cid
+    assert client.delete(f"/v1/collections/{cid}").status_code == 204

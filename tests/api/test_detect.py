@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from faceplane.services import accounts
+
 SAMPLES = "faces/compreface/embedding-calculator/sample_images"
 BROKEN = "faces/compreface/embedding-calculator/src/services/imgtools/test/files"
 
@@ -167,3 +169,61 @@ def test_non_utf8_json_is_encoding_error(client: TestClient) -> None:
         "/v1/detect", content=b'{"image": "\xff\xfe"}', headers={"content-type": "application/json"}
     )
     assert resp.json()["error"]["code"] == "ENCODING_ERROR"
+
+
+def test_the_five_landmarks_are_named_from_the_subjects_point_of_view(
+    client: TestClient, astronaut: bytes
+) -> None:
+    face = detect(client, astronaut)["faces"][0]
+    marks, keys = face["landmarks"], face["keypoints"]
+    assert list(marks) == [
+        "left_eye_outer",
+        "left_eye_inner",
+        "right_eye_outer",
+        "right_eye_inner",
+        "nose_base",
+    ]
+    # The subject's right eye is on the image's left, as in BlazeFace's keypoints.
+    assert marks["right_eye_outer"][0] < marks["right_eye_inner"][0] < marks["left_eye_inner"][0]
+    assert marks["left_eye_inner"][0] < marks["left_eye_outer"][0]
+    for eye in ("right_eye", "left_eye"):
+        outer, inner = marks[f"{eye}_outer"][0], marks[f"{eye}_inner"][0]
+        assert min(outer, inner) < keys[eye][0] < max(outer, inner), eye
+    # The base of the nose sits below BlazeFace's nose tip and above the mouth.
+    assert keys["nose_tip"][1] < marks["nose_base"][1] < keys["mouth"][1]
+
+
+def test_the_68_landmarks_are_named_by_ibug_region(client: TestClient, astronaut: bytes) -> None:
+    five = detect(client, astronaut)["faces"][0]["landmarks"]
+    marks = detect(client, astronaut, landmarks="68")["faces"][0]["landmarks"]
+    assert len(marks) == 68
+    assert list(marks)[:2] == ["jaw_1", "jaw_2"] and list(marks)[-1] == "inner_lip_8"
+    assert marks["jaw_1"][0] < marks["jaw_17"][0]  # from the subject's right ear to the left
+    assert marks["right_eye_1"][0] < marks["right_eye_4"][0] < marks["left_eye_1"][0]
+    # The two models agree on the points they share.
+    for five_name, name in (
+        ("right_eye_outer", "right_eye_1"),
+        ("right_eye_inner", "right_eye_4"),
+        ("left_eye_inner", "left_eye_1"),
+        ("left_eye_outer", "left_eye_4"),
+        ("nose_base", "nose_lower_3"),
+    ):
+        assert max(abs(a - b) for a, b in zip(five[five_name], marks[name], strict=True)) < 4
+
+
+def test_linkface_keeps_its_landmarks_a_list_in_the_named_order(
+    client: TestClient, astronaut: bytes
+) -> None:
+    store = client.app.state.rt.store  # type: ignore[attr-defined]
+    company = accounts.find_company(store, "default")
+    assert company is not None
+    app, key = accounts.create_app(store, company["id"], "linkface landmarks", 1000)
+    resp = client.post(
+        "/compat/linkface/face/detection",
+        data={"api_id": app["app_id"], "api_secret": key},
+        files={"file": ("a.jpg", astronaut)},
+        headers={"X-API-Key": ""},
+    )
+    assert resp.status_code == 200, resp.text
+    native = detect(client, astronaut)["faces"][0]["landmarks"]
+    assert resp.json()["faces"][0]["landmarks"] == list(native.values())

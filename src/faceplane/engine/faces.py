@@ -18,6 +18,38 @@ CHIP_PADDING = 0.25  # dlib's ResNet was trained on chips with this padding
 # Chip paddings per test-time-augmentation mode (chosen on LFW View 1 DevTrain).
 TTA_PADDINGS = {"none": (CHIP_PADDING,), "flip": (CHIP_PADDING,), "multi": (0.25, 0.2, 0.3)}
 
+# Landmark names, in the models' point order. "right" and "left" are the SUBJECT's, as in
+# BlazeFace's keypoints and iBUG 300-W: the subject's right eye appears on the image's left.
+# dlib's 5-point model: two corners of each eye (left eye first) and the base of the nose
+# (where it meets the upper lip; the 68-point model's point 34).
+LANDMARKS_5 = (
+    "left_eye_outer",
+    "left_eye_inner",
+    "right_eye_outer",
+    "right_eye_inner",
+    "nose_base",
+)
+# dlib's 68-point model follows iBUG 300-W: regions in this order, each numbered from 1. The jaw
+# runs from the subject's right ear to the left one; each eye and lip contour runs clockwise in
+# the image from its leftmost point (the right eye's outer corner, the left eye's inner one).
+_REGIONS_68 = (
+    ("jaw", 17),
+    ("right_eyebrow", 5),
+    ("left_eyebrow", 5),
+    ("nose_bridge", 4),
+    ("nose_lower", 5),
+    ("right_eye", 6),
+    ("left_eye", 6),
+    ("outer_lip", 12),
+    ("inner_lip", 8),
+)
+LANDMARKS_68 = tuple(f"{region}_{i}" for region, n in _REGIONS_68 for i in range(1, n + 1))
+
+
+def landmark_names(count: int) -> tuple[str, ...]:
+    """The names of a landmark set of `count` points (5 or 68), in point order."""
+    return LANDMARKS_68 if count == 68 else LANDMARKS_5
+
 
 @dataclass(frozen=True)
 class AnalyseOptions:
@@ -39,7 +71,7 @@ class Face:
     """One analysed face."""
 
     detection: Detection
-    landmarks: np.ndarray  # (5, 2) or (68, 2)
+    landmarks: np.ndarray  # (5, 2) or (68, 2), in the order of LANDMARKS_5 / LANDMARKS_68
     quality: Quality
     embedding: np.ndarray | None = None  # L2-normalised 128-d
 
@@ -54,7 +86,12 @@ class Face:
                 "height": round(d.h, 1),
             },
             "score": round(d.score, 4),
-            "landmarks": [[round(float(x), 1), round(float(y), 1)] for x, y in self.landmarks],
+            "landmarks": {
+                name: [round(float(x), 1), round(float(y), 1)]
+                for name, (x, y) in zip(
+                    landmark_names(len(self.landmarks)), self.landmarks, strict=True
+                )
+            },
             "quality": self.quality.as_dict(),
         }
         if d.keypoints is not None:

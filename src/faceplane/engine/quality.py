@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
@@ -36,21 +37,9 @@ _HEAD_DLIB5 = np.array(
 )
 
 
-@dataclass(frozen=True)
-class QualityPolicy:
-    """Thresholds below which a face is reported unusable, with the reason."""
-
-    min_face_px: int = 40
-    min_sharpness: float = 0.25
-    min_brightness: float = 0.2
-    max_brightness: float = 0.9
-    max_yaw_deg: float = 35.0
-    max_pitch_deg: float = 30.0
-
-
 @dataclass
 class Quality:
-    """Measured quality of one face."""
+    """Measured quality of one face, and the issues the policy it was measured under found."""
 
     face_size: int
     sharpness: float
@@ -71,6 +60,51 @@ class Quality:
             "roll": round(self.roll, 1),
             "issues": self.issues,
         }
+
+
+# The policy's checks, in report order: (reason, measure, bound, limit field). `min` refuses a
+# value below the limit, `max` one above it, `abs` one whose magnitude is above it.
+_CHECKS = (
+    ("too_small", "face_size", "min", "min_face_px"),
+    ("blurry", "sharpness", "min", "min_sharpness"),
+    ("too_dark", "brightness", "min", "min_brightness"),
+    ("too_bright", "brightness", "max", "max_brightness"),
+    ("not_frontal", "yaw", "abs", "max_yaw_deg"),
+    ("not_frontal", "pitch", "abs", "max_pitch_deg"),
+)
+
+
+@dataclass(frozen=True)
+class QualityPolicy:
+    """The one quality policy: detect's `issues` and the enroll gate both come from `reasons`.
+
+    The defaults are the settings' defaults (`FACEPLANE_QUALITY_*`); a server builds its policy
+    from its settings, so what detect reports is exactly what enroll refuses.
+    """
+
+    min_face_px: int = 60
+    min_sharpness: float = 0.25
+    min_brightness: float = 0.2
+    max_brightness: float = 0.9
+    max_yaw_deg: float = 35.0
+    max_pitch_deg: float = 35.0
+
+    def reasons(self, quality: Quality) -> list[dict[str, Any]]:
+        """Why the face is unusable, each `{reason, measure, value, limit}`, in report order."""
+        out = []
+        for reason, measure, bound, limit_name in _CHECKS:
+            value = float(getattr(quality, measure))
+            limit = getattr(self, limit_name)
+            size = abs(value) if bound == "abs" else value
+            if size < limit if bound == "min" else size > limit:
+                out.append(
+                    {"reason": reason, "measure": measure, "value": round(value, 3), "limit": limit}
+                )
+        return out
+
+    def issues(self, quality: Quality) -> list[str]:
+        """The distinct reasons of `reasons`, in order: a face's `issues` in detect."""
+        return list(dict.fromkeys(r["reason"] for r in self.reasons(quality)))
 
 
 def head_pose(points: np.ndarray, width: int, height: int) -> tuple[float, float, float]:
@@ -101,7 +135,7 @@ def measure_quality(
     points: np.ndarray,
     policy: QualityPolicy,
 ) -> Quality:
-    """Measure one face: its size, Laplacian sharpness, brightness and pose."""
+    """Measure one face (size, Laplacian sharpness, brightness, pose) and `policy`'s issues."""
     x, y, w, h = box
     x1, y1 = max(int(x), 0), max(int(y), 0)
     x2, y2 = min(int(x + w), rgb.shape[1]), min(int(y + h), rgb.shape[0])
@@ -113,16 +147,6 @@ def measure_quality(
     sharpness = lap_var / (lap_var + 100.0)
     brightness = float(norm.mean()) / 255.0
     yaw, pitch, roll = head_pose(points, rgb.shape[1], rgb.shape[0])
-    size = round(min(w, h))
-    issues = []
-    if size < policy.min_face_px:
-        issues.append("too_small")
-    if sharpness < policy.min_sharpness:
-        issues.append("blurry")
-    if brightness < policy.min_brightness:
-        issues.append("too_dark")
-    elif brightness > policy.max_brightness:
-        issues.append("too_bright")
-    if abs(yaw) > policy.max_yaw_deg or abs(pitch) > policy.max_pitch_deg:
-        issues.append("not_frontal")
-    return Quality(size, sharpness, brightness, yaw, pitch, roll, issues)
+    quality = Quality(round(min(w, h)), sharpness, brightness, yaw, pitch, roll)
+    quality.issues = policy.issues(quality)
+    return quality

@@ -33,6 +33,19 @@ def current_space(rt: Runtime) -> tuple[str, str]:
     return name, space
 
 
+def check_space(rt: Runtime, collection: dict[str, Any]) -> None:
+    """EMBEDDING_MODEL_MISMATCH when a collection holds another space than the embedder's."""
+    _, space = current_space(rt)
+    if collection["model"] != space:
+        raise FaceplaneError(
+            Err.EMBEDDING_MODEL_MISMATCH,
+            f"The collection holds {collection['model']} embeddings; this server makes {space}.",
+            collection_id=collection["id"],
+            collection_model=collection["model"],
+            model=space,
+        )
+
+
 def _page(rows: list[dict[str, Any]], limit: int, key: str = "id") -> str | None:
     return rows[limit - 1][key] if len(rows) > limit else None
 
@@ -112,7 +125,7 @@ def create_collection(
             if count >= rt.settings.max_collections:
                 raise FaceplaneError(
                     Err.COLLECTION_LIMIT_EXCEEDED,
-                    f"An company_id may have at most {rt.settings.max_collections} collections.",
+                    f"A company may have at most {rt.settings.max_collections} collections.",
                     limit=rt.settings.max_collections,
                 )
             conn.execute(insert(collections).values(**row))
@@ -406,22 +419,47 @@ def move_face(
     """Give a face to another subject of the same collection."""
     store = rt.store
     with write_tx(store.db) as conn:
-        load_face(conn, company_id, collection_id, token)
+        row = load_face(conn, company_id, collection_id, token)
         load_subject(conn, company_id, collection_id, subject_id)
-        check_subject_room(rt, conn, subject_id)
+        if row["subject_id"] != subject_id:  # a face moved to its own subject adds no face
+            check_subject_room(rt, conn, subject_id)
         conn.execute(update(faces).where(faces.c.token == token).values(subject_id=subject_id))
         return _face_json(load_face(conn, company_id, collection_id, token))
 
 
-def check_subject_room(rt: Runtime, conn: Connection, subject_id: str) -> None:
-    """Refuse one more face for a subject that holds the most it may."""
+def check_collection_room(
+    rt: Runtime, conn: Connection, collection_id: str, incoming: int = 1
+) -> None:
+    """Refuse `incoming` more faces for a collection they would take past its limit."""
+    limit = rt.settings.collection_max_faces
+    existing = conn.execute(
+        select(func.count()).select_from(faces).where(faces.c.collection_id == collection_id)
+    ).scalar_one()
+    if existing + incoming > limit:
+        raise FaceplaneError(
+            Err.FACE_LIMIT_EXCEEDED,
+            f"A collection holds at most {limit} faces; it has {existing}, {incoming} more asked.",
+            scope="collection",
+            limit=limit,
+            existing=existing,
+            incoming=incoming,
+        )
+
+
+def check_subject_room(rt: Runtime, conn: Connection, subject_id: str, incoming: int = 1) -> None:
+    """Refuse `incoming` more faces for a subject they would take past its limit."""
     limit = rt.settings.subject_max_faces
-    count = conn.execute(
+    existing = conn.execute(
         select(func.count()).select_from(faces).where(faces.c.subject_id == subject_id)
     ).scalar_one()
-    if count >= limit:
+    if existing + incoming > limit:
         raise FaceplaneError(
-            Err.FACE_LIMIT_EXCEEDED, f"A subject holds at most {limit} faces.", limit=limit
+            Err.FACE_LIMIT_EXCEEDED,
+            f"A subject holds at most {limit} faces; it has {existing}, {incoming} more asked.",
+            scope="subject",
+            limit=limit,
+            existing=existing,
+            incoming=incoming,
         )
 
 

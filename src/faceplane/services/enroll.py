@@ -7,14 +7,15 @@ import time
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, insert, select
+from sqlalchemy import insert
 
 from faceplane.effects.thumbs import crop_box, encode_jpeg
 from faceplane.engine.faces import Face, analyse_image
-from faceplane.engine.quality import Quality
 from faceplane.errors import Err, FaceplaneError
 from faceplane.runtime import Runtime
 from faceplane.services.collections import (
+    check_collection_room,
+    check_space,
     check_subject_room,
     current_space,
     load_collection,
@@ -32,60 +33,6 @@ GATE_CODES = {
     "too_bright": Err.FACE_POOR_LIGHTING,
     "not_frontal": Err.FACE_NOT_FRONTAL,
 }
-
-
-def gate_reasons(rt: Runtime, quality: Quality) -> list[dict[str, Any]]:
-    """Why a face must not enter a gallery, each reason with its measure and its limit."""
-    s = rt.settings
-    checks = [
-        (
-            "too_small",
-            quality.face_size < s.enroll_min_face_px,
-            "face_size",
-            quality.face_size,
-            s.enroll_min_face_px,
-        ),
-        (
-            "blurry",
-            quality.sharpness < s.enroll_min_sharpness,
-            "sharpness",
-            quality.sharpness,
-            s.enroll_min_sharpness,
-        ),
-        (
-            "too_dark",
-            quality.brightness < s.enroll_min_brightness,
-            "brightness",
-            quality.brightness,
-            s.enroll_min_brightness,
-        ),
-        (
-            "too_bright",
-            quality.brightness > s.enroll_max_brightness,
-            "brightness",
-            quality.brightness,
-            s.enroll_max_brightness,
-        ),
-        (
-            "not_frontal",
-            abs(quality.yaw) > s.enroll_max_yaw_deg,
-            "yaw",
-            quality.yaw,
-            s.enroll_max_yaw_deg,
-        ),
-        (
-            "not_frontal",
-            abs(quality.pitch) > s.enroll_max_pitch_deg,
-            "pitch",
-            quality.pitch,
-            s.enroll_max_pitch_deg,
-        ),
-    ]
-    return [
-        {"reason": r, "measure": m, "value": round(float(v), 3), "limit": lim}
-        for r, bad, m, v, lim in checks
-        if bad
-    ]
 
 
 def _gate_error(index: int, reasons: list[dict[str, Any]]) -> FaceplaneError:
@@ -111,23 +58,20 @@ def enroll_faces(
 ) -> dict[str, Any]:
     """Enroll the largest face, face number N, or `all` faces of an image into a subject.
 
-    Faces that fail the quality gate are refused with the specific code (one face asked) or
-    listed under `unindexed` with their reasons (all faces).
+    Faces that fail the quality policy are refused with the specific code (one face asked) or
+    listed under `unindexed` with their reasons (all faces). Faces that would take the subject
+    or the collection past its limit refuse the whole call (FACE_LIMIT_EXCEEDED): nothing is
+    enrolled.
     """
     store = rt.store
     name, space = current_space(rt)
     with store.db.connect() as conn:
         coll = load_collection(conn, company_id, collection_id)
         load_subject(conn, company_id, collection_id, subject_id)
-    if coll["model"] != space:
-        raise FaceplaneError(
-            Err.EMBEDDING_MODEL_MISMATCH,
-            f"The collection holds {coll['model']} embeddings; this server makes {space}.",
-            collection_model=coll["model"],
-            model=space,
-        )
+    check_space(rt, coll)
     image = load_image(rt, source)
-    analysis = analyse_image(rt.pool, image.rgb, rt.analyse_options(embeddings=True))
+    opts = rt.analyse_options(embeddings=True)
+    analysis = analyse_image(rt.pool, image.rgb, opts)
     if not analysis.faces:
         raise FaceplaneError(
             Err.FACE_NOT_FOUND, "No face was found in the image.", field=source.field
@@ -146,7 +90,8 @@ def enroll_faces(
     accepted: list[tuple[int, Face]] = []
     unindexed = []
     for i, f in chosen:
-        reasons = gate_reasons(rt, f.quality)
+        # The policy detect's `issues` came from: enroll refuses exactly what detect reports.
+        reasons = opts.quality.reasons(f.quality)
         if reasons:
             if face != "all":
                 raise _gate_error(i, reasons)
@@ -160,17 +105,10 @@ def enroll_faces(
     now = time.time()
     with write_tx(store.db) as conn:
         load_subject(conn, company_id, collection_id, subject_id)
-        for _ in accepted:
-            check_subject_room(rt, conn, subject_id)
-        total = conn.execute(
-            select(func.count()).select_from(faces).where(faces.c.collection_id == collection_id)
-        ).scalar_one()
-        if total + len(accepted) > rt.settings.collection_max_faces:
-            raise FaceplaneError(
-                Err.FACE_LIMIT_EXCEEDED,
-                "The collection is full.",
-                limit=rt.settings.collection_max_faces,
-            )
+        # All or nothing, inside the write transaction: a call that would pass a limit enrolls
+        # no face, so a client can retry with fewer faces and knows what is stored.
+        check_subject_room(rt, conn, subject_id, len(accepted))
+        check_collection_room(rt, conn, collection_id, len(accepted))
         for i, f in accepted:
             token = new_id()
             d = f.detection

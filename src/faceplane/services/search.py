@@ -13,7 +13,7 @@ from faceplane.engine.faces import analyse_image
 from faceplane.engine.models.registry import get_spec
 from faceplane.errors import Err, FaceplaneError
 from faceplane.runtime import Runtime
-from faceplane.services.collections import current_space, load_collection, load_face
+from faceplane.services.collections import check_space, load_collection, load_face
 from faceplane.services.images import ImageSource, load_image
 from faceplane.store.db import collections, faces, subjects
 
@@ -150,16 +150,9 @@ def search_collection(
     """For each probe face, the top-k subjects whose similarity passes the FAR threshold;
     `matches` is empty — a real "unknown" — when nobody does."""
     store = rt.store
-    _, space = current_space(rt)
     with store.db.connect() as conn:
         coll = load_collection(conn, company_id, collection_id)
-    if coll["model"] != space:
-        raise FaceplaneError(
-            Err.EMBEDDING_MODEL_MISMATCH,
-            f"The collection holds {coll['model']} embeddings; this server makes {space}.",
-            collection_model=coll["model"],
-            model=space,
-        )
+    check_space(rt, coll)
     threshold, measured_far = far_threshold(rt, far or rt.settings.search_default_far)
     probes = _probes(rt, company_id, collection_id, image, embedding, face_token, all_faces)
     return {
@@ -187,11 +180,16 @@ def check_blacklists(
     """Search every face of the probe in every blacklist of the company: hit or no hit."""
     store = rt.store
     with store.db.connect() as conn:
-        ids = conn.execute(
-            select(collections.c.id, collections.c.name).where(
+        rows = conn.execute(
+            select(collections).where(
                 and_(collections.c.company_id == company_id, collections.c.kind == "blacklist")
             )
-        ).all()
+        ).mappings()
+        lists = [dict(r) for r in rows]
+    # A blacklist that cannot be searched must not pass for one without a hit.
+    for row in lists:
+        check_space(rt, row)
+    ids = [(row["id"], row["name"]) for row in lists]
     threshold, measured_far = far_threshold(rt, far or rt.settings.search_default_far)
     probes = _probes(rt, company_id, "", image, embedding, None, True)
     entries = []

@@ -47,7 +47,12 @@ class IndexRegistry:
 
     def _open(self, collection_id: str) -> _Entry:
         path, meta_path = self._paths(collection_id)
-        index = CollectionIndex.load(path) if meta_path.exists() else None
+        # The current threshold decides exact vs HNSW, not the one the file was saved under.
+        index = (
+            CollectionIndex.load(path, dim=DIM, ann_threshold=self.ann_threshold)
+            if meta_path.exists()
+            else None
+        )
         face_seq = removal_seq = 0
         if index is not None:
             try:

@@ -399,21 +399,29 @@ class CollectionIndex:
         """Add or replace; searchable on return. Crossing the threshold converts to HNSW."""
         with self._lock:
             self._impl.add(keys, vectors)
-            if isinstance(self._impl, ExactIndex) and len(self._impl) >= self.ann_threshold:
-                hnsw = HnswIndex(self.dim, **self.hnsw_params)
-                hnsw.add(*self._impl.items())
-                self._impl = hnsw
+            self._conform()
 
     def remove(self, keys: np.ndarray) -> None:
         """Remove by key, for real; shrinking to half the threshold converts back to exact."""
         with self._lock:
             self._impl.remove(keys)
-            # Hysteresis: converting back only at half the threshold keeps a collection that
-            # hovers around it from rebuilding on every enroll/delete. Exact drops the holes too.
-            if isinstance(self._impl, HnswIndex) and len(self._impl) < self.ann_threshold // 2:
-                exact = ExactIndex(self.dim)
-                exact.add(*self._impl.items())
-                self._impl = exact
+            self._conform()
+
+    def _conform(self) -> None:
+        """Make the implementation the one the threshold asks for (the caller holds the lock).
+
+        Exact turns HNSW at the threshold; HNSW turns exact below half of it. The hysteresis
+        keeps a collection that hovers around the threshold from rebuilding on every
+        enroll/delete; converting back to exact drops HNSW's placeholders too.
+        """
+        if isinstance(self._impl, ExactIndex) and len(self._impl) >= self.ann_threshold:
+            hnsw = HnswIndex(self.dim, **self.hnsw_params)
+            hnsw.add(*self._impl.items())
+            self._impl = hnsw
+        elif isinstance(self._impl, HnswIndex) and len(self._impl) < self.ann_threshold // 2:
+            exact = ExactIndex(self.dim)
+            exact.add(*self._impl.items())
+            self._impl = exact
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(m, k) int64 keys and float32 cosine similarities, best first, padded -1/-inf."""
@@ -441,7 +449,12 @@ class CollectionIndex:
         ann_threshold: int = ANN_THRESHOLD,
         hnsw: dict[str, Any] | None = None,
     ) -> CollectionIndex | None:
-        """The saved index, or None when missing, unreadable or of another dim (→ rebuild)."""
+        """The saved index, or None when missing, unreadable or of another dim (→ rebuild).
+
+        The kind follows `ann_threshold` now, not the one the file was saved under: a file
+        saved exact is converted to HNSW when it holds at least the threshold, a file saved
+        HNSW to exact when it holds less than half of it (the same rule as add/remove).
+        """
         impl: ExactIndex | HnswIndex
         try:
             with open(path, "rb") as fh:
@@ -454,4 +467,7 @@ class CollectionIndex:
             return None
         if dim is not None and impl.dim != dim:
             return None
-        return cls(impl.dim, ann_threshold=ann_threshold, hnsw=hnsw, _impl=impl)
+        index = cls(impl.dim, ann_threshold=ann_threshold, hnsw=hnsw, _impl=impl)
+        with index._lock:
+            index._conform()
+        return index

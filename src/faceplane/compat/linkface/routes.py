@@ -98,7 +98,7 @@ def _face(face: dict[str, Any]) -> dict[str, Any]:
             "bottom": round(b["y"] + b["height"]),
         },
         "confidence": face["score"],
-        "landmarks": face["landmarks"],
+        "landmarks": list(face["landmarks"].values()),  # Linkface's points: [x, y] in order
         "yaw": face["quality"]["yaw"],
         "pitch": face["quality"]["pitch"],
         "roll": face["quality"]["roll"],

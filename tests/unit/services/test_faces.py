@@ -1,0 +1,113 @@
+"""services.faces, called directly: detect and compare on real photos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from faceplane.errors import Err, FaceplaneError
+from faceplane.runtime import Runtime
+from faceplane.services.faces import CompareSide, DetectRequest, compare_faces, detect_faces
+from faceplane.services.images import ImageSource
+from faceplane.settings import Settings
+
+JOHNS = "faces/dlib/examples/johns"
+GROUP = "faces/insightface/t1.jpg"
+NO_FACE = "faces/dlib/examples/faces/dogs.jpg"
+
+
+@pytest.fixture(scope="module")
+def rt(tmp_path_factory: pytest.TempPathFactory) -> Runtime:
+    return Runtime.open(Settings(data_dir=tmp_path_factory.mktemp("faces")))
+
+
+def image(path: Path) -> ImageSource:
+    return ImageSource("image", data=path.read_bytes())
+
+
+def john(testdata: Path, person: int, photo: int) -> Path:
+    folder = sorted(p for p in (testdata / JOHNS).iterdir() if p.is_dir())[person]
+    return sorted(folder.glob("*.jpg"))[photo]
+
+
+def test_the_group_photo_has_six_faces_largest_first(rt: Runtime, testdata: Path) -> None:
+    out = detect_faces(rt, image(testdata / GROUP), DetectRequest())
+    assert len(out["faces"]) == 6 and out["image"] == {"width": 1280, "height": 886}
+    areas = [f["box"]["width"] * f["box"]["height"] for f in out["faces"]]
+    assert areas == sorted(areas, reverse=True)
+    assert set(out["models"]) == {"detector", "landmarks"}
+
+
+def test_detect_options_filter_and_add(rt: Runtime, testdata: Path) -> None:
+    few = detect_faces(rt, image(testdata / GROUP), DetectRequest(max_faces=2))
+    assert len(few["faces"]) == 2
+    big = detect_faces(rt, image(testdata / GROUP), DetectRequest(min_face_size=110))
+    assert 0 < len(big["faces"]) < 6 and all(f["box"]["width"] >= 110 for f in big["faces"])
+    rich = detect_faces(
+        rt, image(john(testdata, 0, 0)), DetectRequest(landmarks=68, return_embedding=True)
+    )
+    face = rich["faces"][0]
+    assert len(face["landmarks"]) == 68 and len(face["embedding"]) == 128
+    assert rich["models"]["landmarks"] == "dlib_68pt" and "embedder" in rich["models"]
+
+
+def test_detect_issues_come_from_the_runtimes_policy(testdata: Path, tmp_path: Path) -> None:
+    strict = Runtime.open(Settings(data_dir=tmp_path, quality_min_face_px=200))
+    face = detect_faces(strict, image(john(testdata, 0, 0)), DetectRequest())["faces"][0]
+    assert face["quality"]["face_size"] < 200 and face["quality"]["issues"] == ["too_small"]
+
+
+def test_detect_options_are_read_from_any_object_with_the_fields() -> None:
+    class Params:
+        max_faces, min_face_size, det_threshold = 3, 30, 0.7
+        landmarks, return_embedding, detector = 68, True, "hog"
+
+    req = DetectRequest.from_params(Params())
+    assert req == DetectRequest(3, 30, 0.7, 68, True, "hog")
+
+
+def test_the_same_john_matches_and_two_johns_do_not(rt: Runtime, testdata: Path) -> None:
+    req = DetectRequest()
+    same = compare_faces(
+        rt,
+        CompareSide(image(john(testdata, 0, 0))),
+        CompareSide(image(john(testdata, 0, 5))),
+        req,
+    )
+    other = compare_faces(
+        rt,
+        CompareSide(image(john(testdata, 0, 0))),
+        CompareSide(image(john(testdata, 1, 0))),
+        req,
+    )
+    assert same["match"] and not other["match"]
+    assert same["similarity"] > same["threshold"] > other["similarity"]
+    assert same["face1"]["index"] == 0 and "embedding" not in same["face1"]
+
+
+def test_an_embedding_compares_like_its_photo(rt: Runtime, testdata: Path) -> None:
+    req = DetectRequest(return_embedding=True)
+    vec = detect_faces(rt, image(john(testdata, 2, 0)), req)["faces"][0]["embedding"]
+    by_photo = compare_faces(
+        rt, CompareSide(image(john(testdata, 2, 0))), CompareSide(image(john(testdata, 2, 3))), req
+    )
+    by_vector = compare_faces(
+        rt, CompareSide(embedding=vec), CompareSide(image(john(testdata, 2, 3))), req
+    )
+    assert by_vector["similarity"] == pytest.approx(by_photo["similarity"], abs=1e-4)
+    assert by_vector["face1"] is None
+
+
+def test_compare_names_the_side_at_fault(rt: Runtime, testdata: Path) -> None:
+    req = DetectRequest()
+    good = CompareSide(image(john(testdata, 0, 0)))
+    cases = [
+        (CompareSide(image(testdata / NO_FACE)), Err.FACE_NOT_FOUND),
+        (CompareSide(image(john(testdata, 0, 1)), face_index=2), Err.FACE_INDEX_OUT_OF_RANGE),
+        (CompareSide(embedding=[0.0] * 128), Err.EMBEDDING_INVALID),
+    ]
+    for side, err in cases:
+        with pytest.raises(FaceplaneError) as exc:
+            compare_faces(rt, good, side, req)
+        assert exc.value.err is err and exc.value.details["field"] == "image2"
