@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import mimetypes
 import os
+import secrets
 import shutil
 import time
 from pathlib import Path
@@ -30,7 +31,9 @@ class LocalBlobs:
         """Store `data` under `key` atomically; return the key."""
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".part")
+        # A temporary name of its own per writer: two writers of one key must not write
+        # into one temporary file (the loser's rename would fail, a reader see half a file).
+        tmp = path.with_name(f"{path.name}.{secrets.token_hex(8)}.part")
         tmp.write_bytes(data)
         os.replace(tmp, path)
         return key
