@@ -43,7 +43,12 @@ def load_image(rt: Runtime, source: ImageSource) -> DecodedImage:
     elif source.base64 is not None:
         data = b64decode_checked(source.field, source.base64, rt)
     elif source.url is not None:
-        data = fetch_url(source.url, rt.fetch)
+        try:
+            data = fetch_url(source.url, rt.fetch)
+        except FaceplaneError as exc:
+            # A download failure names its image too, as a decoding failure does.
+            exc.details.setdefault("field", source.field)
+            raise
     else:
         raise FaceplaneError(
             Err.MISSING_ARGUMENT, f"No image was given in `{source.field}`.", field=source.field
