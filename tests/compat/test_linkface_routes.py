@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from fastapi.testclient import TestClient
@@ -17,7 +20,9 @@ DEEPFACE = "faces/deepface/images"
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    settings = Settings(data_dir=tmp_path_factory.mktemp("linkface") / "data", workers=0)
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("linkface") / "data", workers=0, fetch_allow_private=True
+    )
     with authed_client(settings) as c:
         yield c
 
@@ -149,3 +154,181 @@ def test_verification_on_real_photos(
 def test_unknown_route_is_not_found_in_linkface_shape(client: TestClient) -> None:
     resp = client.get("/compat/linkface/nothing")
     assert resp.status_code == 404 and resp.json()["status"] == "NOT_FOUND"
+
+
+# ---- errors name the client's fields ------------------------------------------------------
+
+DEAD_URL = "http://127.0.0.1:9/nothing.jpg"  # nothing listens on the discard port
+
+
+@pytest.fixture(scope="module")
+def collection_id(client: TestClient) -> str:
+    resp = client.post("/v1/collections", json={"name": "linkface-fields"})
+    assert resp.status_code == 201, resp.text
+    return str(resp.json()["id"])
+
+
+def _route_form(route: str, collection_id: str) -> tuple[str, dict[str, str]]:
+    extra = {"collection_id": collection_id} if route == "/face/search" else {}
+    return "/compat/linkface" + route, extra
+
+
+# (route, the suffix of the image under test, the suffix of the other image if any)
+IMAGE_FIELDS = [
+    ("/face/detection", "", None),
+    ("/face/search", "", None),
+    ("/identity/verification", "1", "2"),
+    ("/identity/verification", "2", "1"),
+]
+
+
+@pytest.mark.parametrize(("route", "suffix", "other"), IMAGE_FIELDS)
+def test_a_missing_image_names_the_file_and_url_fields_of_its_route(
+    client: TestClient,
+    creds: dict[str, str],
+    astronaut: bytes,
+    collection_id: str,
+    route: str,
+    suffix: str,
+    other: str | None,
+) -> None:
+    path, extra = _route_form(route, collection_id)
+    files = {f"file{other}": ("o.jpg", astronaut)} if other else None
+    resp = client.post(path, data={**creds, **extra}, files=files, headers={"X-API-Key": ""})
+    assert resp.status_code == 400
+    body = resp.json()
+    assert body["status"] == "INVALID_ARGUMENT"
+    assert body["reason"] == f"must specify 'file{suffix}' or 'url{suffix}' argument"
+
+
+@pytest.mark.parametrize(("route", "suffix", "other"), IMAGE_FIELDS)
+def test_a_corrupt_upload_is_corrupt_image_naming_its_file_field(
+    client: TestClient,
+    creds: dict[str, str],
+    astronaut: bytes,
+    collection_id: str,
+    route: str,
+    suffix: str,
+    other: str | None,
+) -> None:
+    path, extra = _route_form(route, collection_id)
+    files = {f"file{suffix}": ("x.jpg", b"\xff\xd8 not a jpeg at all")}
+    if other:
+        files[f"file{other}"] = ("o.jpg", astronaut)
+    resp = client.post(path, data={**creds, **extra}, files=files, headers={"X-API-Key": ""})
+    assert resp.status_code == 400
+    body = resp.json()
+    assert (body["status"], body["image"]) == ("CORRUPT_IMAGE", f"file{suffix}")
+    assert "`image" not in body["reason"]  # no Faceplane field name
+
+
+@pytest.mark.parametrize(("route", "suffix", "other"), IMAGE_FIELDS)
+def test_an_unreachable_url_is_download_error_naming_its_url_field(
+    client: TestClient,
+    creds: dict[str, str],
+    astronaut: bytes,
+    collection_id: str,
+    route: str,
+    suffix: str,
+    other: str | None,
+) -> None:
+    path, extra = _route_form(route, collection_id)
+    files = {f"file{other}": ("o.jpg", astronaut)} if other else None
+    resp = client.post(
+        path,
+        data={**creds, **extra, f"url{suffix}": DEAD_URL},
+        files=files,
+        headers={"X-API-Key": ""},
+    )
+    assert resp.status_code == 400
+    body = resp.json()
+    assert (body["status"], body["image"]) == ("DOWNLOAD_ERROR", f"url{suffix}")
+
+
+@pytest.mark.parametrize(("field", "via_url"), [("file1", False), ("file2", False), ("url2", True)])
+def test_no_face_in_one_side_of_a_verification_names_that_side(
+    client: TestClient,
+    creds: dict[str, str],
+    testdata: Path,
+    field: str,
+    via_url: bool,
+) -> None:
+    face = (testdata / DEEPFACE / "img1.jpg").read_bytes()
+    dogs = (testdata / "faces/dlib/examples/faces/dogs.jpg").read_bytes()
+    other = "file2" if field == "file1" else "file1"
+    files = {other: ("f.jpg", face)}
+    data = dict(creds)
+    if via_url:
+        data[field] = _serve(dogs)
+    else:
+        files[field] = ("d.jpg", dogs)
+    resp = client.post(
+        "/compat/linkface/identity/verification", data=data, files=files, headers={"X-API-Key": ""}
+    )
+    assert resp.status_code == 400
+    body = resp.json()
+    assert (body["status"], body["image"]) == ("NO_FACE_DETECTED", field)
+    assert f"`{field}`" in body["reason"] and "`image" not in body["reason"]
+
+
+def test_a_bad_top_names_top(
+    client: TestClient, creds: dict[str, str], astronaut: bytes, collection_id: str
+) -> None:
+    for top in ("many", "0", "101"):
+        resp = client.post(
+            "/compat/linkface/face/search",
+            data={**creds, "collection_id": collection_id, "top": top},
+            files={"file": ("a.jpg", astronaut)},
+            headers={"X-API-Key": ""},
+        )
+        assert resp.status_code == 400
+        body = resp.json()
+        assert body["status"] == "INVALID_ARGUMENT" and "'top'" in body["reason"], body
+
+
+def test_a_non_utf8_multipart_field_is_encoding_error(
+    client: TestClient, creds: dict[str, str]
+) -> None:
+    boundary = "xyzzy"
+    parts = [(name, value.encode()) for name, value in creds.items()]
+    parts.append(("url", b"http://h/\xff\xfe.jpg"))
+    body = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
+        + value
+        + b"\r\n"
+        for name, value in parts
+    )
+    resp = client.post(
+        "/compat/linkface/face/detection",
+        content=body + f"--{boundary}--\r\n".encode(),
+        headers={"content-type": f"multipart/form-data; boundary={boundary}", "X-API-Key": ""},
+    )
+    assert resp.status_code == 400 and resp.json()["status"] == "ENCODING_ERROR"
+
+
+class _Photos(BaseHTTPRequestHandler):
+    files: ClassVar[dict[str, bytes]] = {}
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        body = self.files.get(self.path, b"")
+        self.send_response(200 if body else 404)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+_SERVER: list[ThreadingHTTPServer] = []
+
+
+def _serve(data: bytes) -> str:
+    """A local URL that serves `data` (one server for the module)."""
+    if not _SERVER:
+        httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Photos)
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        _SERVER.append(httpd)
+    path = f"/{len(_Photos.files)}.jpg"
+    _Photos.files[path] = data
+    return f"http://127.0.0.1:{_SERVER[0].server_address[1]}{path}"

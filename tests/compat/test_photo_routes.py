@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -16,8 +17,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from faceplane.services import accounts
+from faceplane.services.tasks import load_task_by_request_id
 from faceplane.settings import Settings
+from faceplane.tasks.runner import expire_tasks
 from support import authed_client
+
+GROUP_FACES = 6  # faces/insightface/t1.jpg
 
 TAGS = {
     "request_id",
@@ -51,6 +56,7 @@ def photo_server(astronaut: bytes, testdata: Path) -> Iterator[str]:
     Photos.files = {
         "/astronaut.jpg": astronaut,
         "/dogs.jpg": (testdata / "faces/dlib/examples/faces/dogs.jpg").read_bytes(),
+        "/group.jpg": (testdata / "faces/insightface/t1.jpg").read_bytes(),
     }
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Photos)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
@@ -185,9 +191,59 @@ def test_a_failed_task_renders_error_with_its_code(
     assert done["status"] == "Error" and done["err_code"] == "-2"  # download error
 
 
-def test_unknown_request_id_is_wrong_id(client: TestClient) -> None:
-    out = parse(client.get("/compat/photo/getresult", params={"request_id": "nope"}))
-    assert out["status"] == "WrongID"
+def test_unknown_request_id_is_wrong_id_naming_the_id_asked_for(client: TestClient) -> None:
+    resp = client.get("/compat/photo/getresult", params={"request_id": "nope<&>"})
+    out = parse(resp)
+    assert (out["status"], out["err_code"]) == ("WrongID", "612")
+    assert out["request_id"] == "nope<&>"  # the task asked about, not this call's own id
+    assert resp.headers["x-request-id"] != "nope<&>"
+
+
+def test_empty_request_id_is_wrong_id_without_a_request_id(client: TestClient) -> None:
+    out = parse(client.get("/compat/photo/getresult", params={"request_id": ""}))
+    assert (out["status"], out["err_code"]) == ("WrongID", "612")
+    assert "request_id" not in out
+
+
+def test_face_detection_result_url_is_a_json_document_with_the_faces(
+    client: TestClient, app: tuple[str, str], image_url: str
+) -> None:
+    app_id, key = app
+    added = addtask(client, APP_ID=app_id, KEY=key, DATA=call_xml(image_url, "face_detection", ""))
+    done = poll(client, added["request_id"])
+    assert (done["status"], done["err_code"]) == ("OK", "0")
+    assert done["request_id"] == added["request_id"]
+    assert set(done) == {"request_id", "status", "description", "err_code", "result_url"}
+    path = "/" + done["result_url"].split("/", 3)[3]
+    doc = client.get(path, headers={"X-API-Key": ""})  # the signed URL needs no credentials
+    assert doc.status_code == 200
+    assert doc.headers["content-type"] == "application/json"
+    result = json.loads(doc.content)
+    assert result["request_id"] == added["request_id"] and result["operation"] == "detect"
+    assert result["image"] == {"width": 512, "height": 512}
+    [face] = result["faces"]  # the astronaut: one face, in the upper middle of the picture
+    box = face["box"]
+    assert 150 < box["x"] + box["width"] / 2 < 300 and 50 < box["y"] + box["height"] / 2 < 200
+    assert len(face["landmarks"]) == 5
+    # Polled again, the same document is served.
+    again = poll(client, added["request_id"])
+    assert json.loads(client.get("/" + again["result_url"].split("/", 3)[3]).content) == result
+
+
+def test_face_detection_of_a_group_photo_lists_every_face(
+    client: TestClient, app: tuple[str, str], photo_server: str
+) -> None:
+    app_id, key = app
+    added = addtask(
+        client,
+        APP_ID=app_id,
+        KEY=key,
+        DATA=call_xml(photo_server + "/group.jpg", "face_detection", ""),
+    )
+    done = poll(client, added["request_id"])
+    assert done["status"] == "OK", done
+    result = json.loads(client.get("/" + done["result_url"].split("/", 3)[3]).content)
+    assert len(result["faces"]) == GROUP_FACES
 
 
 def test_no_face_is_minus_1000(client: TestClient, app: tuple[str, str], photo_server: str) -> None:
@@ -195,3 +251,19 @@ def test_no_face_is_minus_1000(client: TestClient, app: tuple[str, str], photo_s
     added = addtask(client, APP_ID=app_id, KEY=key, DATA=call_xml(photo_server + "/dogs.jpg"))
     done = poll(client, added["request_id"])
     assert (done["status"], done["err_code"]) == ("Error", "-1000")
+
+
+def test_an_expired_task_is_wrong_id_and_its_result_document_is_deleted(
+    client: TestClient, app: tuple[str, str], image_url: str
+) -> None:
+    app_id, key = app
+    added = addtask(client, APP_ID=app_id, KEY=key, DATA=call_xml(image_url, "face_detection", ""))
+    done = poll(client, added["request_id"])
+    document = "/" + done["result_url"].split("/", 3)[3]
+    assert client.get(document).status_code == 200
+    rt = client.app.state.rt  # type: ignore[attr-defined]
+    row = load_task_by_request_id(rt, added["request_id"])
+    expire_tasks(rt.store, now=row["expires_at"] + 1)  # the task's TTL has run out
+    gone = parse(client.get("/compat/photo/getresult", params={"request_id": row["id"]}))
+    assert (gone["status"], gone["err_code"], gone["request_id"]) == ("WrongID", "612", row["id"])
+    assert client.get(document).status_code == 404  # deletion is real

@@ -17,6 +17,7 @@ from faceplane.compat.ailab import render as ailab
 from faceplane.compat.docs import ROUTES_HEADING, ROUTES_PLACEHOLDER, render_compat_markdown
 from faceplane.compat.linkface import render as linkface
 from faceplane.compat.oz import render as oz
+from faceplane.compat.photo import parse as photo_parse
 from faceplane.compat.photo import render as photo
 from faceplane.errors import Err, FaceplaneError
 from faceplane.tasks.state import Status
@@ -349,7 +350,7 @@ PARAMETER_ENTITY = '<!DOCTYPE c [<!ENTITY % p SYSTEM "file:///etc/passwd"> %p;]>
 
 
 def test_photo_call_parses_a_real_shaped_call() -> None:
-    call = photo.parse_image_process_call(GOOD.encode())
+    call = photo_parse.parse_image_process_call(GOOD.encode())
     assert call.image_url == "http://h/a.jpg?x=1&y=2"
     assert [(i.url, i.order, i.rect) for i in call.images] == [
         ("http://h/a.jpg?x=1&y=2", 1, "10,10,50,50"),
@@ -362,7 +363,7 @@ def test_photo_call_parses_a_real_shaped_call() -> None:
     assert (call.result_format, call.result_size, call.template_watermark) == ("png", 1500, False)
     assert call.template_name == "1051" and call.lang == "en"
     assert call.extra == {"abort_attempts_on_error": "1"}
-    assert photo.parse_image_process_call(GOOD) == call  # the DATA form field arrives as text
+    assert photo_parse.parse_image_process_call(GOOD) == call  # the DATA form field arrives as text
 
 
 IA, MA, IT = Err.INVALID_ARGUMENT, Err.MISSING_ARGUMENT, Err.INVALID_TYPE
@@ -398,7 +399,7 @@ BAD: dict[str, tuple[str | bytes, Err, dict[str, str]]] = {
 @pytest.mark.parametrize(("data", "err", "details"), list(BAD.values()), ids=list(BAD))
 def test_photo_call_refuses_bad_input(data: str | bytes, err: Err, details: dict[str, str]) -> None:
     with pytest.raises(FaceplaneError) as info:
-        photo.parse_image_process_call(data)
+        photo_parse.parse_image_process_call(data)
     assert info.value.err is err, info.value
     assert err.photo == ("Error", -3)  # Pho.to's "Wrong method or parameter name"
     assert details.items() <= info.value.details.items()
@@ -408,11 +409,11 @@ def test_photo_call_refuses_bad_input(data: str | bytes, err: Err, details: dict
 def test_photo_call_refuses_oversize_before_parsing() -> None:
     big = GOOD.replace("</image_process_call>", "<lang>" + "x" * 70_000 + "</lang></i>")
     with pytest.raises(FaceplaneError) as info:
-        photo.parse_image_process_call(big.encode())
+        photo_parse.parse_image_process_call(big.encode())
     assert info.value.err is Err.PAYLOAD_TOO_LARGE
     assert info.value.details["max_bytes"] == 64_000
     with pytest.raises(FaceplaneError) as info:
-        photo.parse_image_process_call(GOOD, max_bytes=100)
+        photo_parse.parse_image_process_call(GOOD, max_bytes=100)
     assert info.value.err is Err.PAYLOAD_TOO_LARGE
 
 
@@ -462,7 +463,7 @@ def test_photo_call_fuzz_raises_only_faceplane_errors() -> None:
             for _ in range(rng.randint(1, 4)):
                 payload = _tree_mutation(rng, payload)
         try:
-            photo.parse_image_process_call(payload)
+            photo_parse.parse_image_process_call(payload)
             outcomes.add("parsed")
         except FaceplaneError as exc:
             assert exc.err.photo == ("Error", -3), exc

@@ -494,3 +494,33 @@ def bootstrap(store: Store, rate_limit: int) -> dict[str, str] | None:
 @functools.cache
 def _dummy_hash() -> str:
     return _hasher.hash("not a real password, only for constant timing")
+
+
+# ---- vendor credential schemes (Pho.to APP_ID/KEY/SIGN_DATA, Linkface api_id/api_secret) -----
+
+# Pho.to signs DATA alone, with no nonce or timestamp: a signature is accepted this long after
+# its first use, and refused as a replay within it (the nonce table keeps it twice as long).
+DATA_SIGNATURE_WINDOW_S = 600.0
+
+
+def authenticate_app_key(store: Store, app_id: str, key: str) -> Principal:
+    """The app whose KEY this is, which must be the app `app_id`; AUTH_INVALID otherwise."""
+    principal = authenticate_key(store, key)
+    if principal.app_id != app_id:
+        raise FaceplaneError(Err.AUTH_INVALID, "The key does not belong to this app id.")
+    return principal
+
+
+def authenticate_data_signature(
+    store: Store, app_id: str, signature: str, data: bytes
+) -> Principal:
+    """SIGN_DATA = HMAC-SHA256(DATA, KEY) of app `app_id`; the signature is the replay token."""
+    return authenticate_signature(
+        store,
+        app_id,
+        signature,
+        data,
+        "photo:" + signature.lower(),
+        str(time.time()),
+        DATA_SIGNATURE_WINDOW_S,
+    )

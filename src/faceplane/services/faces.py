@@ -107,8 +107,9 @@ def compare_faces(
     rt: Runtime, a: CompareSide, b: CompareSide, req: DetectRequest
 ) -> dict[str, Any]:
     """Compare two faces 1:1 and decide with the calibrated threshold."""
-    va, face_a, model_a = _side_vector(rt, a, "image1", req)
-    vb, face_b, model_b = _side_vector(rt, b, "image2", req)
+    # Each side's errors name the field the client sent it in.
+    va, face_a, model_a = _side_vector(rt, a, a.image.field if a.image else "image1", req)
+    vb, face_b, model_b = _side_vector(rt, b, b.image.field if b.image else "image2", req)
     model = model_a or model_b or rt.pool.embedder().name
     calibration = rt.calibration(model)
     sim, dist = similarity(va, vb, calibration)

@@ -377,3 +377,56 @@ def get_task_and_options(
     # get_task answers TASK_EXPIRED for a purged task, in the one wording of that error.
     task = get_task(rt, company_id, task_id) if row["purged"] else render_task(rt, row)
     return task, json.loads(row["options_json"] or "{}")
+
+
+# ---- tasks found by request id alone (Pho.to: the 128-bit request id is the capability) -----
+
+# The blob a task's JSON result is published as when it made no result image (detect).
+RESULT_DOCUMENT = "result.json"
+
+
+def load_task_by_request_id(rt: Runtime, request_id: str) -> dict[str, Any]:
+    """The row of the task with this request id, whoever's it is; TASK_NOT_FOUND for an empty
+    or unknown id, TASK_EXPIRED once its inputs and results were deleted."""
+    if not request_id:
+        raise FaceplaneError(Err.TASK_NOT_FOUND, "Bad, invalid or empty REQUEST_ID parameter.")
+    with rt.store.db.connect() as conn:
+        row = conn.execute(select(tasks).where(tasks.c.id == request_id)).mappings().first()
+    if row is None:
+        raise FaceplaneError(Err.TASK_NOT_FOUND, "There is no task with such REQUEST_ID.")
+    if row["purged"]:
+        raise FaceplaneError(
+            Err.TASK_EXPIRED, "This task's inputs and results have expired and were deleted."
+        )
+    return dict(row)
+
+
+def get_task_by_request_id(rt: Runtime, request_id: str) -> dict[str, Any]:
+    """A task's rendering by request id alone; a succeeded task that made no result image
+    gets `result_url`: a signed URL to its result as a JSON document."""
+    row = load_task_by_request_id(rt, request_id)
+    task = render_task(rt, row)
+    if task["status"] == Status.SUCCEEDED and "result_url" not in task and "result" in task:
+        task["result_url"] = publish_result_document(rt, row, task["result"])
+    return task
+
+
+def publish_result_document(rt: Runtime, row: dict[str, Any], result: dict[str, Any]) -> str:
+    """Store a task's result as a JSON blob (once) and return a signed URL to it."""
+    store = rt.store
+    key = f"tasks/{row['id']}/result/{RESULT_DOCUMENT}"
+    try:
+        store.blobs.get(key)
+    except FaceplaneError:
+        document = {"request_id": row["id"], "operation": row["operation"], **result}
+        store.blobs.put(key, json.dumps(document).encode())
+        # Expiry may have deleted the task's blobs between our read and this write: then
+        # the document must go too (deletion is real), and the task is gone.
+        try:
+            load_task_by_request_id(rt, row["id"])
+        except FaceplaneError:
+            store.blobs.delete_prefix(f"tasks/{row['id']}")
+            raise
+    st = rt.settings
+    base = (st.public_url or f"http://{st.host}:{st.port}").rstrip("/")
+    return blob_url(store.secret, key, row["company_id"], st.blob_url_ttl_s, base)

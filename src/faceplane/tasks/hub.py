@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import queue
+import threading
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -18,6 +20,11 @@ if TYPE_CHECKING:
     from faceplane.tasks.celery import CeleryExecutor
 
 log = logging.getLogger("faceplane.tasks")
+
+# Notifications waiting for the notifier thread; past this many the broker is stuck, and more
+# are dropped: the tasks are in the table, and maintenance republishes what nobody took.
+MAX_PENDING_NOTIFY = 10_000
+NOTIFY_BATCH = 500  # task ids per notify call at most, when a burst piled up
 
 
 class Executor(Protocol):
@@ -57,6 +64,10 @@ class TaskHub:
         self._events: dict[str, asyncio.Event] = {}
         self._maintenance: asyncio.Task[None] | None = None
         self._jobs: set[asyncio.Future[None]] = set()
+        # Task ids for the notifier thread; None tells it to end.
+        self._pending: queue.Queue[list[str] | None] = queue.Queue(MAX_PENDING_NOTIFY)
+        self._notifier: threading.Thread | None = None
+        self._notifier_lock = threading.Lock()
 
     async def start(self) -> None:
         """Recover what a previous run left, start the executor and the maintenance loop."""
@@ -74,12 +85,67 @@ class TaskHub:
             self._maintenance.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._maintenance
+        await self.rt.run_io(self._stop_notifier)
         await self.rt.run_io(self.executor.stop)
 
     def queued(self, task_ids: list[str]) -> None:
-        """Tell the executor about new tasks."""
-        if task_ids:
-            self.executor.notify(task_ids)
+        """Tell the executor about new tasks without blocking the caller (never the loop)."""
+        # Celery's notify publishes to the broker synchronously, and a broker that accepts a
+        # connection but never answers holds the publish forever. So no caller waits for it:
+        # one notifier thread publishes, and a stuck broker stalls only that thread (not the
+        # event loop, nor the I/O pool every request needs).
+        if not task_ids:
+            return
+        self._start_notifier()
+        try:
+            self._pending.put_nowait(list(task_ids))
+        except queue.Full:
+            log.warning(
+                "task notifications are backed up (%d pending); %d task(s) left to maintenance",
+                MAX_PENDING_NOTIFY,
+                len(task_ids),
+            )
+
+    def _start_notifier(self) -> None:
+        with self._notifier_lock:
+            if self._notifier is None:
+                self._notifier = threading.Thread(
+                    target=self._notify_forever, name="fp-notify", daemon=True
+                )
+                self._notifier.start()
+
+    def _notify_forever(self) -> None:
+        stopping = False
+        while not stopping:
+            ids = self._pending.get()
+            if ids is None:
+                return
+            # Take what piled up meanwhile: one broker round trip for a burst of submits.
+            while len(ids) < NOTIFY_BATCH:
+                try:
+                    more = self._pending.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stopping = True
+                    break
+                ids += more
+            try:
+                self.executor.notify(ids)
+            except Exception:  # the tasks are in the table; maintenance republishes them
+                log.exception("could not notify the executor of %d task(s)", len(ids))
+
+    def _stop_notifier(self, timeout_s: float = 5.0) -> None:
+        """Let the notifier send what is pending, then end it (a stuck broker: give up)."""
+        with self._notifier_lock:
+            thread, self._notifier = self._notifier, None
+        if thread is None:
+            return
+        with contextlib.suppress(queue.Full):
+            self._pending.put(None, timeout=timeout_s)
+        thread.join(timeout_s)
+        if thread.is_alive():
+            log.warning("the executor did not take the last notifications in %.0f s", timeout_s)
 
     def _on_done(self, task_id: str, status: str) -> None:
         # Called from the executor's listener thread.

@@ -22,8 +22,8 @@ def rt(tmp_path_factory: pytest.TempPathFactory) -> Runtime:
     return Runtime.open(Settings(data_dir=tmp_path_factory.mktemp("faces")))
 
 
-def image(path: Path) -> ImageSource:
-    return ImageSource("image", data=path.read_bytes())
+def image(path: Path, field: str = "image") -> ImageSource:
+    return ImageSource(field, data=path.read_bytes())
 
 
 def john(testdata: Path, person: int, photo: int) -> Path:
@@ -101,10 +101,13 @@ def test_an_embedding_compares_like_its_photo(rt: Runtime, testdata: Path) -> No
 
 def test_compare_names_the_side_at_fault(rt: Runtime, testdata: Path) -> None:
     req = DetectRequest()
-    good = CompareSide(image(john(testdata, 0, 0)))
+    good = CompareSide(image(john(testdata, 0, 0), "image1"))
     cases = [
-        (CompareSide(image(testdata / NO_FACE)), Err.FACE_NOT_FOUND),
-        (CompareSide(image(john(testdata, 0, 1)), face_index=2), Err.FACE_INDEX_OUT_OF_RANGE),
+        (CompareSide(image(testdata / NO_FACE, "image2")), Err.FACE_NOT_FOUND),
+        (
+            CompareSide(image(john(testdata, 0, 1), "image2"), face_index=2),
+            Err.FACE_INDEX_OUT_OF_RANGE,
+        ),
         (CompareSide(embedding=[0.0] * 128), Err.EMBEDDING_INVALID),
     ]
     for side, err in cases:

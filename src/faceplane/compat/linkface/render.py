@@ -26,8 +26,12 @@ __all__ = [
     "http_status",
     "member_for",
     "rate_limit_headers",
+    "render_detection",
     "render_error",
+    "render_face",
+    "render_search",
     "render_success",
+    "render_verification",
 ]
 
 RATE_LIMIT_HEADERS: tuple[str, str, str] = (
@@ -110,3 +114,62 @@ def body_may_be_non_json(status: int) -> bool:
 def member_for(err: Err) -> tuple[int, str]:
     """(HTTP status, status name) a member renders as; for docs."""
     return http_status(err.linkface), err.linkface
+
+
+# ---- the answers of the routes (the operation's native body → Linkface's fields) -----------
+
+
+def render_face(face: dict[str, Any]) -> dict[str, Any]:
+    """One detected face: ``rect {left, top, right, bottom}``, confidence, landmarks, pose."""
+    b = face["box"]
+    out = {
+        "rect": {
+            "left": round(b["x"]),
+            "top": round(b["y"]),
+            "right": round(b["x"] + b["width"]),
+            "bottom": round(b["y"] + b["height"]),
+        },
+        "confidence": face["score"],
+        "landmarks": list(face["landmarks"].values()),  # Linkface: [x, y] points in order
+        "yaw": face["quality"]["yaw"],
+        "pitch": face["quality"]["pitch"],
+        "roll": face["quality"]["roll"],
+        "quality": face["quality"],
+    }
+    if "embedding" in face:
+        out["feature"] = face["embedding"]
+    return out
+
+
+def render_detection(request_id: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """The detection answer: ``faces`` and the ``image`` size."""
+    faces = [render_face(f) for f in body["faces"]]
+    return render_success(request_id, {"faces": faces, "image": body["image"]})
+
+
+def render_verification(request_id: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """The verification answer: ``confidence`` (calibrated similarity), ``is_same_person``."""
+    return render_success(
+        request_id,
+        {
+            "confidence": body["similarity"],
+            "is_same_person": body["match"],
+            "threshold": body["threshold"],
+            "distance": body["distance"],
+        },
+    )
+
+
+def render_search(request_id: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """The search answer: ``candidates`` for the largest face, best first, and the threshold."""
+    face = body["faces"][0]
+    candidates = [
+        {
+            "person_id": m["subject_id"],
+            "name": m["subject_name"],
+            "face_id": m["face_token"],
+            "confidence": m["similarity"],
+        }
+        for m in face["matches"]
+    ]
+    return render_success(request_id, {"candidates": candidates, "threshold": face["threshold"]})
