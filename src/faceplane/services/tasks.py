@@ -21,7 +21,7 @@ from faceplane.services.operations import get_operation, validate_options
 from faceplane.store import Store
 from faceplane.store.blobs import blob_url
 from faceplane.store.db import tasks, webhook_attempts, write_tx
-from faceplane.tasks.state import FINISHED, Status
+from faceplane.tasks.state import FINISHED, Status, transition
 
 # Image result names → the Pho.to-style URL fields they are published as.
 URL_FIELDS = {
@@ -309,11 +309,7 @@ def cancel_task(rt: Runtime, company_id: str, task_id: str) -> dict[str, Any]:
     row = load_task(store, company_id, task_id)
     now = time.time()
     with write_tx(store.db) as conn:
-        done = conn.execute(
-            update(tasks)
-            .where(and_(tasks.c.id == task_id, tasks.c.status == Status.QUEUED))
-            .values(status=Status.CANCELED.value, finished_at=now, updated_at=now)
-        ).rowcount
+        done = transition(conn, task_id, Status.QUEUED, Status.CANCELED, now=now)
         if not done:
             conn.execute(
                 update(tasks)
