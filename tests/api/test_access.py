@@ -148,9 +148,11 @@ def test_writes_are_forbidden_to_operators_and_admin_routes_to_non_admins(
         if m in ("POST", "PATCH", "DELETE")
         and "/search" not in p
         and p not in ("/v1/detect", "/v1/compare", "/v1/blacklist/check")
+        # Operators run analyses as tasks too (tests/api/test_roles.py: the roles table).
+        and not p.startswith("/v1/tasks")
         and not p.startswith("/v1/apps")
     ]
-    assert len(writes) >= 12
+    assert len(writes) >= 10
     for method, path in writes:
         resp = call(app_client, method, path, acme.as_("operator"))
         assert resp.status_code == 403, (method, path, resp.text)

@@ -399,11 +399,24 @@ def test_list_filters_by_status_and_paginates(client: TestClient, astronaut: byt
 def test_expired_task_answers_task_expired_and_its_files_are_gone(
     backend: Backend, tmp_path: Path, astronaut: bytes
 ) -> None:
-    with app_client(backend, tmp_path, workers=1, task_ttl_s=1, maintenance_interval_s=0.2) as c:
+    from sqlalchemy import update
+
+    from faceplane.store.db import tasks, write_tx
+
+    with app_client(backend, tmp_path, workers=1, maintenance_interval_s=0.2) as c:
         task = submit(c, operation="crop", input={"image": b64(astronaut)})
         assert wait(c, task["request_id"])["status"] == "succeeded"
         folder = tmp_path / "data" / "blobs" / "tasks" / task["request_id"]
         assert folder.exists()
+        # Its TTL runs out now (a 1 s TTL raced the first task's model loading on a busy
+        # machine: the task could expire before the client ever saw it finish).
+        store = c.app.state.rt.store  # type: ignore[attr-defined]
+        with write_tx(store.db) as conn:
+            conn.execute(
+                update(tasks)
+                .where(tasks.c.id == task["request_id"])
+                .values(expires_at=time.time() - 1)
+            )
         deadline = time.time() + 10
         while time.time() < deadline and folder.exists():
             time.sleep(0.2)

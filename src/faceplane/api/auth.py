@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -99,22 +100,92 @@ async def require_caller(request: Request) -> Principal:
     return principal
 
 
-async def require_writer(principal: Annotated[Principal, Depends(require_caller)]) -> Principal:
-    """A caller allowed to change data: admins and clients (operators only read)."""
-    if principal.role not in ("admin", "client"):
+class Capability(StrEnum):
+    """What a caller may do; README.md's roles table lists them (a test reads that table)."""
+
+    READ = "read"  # read the company's collections, subjects, faces, tasks, models
+    ANALYSE = "analyse"  # detect, compare, crop, search, blacklist check: sync and as tasks
+    CHANGE_DATA = "change_data"  # create, change, delete collections, subjects, faces; enroll
+    OWN_APPS = "own_apps"  # create apps and rotate their keys (needs a user login)
+    ADMINISTER = "administer"  # users, every app's status and limits, the audit log
+
+
+# Who may do what: users by role, and app keys (which act for their company, as a client
+# does, but are no user: apps are managed by users who log in).
+CAPABILITIES: dict[str, frozenset[Capability]] = {
+    "admin": frozenset(Capability),
+    "operator": frozenset({Capability.READ, Capability.ANALYSE}),
+    "client": frozenset(
+        {Capability.READ, Capability.ANALYSE, Capability.CHANGE_DATA, Capability.OWN_APPS}
+    ),
+    "app": frozenset({Capability.READ, Capability.ANALYSE, Capability.CHANGE_DATA}),
+}
+
+# Operations that only read: anyone who may analyse runs them, synchronously or as tasks.
+# Any other operation (enroll, and whatever is added later until it is listed here) changes
+# data, and needs CHANGE_DATA.
+ANALYSES = frozenset({"detect", "compare", "crop", "search", "blacklist_check"})
+
+
+def principal_kind(principal: Principal) -> str:
+    """The row of CAPABILITIES that applies: `app` for an app's key or signature, else the role."""
+    return "app" if principal.app_id else principal.role
+
+
+def allows(principal: Principal, capability: Capability) -> bool:
+    """Whether the caller has `capability`."""
+    return capability in CAPABILITIES.get(principal_kind(principal), frozenset())
+
+
+def require(principal: Principal, capability: Capability) -> Principal:
+    """The caller, or AUTH_FORBIDDEN when it lacks `capability`."""
+    if not allows(principal, capability):
         raise FaceplaneError(
-            Err.AUTH_FORBIDDEN, "This role may read but not change data.", role=principal.role
+            Err.AUTH_FORBIDDEN,
+            _REFUSALS[capability],
+            role=principal.role,
+            capability=capability.value,
         )
     return principal
 
 
+_REFUSALS = {
+    Capability.READ: "This caller may not read the company's data.",
+    Capability.ANALYSE: "This caller may not run analyses.",
+    Capability.CHANGE_DATA: "This role may read and analyse but not change data.",
+    Capability.OWN_APPS: "Log in as an admin or client user to manage apps.",
+    Capability.ADMINISTER: "Only an admin may do this.",
+}
+
+
+def operation_capability(operation: str) -> Capability:
+    """What running `operation` (synchronously or as a task) needs."""
+    return Capability.ANALYSE if operation in ANALYSES else Capability.CHANGE_DATA
+
+
+def authorize_operations(principal: Principal, operations: list[str]) -> None:
+    """AUTH_FORBIDDEN unless the caller may run every one of `operations`."""
+    for capability in sorted({operation_capability(op) for op in operations}):
+        require(principal, capability)
+
+
+async def require_analyst(principal: Annotated[Principal, Depends(require_caller)]) -> Principal:
+    """A caller allowed to run analyses and manage the company's tasks."""
+    return require(principal, Capability.ANALYSE)
+
+
+async def require_writer(principal: Annotated[Principal, Depends(require_caller)]) -> Principal:
+    """A caller allowed to change data: admins, clients and app keys (operators only read and
+    analyse)."""
+    return require(principal, Capability.CHANGE_DATA)
+
+
 async def require_admin(principal: Annotated[Principal, Depends(require_caller)]) -> Principal:
     """A company admin (logged in as a user)."""
-    if principal.role != "admin":
-        raise FaceplaneError(Err.AUTH_FORBIDDEN, "Only an admin may do this.", role=principal.role)
-    return principal
+    return require(principal, Capability.ADMINISTER)
 
 
 CallerDep = Annotated[Principal, Depends(require_caller)]
+AnalystDep = Annotated[Principal, Depends(require_analyst)]
 WriterDep = Annotated[Principal, Depends(require_writer)]
 AdminDep = Annotated[Principal, Depends(require_admin)]

@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from faceplane.errors import Err, FaceplaneError
 from faceplane.store import Store
 from faceplane.store.db import apps, companies, nonces, tokens, users, write_tx
+from faceplane.timestamps import iso_utc
 
 ROLES = ("admin", "operator", "client")
 KEY_PREFIX = "fpk_"
@@ -88,7 +89,12 @@ def create_company(store: Store, name: str) -> dict[str, Any]:
             conn.execute(insert(companies).values(**row))
     except IntegrityError:
         raise FaceplaneError(Err.RESOURCE_EXISTS, f"A company named {name!r} exists.") from None
-    return row
+    return public_company(row)
+
+
+def public_company(row: dict[str, Any]) -> dict[str, Any]:
+    """A company as answers show it (its time in ISO 8601 UTC)."""
+    return {"id": row["id"], "name": row["name"], "created_at": iso_utc(row["created_at"])}
 
 
 def find_company(store: Store, name_or_id: str) -> dict[str, Any] | None:
@@ -109,9 +115,8 @@ def find_company(store: Store, name_or_id: str) -> dict[str, Any] | None:
 def list_companies(store: Store) -> list[dict[str, Any]]:
     """Every company."""
     with store.db.connect() as conn:
-        return [
-            dict(r) for r in conn.execute(select(companies).order_by(companies.c.name)).mappings()
-        ]
+        rows = conn.execute(select(companies).order_by(companies.c.name)).mappings()
+        return [public_company(dict(r)) for r in rows]
 
 
 def create_user(
@@ -141,7 +146,8 @@ def create_user(
 
 def public_user(row: dict[str, Any]) -> dict[str, Any]:
     """A user without its password hash."""
-    return {k: row[k] for k in ("id", "company_id", "email", "role", "active", "created_at")}
+    out = {k: row[k] for k in ("id", "company_id", "email", "role", "active")}
+    return {**out, "created_at": iso_utc(row["created_at"])}
 
 
 def list_users(store: Store, company_id: str) -> list[dict[str, Any]]:
@@ -173,6 +179,8 @@ def public_app(row: dict[str, Any]) -> dict[str, Any]:
             "webhook_url",
         )
     }
+    for k in ("expires_at", "created_at", "rotated_at"):
+        out[k] = iso_utc(out[k])
     return {"app_id": row["id"], "key_prefix": row["key_prefix"], **out}
 
 

@@ -14,8 +14,10 @@ from sqlalchemy.exc import IntegrityError
 from faceplane.engine.models.registry import get_spec
 from faceplane.errors import Err, FaceplaneError
 from faceplane.runtime import Runtime
+from faceplane.services.cursors import decode_cursor, encode_cursor
 from faceplane.store import Store
 from faceplane.store.db import collections, face_removals, faces, subjects, write_tx
+from faceplane.timestamps import iso_utc
 
 KINDS = ("gallery", "blacklist")
 
@@ -47,7 +49,7 @@ def check_space(rt: Runtime, collection: dict[str, Any]) -> None:
 
 
 def _page(rows: list[dict[str, Any]], limit: int, key: str = "id") -> str | None:
-    return rows[limit - 1][key] if len(rows) > limit else None
+    return encode_cursor(rows[limit - 1][key]) if len(rows) > limit else None
 
 
 # ---- collections ---------------------------------------------------------------------------
@@ -67,8 +69,8 @@ def _collection_json(row: dict[str, Any], conn: Connection) -> dict[str, Any]:
         "description": row["description"],
         "subjects": counts[0],
         "faces": counts[1],
-        "created_at": row["created_at"],
-        "updated_at": row["updated_at"],
+        "created_at": iso_utc(row["created_at"]),
+        "updated_at": iso_utc(row["updated_at"]),
     }
 
 
@@ -150,7 +152,7 @@ def list_collections(
     if kind:
         query = query.where(collections.c.kind == kind)
     if cursor:
-        query = query.where(collections.c.id > cursor)
+        query = query.where(collections.c.id > decode_cursor(cursor, str)[0])
     with store.db.connect() as conn:
         rows = [
             dict(r)
@@ -210,8 +212,8 @@ def _subject_json(row: dict[str, Any], conn: Connection) -> dict[str, Any]:
         "external_id": row["external_id"],
         "metadata": json.loads(row["metadata_json"] or "{}"),
         "faces": count,
-        "created_at": row["created_at"],
-        "updated_at": row["updated_at"],
+        "created_at": iso_utc(row["created_at"]),
+        "updated_at": iso_utc(row["updated_at"]),
     }
 
 
@@ -287,7 +289,7 @@ def list_subjects(
     """A collection's subjects by id, `limit` per page."""
     query = select(subjects).where(subjects.c.collection_id == collection_id)
     if cursor:
-        query = query.where(subjects.c.id > cursor)
+        query = query.where(subjects.c.id > decode_cursor(cursor, str)[0])
     with store.db.connect() as conn:
         load_collection(conn, company_id, collection_id)
         rows = [
@@ -359,7 +361,7 @@ def _face_json(row: dict[str, Any]) -> dict[str, Any]:
         "box": json.loads(row["box_json"]),
         "quality": json.loads(row["quality_json"]),
         "has_crop": bool(row["crop_key"]),
-        "created_at": row["created_at"],
+        "created_at": iso_utc(row["created_at"]),
     }
 
 
@@ -385,7 +387,7 @@ def list_faces(
     """A subject's faces, `limit` per page."""
     query = select(faces).where(faces.c.subject_id == subject_id)
     if cursor:
-        query = query.where(faces.c.token > cursor)
+        query = query.where(faces.c.token > decode_cursor(cursor, str)[0])
     with store.db.connect() as conn:
         load_subject(conn, company_id, collection_id, subject_id)
         rows = [

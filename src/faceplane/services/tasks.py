@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import secrets
 import time
@@ -16,12 +15,15 @@ from sqlalchemy.exc import IntegrityError
 from faceplane.engine.fetch import check_url
 from faceplane.errors import Err, FaceplaneError
 from faceplane.runtime import Runtime
+from faceplane.services.cursors import decode_cursor, encode_cursor
+from faceplane.services.idempotency import mark_repeats, repeat_of, request_hash
 from faceplane.services.images import ImageSource, b64decode_checked
 from faceplane.services.operations import get_operation, validate_options
 from faceplane.store import Store
-from faceplane.store.blobs import blob_url
+from faceplane.store.blobs import blob_url, content_type, verify_blob
 from faceplane.store.db import tasks, webhook_attempts, write_tx
-from faceplane.tasks.state import FINISHED, Status
+from faceplane.tasks.state import FINISHED, Status, transition
+from faceplane.timestamps import iso_utc, parse_time
 
 # Image result names → the Pho.to-style URL fields they are published as.
 URL_FIELDS = {
@@ -43,17 +45,14 @@ class TaskSpec:
     webhook_url: str | None = None
     webhook_secret: str | None = None
     idempotency_key: str | None = None
+    # The hash of the request as the client sent it, when it was taken before defaults (an
+    # app's webhook) were filled in; None: `request_hash` of this spec.
+    request_hash: str | None = None
 
 
 def new_task_id() -> str:
     """A fresh task id (it is also the task's request_id)."""
     return uuid.uuid4().hex
-
-
-def _iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds")
 
 
 def _store_inputs(store: Store, rt: Runtime, task_id: str, spec: TaskSpec) -> dict:
@@ -91,7 +90,12 @@ def _check_spec(rt: Runtime, spec: TaskSpec) -> None:
                 field=name,
             )
     if spec.webhook_url:
-        check_url(spec.webhook_url, rt.fetch)
+        check_webhook_url(rt, spec.webhook_url)
+
+
+def check_webhook_url(rt: Runtime, url: str) -> None:
+    """A webhook target follows the rules of every URL (no private address unless allowed)."""
+    check_url(url, rt.fetch)
 
 
 def submit_task(
@@ -101,8 +105,10 @@ def submit_task(
     existing task (created = False), never a duplicate."""
     store = rt.store
     s = rt.settings
+    digest = None
     if spec.idempotency_key:
-        existing = _find_by_key(store, company_id, spec.idempotency_key)
+        digest = request_hash(rt, spec)
+        existing = repeat_of(store, company_id, spec.idempotency_key, digest)
         if existing is not None:
             return render_task(rt, existing), False
     _check_spec(rt, spec)
@@ -125,6 +131,7 @@ def submit_task(
         "expires_at": now + s.task_ttl_s,
         "cancel_requested": False,
         "idempotency_key": spec.idempotency_key,
+        "request_hash": digest,
         "batch_id": batch_id,
         "webhook_url": spec.webhook_url,
         "webhook_secret": secret,
@@ -134,10 +141,11 @@ def submit_task(
         with write_tx(store.db) as conn:
             conn.execute(tasks.insert().values(**row))
     except IntegrityError:
-        # Two submissions with one key raced: the first one won; answer with it.
+        # Two submissions with one key raced: the first one won; answer with it (or with
+        # TASK_CONFLICT when the two were different requests).
         store.blobs.delete_prefix(f"tasks/{task_id}")
-        assert spec.idempotency_key
-        existing = _find_by_key(store, company_id, spec.idempotency_key)
+        assert spec.idempotency_key and digest
+        existing = repeat_of(store, company_id, spec.idempotency_key, digest)
         assert existing is not None
         return render_task(rt, existing), False
     rendered = render_task(rt, row)
@@ -185,24 +193,13 @@ def submit_batch(
         except FaceplaneError as exc:
             exc.details.setdefault("item", i)
             raise
-    check_capacity(rt, len(specs))
+    # A conflicting key refuses the whole batch before anything is queued; repeats take no
+    # room in the queue.
+    checked, repeats = mark_repeats(rt, company_id, specs, batch=True)
+    check_capacity(rt, repeats.count(False))
     batch_id = new_task_id()
-    done = [submit_task(rt, company_id, spec, batch_id) for spec in specs]
+    done = [submit_task(rt, company_id, spec, batch_id) for spec in checked]
     return [task for task, _ in done], [created for _, created in done], batch_id
-
-
-def _find_by_key(store: Store, company_id: str, key: str) -> dict[str, Any] | None:
-    with store.db.connect() as conn:
-        row = (
-            conn.execute(
-                select(tasks).where(
-                    and_(tasks.c.company_id == company_id, tasks.c.idempotency_key == key)
-                )
-            )
-            .mappings()
-            .first()
-        )
-    return dict(row) if row else None
 
 
 def load_task(store: Store, company_id: str, task_id: str) -> dict[str, Any]:
@@ -227,10 +224,10 @@ def render_task(rt: Runtime, row: dict[str, Any]) -> dict[str, Any]:
         "request_id": row["id"],
         "operation": row["operation"],
         "status": row["status"],
-        "created_at": _iso(row["created_at"]),
-        "started_at": _iso(row.get("started_at")),
-        "finished_at": _iso(row.get("finished_at")),
-        "expires_at": _iso(row["expires_at"]),
+        "created_at": iso_utc(row["created_at"]),
+        "started_at": iso_utc(row.get("started_at")),
+        "finished_at": iso_utc(row.get("finished_at")),
+        "expires_at": iso_utc(row["expires_at"]),
         "attempts": row["attempts"],
         "max_attempts": row["max_attempts"],
     }
@@ -266,6 +263,12 @@ def render_task(rt: Runtime, row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def read_blob(rt: Runtime, key: str, company_id: str, expires: int, sig: str) -> tuple[bytes, str]:
+    """A stored result image and its media type, if its signed URL is valid and unexpired."""
+    verify_blob(rt.store.secret, key, company_id, expires, sig)
+    return rt.store.blobs.get(key), content_type(key)
+
+
 def _deliveries(store: Store, task_id: str) -> list[dict[str, Any]]:
     with store.db.connect() as conn:
         rows = (
@@ -280,7 +283,7 @@ def _deliveries(store: Store, task_id: str) -> list[dict[str, Any]]:
     return [
         {
             "attempt": r["attempt"],
-            "at": _iso(r["at"]),
+            "at": iso_utc(r["at"]),
             "http_status": r["http_status"],
             "error": r["error"],
             "duration_ms": r["duration_ms"],
@@ -298,7 +301,7 @@ def get_task(rt: Runtime, company_id: str, task_id: str) -> dict[str, Any]:
             Err.TASK_EXPIRED,
             "This task's inputs and results have expired and were deleted.",
             id=task_id,
-            expired_at=_iso(row["expires_at"]),
+            expired_at=iso_utc(row["expires_at"]),
         )
     return render_task(rt, row)
 
@@ -309,11 +312,7 @@ def cancel_task(rt: Runtime, company_id: str, task_id: str) -> dict[str, Any]:
     row = load_task(store, company_id, task_id)
     now = time.time()
     with write_tx(store.db) as conn:
-        done = conn.execute(
-            update(tasks)
-            .where(and_(tasks.c.id == task_id, tasks.c.status == Status.QUEUED))
-            .values(status=Status.CANCELED.value, finished_at=now, updated_at=now)
-        ).rowcount
+        done = transition(conn, task_id, Status.QUEUED, Status.CANCELED, now=now)
         if not done:
             conn.execute(
                 update(tasks)
@@ -337,33 +336,31 @@ def list_tasks(
     rt: Runtime,
     company_id: str,
     status: str | None,
-    since: float | None,
+    since: str | None,
     limit: int,
     cursor: str | None,
 ) -> dict[str, Any]:
-    """The caller's tasks, newest first, `limit` per page; `next_cursor` fetches the next."""
+    """The caller's tasks, newest first, `limit` per page; `next_cursor` fetches the next.
+    `since` is an ISO 8601 time (created at or after it)."""
     store = rt.store
     query = select(tasks).where(tasks.c.company_id == company_id)
     if status:
         query = query.where(tasks.c.status == Status(status).value)
     if since is not None:
-        query = query.where(tasks.c.created_at >= since)
+        query = query.where(tasks.c.created_at >= parse_time(since, "since"))
     if cursor:
-        created, _, tid = cursor.partition(":")
+        created, tid = decode_cursor(cursor, float, str)
         query = query.where(
-            (tasks.c.created_at < float(created))
-            | and_(tasks.c.created_at == float(created), tasks.c.id < tid)
+            (tasks.c.created_at < created) | and_(tasks.c.created_at == created, tasks.c.id < tid)
         )
     query = query.order_by(tasks.c.created_at.desc(), tasks.c.id.desc()).limit(limit + 1)
     with store.db.connect() as conn:
         rows = [dict(r) for r in conn.execute(query).mappings().all()]
     page = rows[:limit]
-    next_cursor = (
-        f"{page[-1]['created_at']!r}:{page[-1]['id']}" if len(rows) > limit and page else None
-    )
+    last = page[-1] if len(rows) > limit and page else None
     return {
         "tasks": [render_task(rt, r) for r in page],
-        "next_cursor": next_cursor,
+        "next_cursor": encode_cursor(last["created_at"], last["id"]) if last else None,
     }
 
 

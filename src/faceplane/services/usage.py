@@ -86,10 +86,14 @@ async def submit_billed(
     rt: Runtime, caller: Principal, specs: list[TaskSpec], batch: bool = False
 ) -> tuple[list[dict[str, Any]], list[bool], str | None]:
     """Submit tasks billed: (renderings, created flags, batch id). A spec whose idempotency
-    key names a task already submitted returns that task and is not billed again."""
+    key names a task already submitted returns that task and is not billed again: repeats
+    are found before anything is charged, so a retry gets its task back even when the quota
+    is used up."""
+    from faceplane.services.idempotency import mark_repeats
     from faceplane.services.tasks import submit_batch, submit_task
 
-    costs = dict(Counter(spec.operation for spec in specs))
+    specs, repeats = await rt.run_io(mark_repeats, rt, caller.company_id, specs, batch)
+    costs = dict(Counter(s.operation for s, rep in zip(specs, repeats, strict=True) if not rep))
 
     async def work() -> tuple[list[dict[str, Any]], list[bool], str | None]:
         if batch:
@@ -98,9 +102,14 @@ async def submit_billed(
         return [task], [created], None
 
     tasks, created, batch_id = await billed(rt, caller, costs, work)
-    repeats = dict(
-        Counter(spec.operation for spec, new in zip(specs, created, strict=True) if not new)
+    # A submission that raced another one with its key turned out a repeat after all.
+    late = dict(
+        Counter(
+            s.operation
+            for s, rep, new in zip(specs, repeats, created, strict=True)
+            if not new and not rep
+        )
     )
-    if repeats:
-        await rt.run_io(refund, rt, caller, repeats)
+    if late:
+        await rt.run_io(refund, rt, caller, late)
     return tasks, created, batch_id

@@ -61,6 +61,7 @@ tasks = Table(
     Column("worker", String(64)),
     Column("cancel_requested", Boolean, nullable=False, default=False),
     Column("idempotency_key", String(200)),
+    Column("request_hash", String(64)),  # sha256 of the canonical request under that key
     Column("batch_id", String(64)),
     Column("webhook_url", Text),
     Column("webhook_secret", String(128)),

@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any
 
-from sqlalchemy import and_, case, select, update
+from sqlalchemy import and_, select, update
 
 from faceplane.errors import Err, FaceplaneError
 from faceplane.runtime import Runtime
@@ -21,28 +21,26 @@ from faceplane.services.images import ImageSource
 from faceplane.services.operations import run_operation
 from faceplane.store import Store
 from faceplane.store.db import tasks, write_tx
-from faceplane.tasks.state import Status, check_transition
+from faceplane.tasks.state import Status, transition, transition_rows
 
 log = logging.getLogger("faceplane.tasks")
 
 
 def _claim(store: Store, where: Any, worker: str, lease_s: float) -> dict[str, Any] | None:
     now = time.time()
-    values = {
-        "status": Status.RUNNING.value,
-        "attempts": tasks.c.attempts + 1,
-        "worker": worker,
-        "lease_until": now + lease_s,
-        "started_at": now,
-        "updated_at": now,
-    }
     with write_tx(store.db) as conn:
-        row = (
-            conn.execute(update(tasks).where(where).values(**values).returning(*tasks.c))
-            .mappings()
-            .first()
+        rows = transition_rows(
+            conn,
+            where,
+            Status.QUEUED,
+            Status.RUNNING,
+            now=now,
+            attempts=tasks.c.attempts + 1,
+            worker=worker,
+            lease_until=now + lease_s,
+            started_at=now,
         )
-    return dict(row) if row else None
+    return rows[0] if rows else None
 
 
 def claim_next(store: Store, worker: str, lease_s: float) -> dict[str, Any] | None:
@@ -55,45 +53,24 @@ def claim_next(store: Store, worker: str, lease_s: float) -> dict[str, Any] | No
         .with_for_update(skip_locked=True)
         .scalar_subquery()
     )
-    return _claim(
-        store, and_(tasks.c.id == oldest, tasks.c.status == Status.QUEUED), worker, lease_s
-    )
+    return _claim(store, tasks.c.id == oldest, worker, lease_s)
 
 
 def claim_task(store: Store, task_id: str, worker: str, lease_s: float) -> dict[str, Any] | None:
     """Take one named task if it is still queued (the Celery path)."""
-    return _claim(
-        store, and_(tasks.c.id == task_id, tasks.c.status == Status.QUEUED), worker, lease_s
-    )
+    return _claim(store, tasks.c.id == task_id, worker, lease_s)
 
 
 def _finish(store: Store, row: dict[str, Any], status: Status, **values: Any) -> bool:
     """Move a running task to `status` if this worker still holds it; False if it lost it."""
-    check_transition(Status.RUNNING, status)
-    now = time.time()
-    finished = {"finished_at": now} if status != Status.QUEUED else {}
-    webhook = {}
-    if status != Status.QUEUED and row.get("webhook_url"):
-        webhook = {"webhook_state": "pending", "webhook_next_at": now}
     with write_tx(store.db) as conn:
-        count = conn.execute(
-            update(tasks)
-            .where(
-                and_(
-                    tasks.c.id == row["id"],
-                    tasks.c.status == Status.RUNNING,
-                    tasks.c.worker == row["worker"],
-                )
-            )
-            .values(
-                status=status.value,
-                updated_at=now,
-                lease_until=None,
-                **finished,
-                **webhook,
-                **values,
-            )
-        ).rowcount
+        count = transition(
+            conn,
+            and_(tasks.c.id == row["id"], tasks.c.worker == row["worker"]),
+            Status.RUNNING,
+            status,
+            **values,
+        )
     return bool(count)
 
 
@@ -182,7 +159,7 @@ def _run(rt: Runtime, row: dict[str, Any]) -> tuple[Status, dict[str, Any]]:
     except Exception:
         log.exception("task %s crashed (attempt %s)", task_id, row["attempts"])
         if row["attempts"] < row["max_attempts"]:
-            return Status.QUEUED, {"worker": None}
+            return Status.QUEUED, {}
         error = {"code": Err.INTERNAL.name, "message": Err.INTERNAL.message, "details": {}}
         return Status.FAILED, {"error_json": json.dumps(error)}
     if _cancel_requested(store, task_id):
@@ -196,19 +173,11 @@ def _run(rt: Runtime, row: dict[str, Any]) -> tuple[Status, dict[str, Any]]:
     return Status.SUCCEEDED, {"result_json": json.dumps(body)}
 
 
-def _webhook_due(now: float) -> dict[str, Any]:
-    """Columns that schedule the `task.finished` webhook of tasks that have one."""
-    return {
-        "webhook_state": case((tasks.c.webhook_url.is_not(None), "pending"), else_=None),
-        "webhook_next_at": case((tasks.c.webhook_url.is_not(None), now), else_=None),
-    }
-
-
 def recover_tasks(store: Store, now: float | None = None) -> int:
     """Requeue running tasks whose lease ran out, or fail them when no attempt is left."""
     lease_cut = now if now is not None else time.time()
     now = time.time()
-    lost = and_(tasks.c.status == Status.RUNNING, tasks.c.lease_until < lease_cut)
+    lost = tasks.c.lease_until < lease_cut
     error = json.dumps(
         {
             "code": Err.WORKER_FAILED.name,
@@ -217,23 +186,21 @@ def recover_tasks(store: Store, now: float | None = None) -> int:
         }
     )
     with write_tx(store.db) as conn:
-        retried = conn.execute(
-            update(tasks)
-            .where(and_(lost, tasks.c.attempts < tasks.c.max_attempts))
-            .values(status=Status.QUEUED.value, worker=None, lease_until=None, updated_at=now)
-        ).rowcount
-        failed = conn.execute(
-            update(tasks)
-            .where(and_(lost, tasks.c.attempts >= tasks.c.max_attempts))
-            .values(
-                status=Status.FAILED.value,
-                error_json=error,
-                finished_at=now,
-                lease_until=None,
-                updated_at=now,
-                **_webhook_due(now),
-            )
-        ).rowcount
+        retried = transition(
+            conn,
+            and_(lost, tasks.c.attempts < tasks.c.max_attempts),
+            Status.RUNNING,
+            Status.QUEUED,
+            now=now,
+        )
+        failed = transition(
+            conn,
+            and_(lost, tasks.c.attempts >= tasks.c.max_attempts),
+            Status.RUNNING,
+            Status.FAILED,
+            now=now,
+            error_json=error,
+        )
     if retried or failed:
         log.warning("recovered tasks from dead workers: %s requeued, %s failed", retried, failed)
     return int(retried + failed)
@@ -278,16 +245,8 @@ def expire_tasks(store: Store, now: float | None = None) -> int:
         }
     )
     with write_tx(store.db) as conn:
-        conn.execute(
-            update(tasks)
-            .where(and_(tasks.c.status == Status.QUEUED, tasks.c.expires_at < now))
-            .values(
-                status=Status.FAILED.value,
-                error_json=error,
-                finished_at=now,
-                updated_at=now,
-                **_webhook_due(now),
-            )
+        transition(
+            conn, tasks.c.expires_at < now, Status.QUEUED, Status.FAILED, now=now, error_json=error
         )
         ids = (
             conn.execute(

@@ -8,13 +8,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from faceplane.api.auth import AdminDep, CallerDep
-from faceplane.api.deps import RequestIdDep, RuntimeDep, SettingsDep, StoreDep
+from faceplane.api.auth import AdminDep, CallerDep, Capability, require
+from faceplane.api.deps import RequestIdDep, RuntimeDep, SettingsDep
 from faceplane.api.render import render_result
-from faceplane.engine.fetch import check_url
 from faceplane.errors import Err, FaceplaneError
+from faceplane.runtime import Runtime
 from faceplane.services import accounts, audit
 from faceplane.services.accounts import Principal
+from faceplane.services.tasks import check_webhook_url
+from faceplane.timestamps import parse_time
 
 router = APIRouter(prefix="/v1", tags=["access"])
 
@@ -50,7 +52,9 @@ class AppIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     rate_limit: int | None = Field(None, ge=1, description="Requests per rate window.")
     quota: int | None = Field(None, ge=0, description="Credits per quota period.")
-    expires_at: float | None = Field(None, description="Unix time after which it is refused.")
+    expires_at: str | float | None = Field(
+        None, description="ISO 8601 time (naive = UTC) after which it is refused."
+    )
 
 
 class AppPatch(BaseModel):
@@ -63,7 +67,7 @@ class AppPatch(BaseModel):
     status: str | None = Field(None, pattern="^(active|deactivated)$")
     rate_limit: int | None = Field(None, ge=1)
     quota: int | None = Field(None, ge=0)
-    expires_at: float | None = None
+    expires_at: str | float | None = Field(None, description="ISO 8601 time (naive = UTC).")
 
 
 def _need_user(caller: Principal) -> str:
@@ -73,29 +77,38 @@ def _need_user(caller: Principal) -> str:
 
 
 @router.post("/auth/login", summary="Exchange email and password for tokens")
-def login(
-    body: LoginIn, store: StoreDep, s: SettingsDep, request_id: RequestIdDep
+async def login(
+    body: LoginIn, rt: RuntimeDep, s: SettingsDep, request_id: RequestIdDep
 ) -> dict[str, Any]:
     """An access token (short-lived) and a refresh token."""
-    out = accounts.login(
-        store, body.email, body.password, s.access_token_ttl_s, s.refresh_token_ttl_s
+    out = await rt.run_io(
+        accounts.login,
+        rt.store,
+        body.email,
+        body.password,
+        s.access_token_ttl_s,
+        s.refresh_token_ttl_s,
     )
     return render_result(request_id, out)
 
 
 @router.post("/auth/refresh", summary="Trade a refresh token for a new pair")
-def refresh(
-    body: RefreshIn, store: StoreDep, s: SettingsDep, request_id: RequestIdDep
+async def refresh(
+    body: RefreshIn, rt: RuntimeDep, s: SettingsDep, request_id: RequestIdDep
 ) -> dict[str, Any]:
     """The refresh token is spent."""
-    out = accounts.refresh_tokens(
-        store, body.refresh_token, s.access_token_ttl_s, s.refresh_token_ttl_s
+    out = await rt.run_io(
+        accounts.refresh_tokens,
+        rt.store,
+        body.refresh_token,
+        s.access_token_ttl_s,
+        s.refresh_token_ttl_s,
     )
     return render_result(request_id, out)
 
 
 @router.get("/me", summary="Who the credentials belong to")
-def me(caller: CallerDep, request_id: RequestIdDep) -> dict[str, Any]:
+async def me(caller: CallerDep, request_id: RequestIdDep) -> dict[str, Any]:
     """Company, role, user and app of the caller."""
     return render_result(
         request_id,
@@ -109,95 +122,112 @@ def me(caller: CallerDep, request_id: RequestIdDep) -> dict[str, Any]:
     )
 
 
-@router.get("/apps", summary="Apps: an admin's whole company, a client's own")
-def list_my_apps(caller: CallerDep, store: StoreDep, request_id: RequestIdDep) -> dict[str, Any]:
+@router.get("/apps", summary="Apps: an admin's or operator's whole company, a client's own")
+async def list_my_apps(
+    caller: CallerDep, rt: RuntimeDep, request_id: RequestIdDep
+) -> dict[str, Any]:
     """Without keys."""
     user = None if caller.role in ("admin", "operator") else _need_user(caller)
-    return render_result(request_id, {"apps": accounts.list_apps(store, caller.company_id, user)})
+    apps = await rt.run_io(accounts.list_apps, rt.store, caller.company_id, user)
+    return render_result(request_id, {"apps": apps})
 
 
 @router.post("/apps", status_code=201, summary="Create an app; its KEY is shown once")
-def create_app(
-    body: AppIn, caller: CallerDep, store: StoreDep, s: SettingsDep, request_id: RequestIdDep
+async def create_app(
+    body: AppIn, caller: CallerDep, rt: RuntimeDep, s: SettingsDep, request_id: RequestIdDep
 ) -> dict[str, Any]:
     """Admins and clients (logged in) create apps; operators do not."""
+    require(caller, Capability.OWN_APPS)
     user = _need_user(caller)
-    if caller.role == "operator":
-        raise FaceplaneError(Err.AUTH_FORBIDDEN, "Operators do not create apps.")
-    app, key = accounts.create_app(
-        store,
+    expires_at = None if body.expires_at is None else parse_time(body.expires_at, "expires_at")
+    app, key = await rt.run_io(
+        accounts.create_app,
+        rt.store,
         caller.company_id,
         body.name,
         body.rate_limit or s.default_rate_limit,
         body.quota,
         user,
-        body.expires_at,
+        expires_at,
     )
     return render_result(request_id, {**app, "key": key})
 
 
-def _own_app(store: StoreDep, caller: Principal, app_id: str) -> None:
-    row = accounts.load_app(store, app_id, caller.company_id)
+def _own_app(rt: Runtime, caller: Principal, app_id: str) -> None:
+    row = accounts.load_app(rt.store, app_id, caller.company_id)
     if caller.role != "admin" and row["user_id"] != _need_user(caller):
         # Another user's app looks like no app at all: ids leak nothing.
         raise FaceplaneError(Err.RESOURCE_NOT_FOUND, "There is no app with this APP_ID.")
 
 
+def _rotate(rt: Runtime, caller: Principal, app_id: str) -> tuple[dict[str, Any], str]:
+    _own_app(rt, caller, app_id)
+    return accounts.rotate_key(rt.store, app_id, caller.company_id)
+
+
 @router.post("/apps/{app_id}/rotate", summary="Give an app a new KEY (shown once)")
-def rotate(
-    app_id: str, caller: CallerDep, store: StoreDep, request_id: RequestIdDep
+async def rotate(
+    app_id: str, caller: CallerDep, rt: RuntimeDep, request_id: RequestIdDep
 ) -> dict[str, Any]:
     """The old key stops working at once."""
-    _own_app(store, caller, app_id)
-    app, key = accounts.rotate_key(store, app_id, caller.company_id)
+    require(caller, Capability.OWN_APPS)
+    app, key = await rt.run_io(_rotate, rt, caller, app_id)
     return render_result(request_id, {**app, "key": key})
 
 
 @router.patch("/apps/{app_id}", summary="Deactivate, reactivate, or set limits")
-def patch_app(
+async def patch_app(
     app_id: str,
     body: AppPatch,
     caller: AdminDep,
-    store: StoreDep,
     rt: RuntimeDep,
     request_id: RequestIdDep,
 ) -> dict[str, Any]:
     """Admins only: status, expiry, rate limit, quota, default webhook."""
     changes = body.model_dump(exclude_unset=True)
+    if changes.get("expires_at") is not None:
+        changes["expires_at"] = parse_time(changes["expires_at"], "expires_at")
     if changes.get("webhook_url"):
-        check_url(changes["webhook_url"], rt.fetch)  # the SSRF rules of every URL
+        await rt.run_io(check_webhook_url, rt, changes["webhook_url"])
         changes.setdefault("webhook_secret", secrets.token_hex(16))
-    out = accounts.update_app(store, app_id, changes, caller.company_id)
+    out = await rt.run_io(accounts.update_app, rt.store, app_id, changes, caller.company_id)
     if "webhook_secret" in changes:
         out["webhook_secret"] = changes["webhook_secret"]  # shown when set
     return render_result(request_id, out)
 
 
 @router.get("/admin/users", summary="The company's users")
-def list_users(caller: AdminDep, store: StoreDep, request_id: RequestIdDep) -> dict[str, Any]:
+async def list_users(caller: AdminDep, rt: RuntimeDep, request_id: RequestIdDep) -> dict[str, Any]:
     """Without password hashes."""
-    return render_result(request_id, {"users": accounts.list_users(store, caller.company_id)})
+    users = await rt.run_io(accounts.list_users, rt.store, caller.company_id)
+    return render_result(request_id, {"users": users})
 
 
 @router.post("/admin/users", status_code=201, summary="Add a user to the company")
-def create_user(
-    body: UserIn, caller: AdminDep, store: StoreDep, request_id: RequestIdDep
+async def create_user(
+    body: UserIn, caller: AdminDep, rt: RuntimeDep, request_id: RequestIdDep
 ) -> dict[str, Any]:
     """With a role: admin, operator or client."""
-    out = accounts.create_user(store, caller.company_id, body.email, body.password, body.role)
+    out = await rt.run_io(
+        accounts.create_user, rt.store, caller.company_id, body.email, body.password, body.role
+    )
     return render_result(request_id, out)
 
 
 @router.get("/admin/audit", summary="The company's audit log")
-def audit_log(
+async def audit_log(
     caller: AdminDep,
-    store: StoreDep,
+    rt: RuntimeDep,
     request_id: RequestIdDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[int | None, Query(description="`next_cursor` of the last page.")] = None,
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the last page.")] = None,
     actor: Annotated[str | None, Query(description="user:<id> or app:<id>")] = None,
+    since: Annotated[
+        str | None, Query(description="ISO 8601 time: entries at or after it (naive = UTC).")
+    ] = None,
 ) -> dict[str, Any]:
     """Newest first: when, who, what, which resource, answer status, from where."""
-    return render_result(
-        request_id, audit.list_entries(store, caller.company_id, limit, cursor, actor)
+    page = await rt.run_io(
+        audit.list_entries, rt.store, caller.company_id, limit, cursor, actor, since
     )
+    return render_result(request_id, page)

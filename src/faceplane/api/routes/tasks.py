@@ -9,22 +9,24 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from faceplane.api.auth import CallerDep, WriterDep
-from faceplane.api.deps import RequestIdDep, RuntimeDep, StoreDep, TaskHubDep
+from faceplane.api.auth import AnalystDep, CallerDep, authorize_operations
+from faceplane.api.deps import RequestIdDep, RuntimeDep, TaskHubDep
 from faceplane.api.inputs import ref_to_source
 from faceplane.errors import Err, FaceplaneError
+from faceplane.runtime import Runtime
 from faceplane.services import accounts
 from faceplane.services.accounts import Principal
+from faceplane.services.idempotency import request_hash
 from faceplane.services.images import ImageSource
 from faceplane.services.tasks import (
     TaskSpec,
     cancel_task,
     get_task,
     list_tasks,
+    read_blob,
     render_task,
 )
 from faceplane.services.usage import submit_billed
-from faceplane.store.blobs import content_type, verify_blob
 
 router = APIRouter(prefix="/v1", tags=["tasks"])
 
@@ -157,15 +159,24 @@ async def _specs_from_form(request: Request, header_key: str | None) -> list[Tas
     return specs
 
 
-def _with_app_webhook(store: Any, caller: Principal, specs: list[TaskSpec]) -> list[TaskSpec]:
-    """Tasks that name no webhook use their app's default one, if it has one."""
+def _with_app_webhook(rt: Runtime, caller: Principal, specs: list[TaskSpec]) -> list[TaskSpec]:
+    """Tasks that name no webhook use their app's default one, if it has one. The request is
+    hashed first: an idempotent retry is the same request even if the app's webhook changed."""
     if not caller.app_id or all(s.webhook_url for s in specs):
         return specs
-    url, secret = accounts.app_webhook(store, caller.app_id)
+    url, secret = accounts.app_webhook(rt.store, caller.app_id)
     if not url:
         return specs
     return [
-        s if s.webhook_url else replace(s, webhook_url=url, webhook_secret=secret) for s in specs
+        s
+        if s.webhook_url
+        else replace(
+            s,
+            webhook_url=url,
+            webhook_secret=secret,
+            request_hash=request_hash(rt, s) if s.idempotency_key else None,
+        )
+        for s in specs
     ]
 
 
@@ -184,16 +195,17 @@ async def _read_specs(request: Request) -> list[TaskSpec]:
 
 @router.post("/tasks", status_code=202, summary="Submit a task", openapi_extra=TASK_BODY)
 async def submit(
-    request: Request, rt: RuntimeDep, store: StoreDep, hub: TaskHubDep, caller: WriterDep
+    request: Request, rt: RuntimeDep, hub: TaskHubDep, caller: CallerDep
 ) -> JSONResponse:
-    """202 with the task's `request_id` and `status`; the same idempotency key gives the same
-    task back (200)."""
+    """202 with the task's `request_id` and `status`; the same idempotency key with the same
+    request gives the same task back (200), with another request TASK_CONFLICT (409)."""
     specs = await _read_specs(request)
     if len(specs) != 1:
         raise FaceplaneError(
             Err.INVALID_ARGUMENT, "Send several tasks to POST /v1/tasks:batch.", items=len(specs)
         )
-    specs = await rt.run_io(_with_app_webhook, store, caller, specs)
+    authorize_operations(caller, [s.operation for s in specs])
+    specs = await rt.run_io(_with_app_webhook, rt, caller, specs)
     tasks, created, _ = await submit_billed(rt, caller, specs)
     if created[0]:
         hub.queued([tasks[0]["request_id"]])
@@ -204,14 +216,14 @@ async def submit(
 async def submit_many(
     request: Request,
     rt: RuntimeDep,
-    store: StoreDep,
     hub: TaskHubDep,
     request_id: RequestIdDep,
-    caller: WriterDep,
+    caller: CallerDep,
 ) -> JSONResponse:
     """One `request_id` per item; all items are checked before any is queued."""
     specs = await _read_specs(request)
-    specs = await rt.run_io(_with_app_webhook, store, caller, specs)
+    authorize_operations(caller, [s.operation for s in specs])
+    specs = await rt.run_io(_with_app_webhook, rt, caller, specs)
     tasks, created, batch_id = await submit_billed(rt, caller, specs, batch=True)
     hub.queued([t["request_id"] for t, new in zip(tasks, created, strict=True) if new])
     return JSONResponse(
@@ -223,7 +235,6 @@ async def submit_many(
 async def get_one(
     task_id: str,
     rt: RuntimeDep,
-    store: StoreDep,
     hub: TaskHubDep,
     caller: CallerDep,
     wait_s: Annotated[float, Query(ge=0, le=60, description="Long-poll up to this long.")] = 0,
@@ -237,41 +248,43 @@ async def get_one(
 
 
 @router.delete("/tasks/{task_id}", summary="Cancel a task")
-def cancel(task_id: str, rt: RuntimeDep, store: StoreDep, caller: WriterDep) -> dict[str, Any]:
+async def cancel(task_id: str, rt: RuntimeDep, caller: AnalystDep) -> dict[str, Any]:
     """A queued task is canceled at once; a running one stops cooperatively."""
-    return cancel_task(rt, caller.company_id, task_id)
+    return await rt.run_io(cancel_task, rt, caller.company_id, task_id)
 
 
 @router.get("/tasks", summary="The caller's tasks, newest first")
-def list_all(
+async def list_all(
     rt: RuntimeDep,
-    store: StoreDep,
     request_id: RequestIdDep,
     caller: CallerDep,
     status: Annotated[
         str | None, Query(pattern="^(queued|running|succeeded|failed|canceled)$")
     ] = None,
-    since: Annotated[float | None, Query(description="Unix time: created at or after.")] = None,
+    since: Annotated[
+        str | None,
+        Query(description="ISO 8601 time (naive = UTC): tasks created at or after it."),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
 ) -> dict[str, Any]:
     """Paginated with `next_cursor`."""
-    page = list_tasks(rt, caller.company_id, status, since, limit, cursor)
+    page = await rt.run_io(list_tasks, rt, caller.company_id, status, since, limit, cursor)
     return {"request_id": request_id, **page}
 
 
 @router.get("/blobs/{key:path}", summary="An image result, by signed URL", tags=["blobs"])
-def blob(
+async def blob(
     key: str,
-    store: StoreDep,
+    rt: RuntimeDep,
     company_id: str,
     expires: int,
     sig: str,
 ) -> Response:
     """Serve a stored image if the URL's signature is valid and unexpired."""
-    verify_blob(store.secret, key, company_id, expires, sig)
+    data, media_type = await rt.run_io(read_blob, rt, key, company_id, expires, sig)
     return Response(
-        store.blobs.get(key),
-        media_type=content_type(key),
+        data,
+        media_type=media_type,
         headers={"Cache-Control": "private, max-age=300"},
     )
