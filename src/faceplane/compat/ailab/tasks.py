@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
+from faceplane.api.auth import authorize_operations
 from faceplane.api.deps import RequestIdDep, RuntimeDep, TaskHubDep
 from faceplane.api.inputs import parse_body
 from faceplane.compat.ailab import render as ailab
@@ -42,13 +43,14 @@ async def submit_async(
     rt: RuntimeDep,
     hub: TaskHubDep,
     request_id: RequestIdDep,
-    caller: AilabWriterDep,
+    caller: AilabCallerDep,
 ) -> JSONResponse:
     """`operation` (detect, compare, crop, enroll, search, blacklist_check), its images and
     options under the names of its synchronous route; answers `task_id` to query with
     /api/common/query-async-task-result."""
     body = await parse_body(request, TASK_IMAGE_FIELDS)
     operation = required_text(body.values, "operation")
+    authorize_operations(caller, [operation])  # the roles table, as natively
     options = await task_options(rt, caller.company_id, operation, body.values)
     key = request.headers.get("idempotency-key")
     spec = TaskSpec(operation, task_images(body), options, idempotency_key=key or None)

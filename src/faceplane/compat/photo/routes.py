@@ -7,10 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import Response
 
-from faceplane.api.auth import apply_rate_limit
+from faceplane.api.auth import apply_rate_limit, authorize_operations
 from faceplane.api.deps import RuntimeDep, TaskHubDep
 from faceplane.compat.photo import parse, render
-from faceplane.errors import Err, FaceplaneError
+from faceplane.errors import FaceplaneError
 from faceplane.services import accounts
 from faceplane.services.tasks import get_task_by_request_id
 from faceplane.services.usage import submit_billed
@@ -42,9 +42,8 @@ async def addtask(
         )
     request.scope["state"]["principal"] = principal
     await apply_rate_limit(request, principal)
-    if principal.role not in ("admin", "client"):
-        raise FaceplaneError(Err.AUTH_FORBIDDEN, "This role may not add tasks.")
     spec = parse.task_spec(parse.parse_image_process_call(data.encode()))
+    authorize_operations(principal, [spec.operation])  # the roles table, as natively
     tasks, _, _ = await submit_billed(rt, principal, [spec])
     request_id = tasks[0]["request_id"]
     hub.queued([request_id])  # returns at once: the hub publishes off the event loop
