@@ -1,0 +1,107 @@
+"""The layers stay honest: routes parse, call a service and render; the engine is a library."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "faceplane"
+
+# What an HTTP layer (native routes and every vendor package) must not reach for.
+HTTP_FORBIDDEN = ("sqlalchemy", "PIL", "cv2", "numpy", "faceplane.store", "faceplane.engine")
+# What the pure libraries must not depend on.
+LIBRARY_FORBIDDEN = ("faceplane.api", "faceplane.compat", "faceplane.store", "faceplane.tasks")
+
+
+def _modules(*packages: str) -> list[Path]:
+    return sorted(p for pkg in packages for p in (SRC / pkg).rglob("*.py"))
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _runtime_imports(tree: ast.AST) -> Iterator[tuple[int, str]]:
+    """Every module imported at run time (type-only imports under TYPE_CHECKING excluded)."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and _is_type_checking(node):
+            yield from (imp for child in node.orelse for imp in _runtime_imports(child))
+            continue
+        if isinstance(node, ast.Import):
+            yield from ((node.lineno, alias.name) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            yield node.lineno, node.module
+            yield from ((node.lineno, f"{node.module}.{alias.name}") for alias in node.names)
+        yield from _runtime_imports(node)
+
+
+def _hits(path: Path, forbidden: tuple[str, ...]) -> list[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    return sorted(
+        {
+            f"{path.relative_to(SRC)}:{line} imports {name}"
+            for line, name in _runtime_imports(tree)
+            if any(name == f or name.startswith(f + ".") for f in forbidden)
+        }
+    )
+
+
+@pytest.mark.parametrize("path", _modules("api", "compat"), ids=lambda p: str(p.relative_to(SRC)))
+def test_http_layers_import_no_database_imaging_or_engine(path: Path) -> None:
+    assert _hits(path, HTTP_FORBIDDEN) == []
+
+
+@pytest.mark.parametrize(
+    "path", _modules("engine", "effects"), ids=lambda p: str(p.relative_to(SRC))
+)
+def test_engine_and_effects_are_a_library(path: Path) -> None:
+    assert _hits(path, LIBRARY_FORBIDDEN) == []
+
+
+def _route_handlers(tree: ast.AST) -> Iterator[ast.FunctionDef | ast.AsyncFunctionDef]:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            for dec in node.decorator_list:
+                call = dec.func if isinstance(dec, ast.Call) else dec
+                if isinstance(call, ast.Attribute) and call.attr in {
+                    "get",
+                    "post",
+                    "put",
+                    "patch",
+                    "delete",
+                    "api_route",
+                }:
+                    yield node
+                    break
+
+
+@pytest.mark.parametrize("path", _modules("api", "compat"), ids=lambda p: str(p.relative_to(SRC)))
+def test_route_handlers_are_async(path: Path) -> None:
+    """A sync handler runs on FastAPI's own hidden thread pool, outside the runtime's bounds."""
+    tree = ast.parse(path.read_text(), str(path))
+    sync = [n.name for n in _route_handlers(tree) if isinstance(n, ast.FunctionDef)]
+    assert sync == []
+
+
+def test_blocking_work_has_one_way_off_the_event_loop() -> None:
+    """Only the runtime's bounded pools run blocking work: no ad-hoc thread hand-offs."""
+    offenders = []
+    for path in _modules("."):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            name = (
+                node.attr
+                if isinstance(node, ast.Attribute)
+                else node.id
+                if isinstance(node, ast.Name)
+                else None
+            )
+            if name in {"run_in_threadpool", "to_thread"}:
+                offenders.append(f"{path.relative_to(SRC)}:{node.lineno} {name}")
+    assert offenders == []
