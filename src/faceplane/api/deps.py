@@ -8,7 +8,6 @@ from fastapi import Depends, Request
 
 from faceplane.runtime import Runtime
 from faceplane.settings import Settings
-from faceplane.store import Store
 from faceplane.tasks.hub import TaskHub
 
 
@@ -27,11 +26,6 @@ def get_settings(request: Request) -> Settings:
     return get_runtime(request).settings
 
 
-def get_store(request: Request) -> Store:
-    """The app's database and blobs."""
-    return get_runtime(request).store
-
-
 def get_hub(request: Request) -> TaskHub:
     """The app's task hub (executor, waiters)."""
     return request.app.state.hub
@@ -39,6 +33,5 @@ def get_hub(request: Request) -> TaskHub:
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 RequestIdDep = Annotated[str, Depends(get_request_id)]
-StoreDep = Annotated[Store, Depends(get_store)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 TaskHubDep = Annotated[TaskHub, Depends(get_hub)]
