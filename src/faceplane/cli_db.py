@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from pathlib import Path
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from faceplane.client import cli_errors
@@ -29,12 +30,13 @@ from faceplane.store.schema import (
 
 def _engine(settings: Settings, create: bool) -> Engine | None:
     """The configured database; None when it is an SQLite file that does not exist yet."""
-    if not settings.database_url:
-        path = settings.data_dir / "faceplane.db"
-        if not create and not path.exists():
-            return None
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return make_engine(database_url(settings))
+    url = database_url(settings)
+    if url.startswith("sqlite"):
+        path = Path(make_url(url).database or "")
+        if not create and not path.is_file():
+            return None  # connecting would create the file
+        path.parent.mkdir(parents=True, exist_ok=True)
+    return make_engine(url)
 
 
 def _describe(engine: Engine | None) -> str:
