@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from faceplane.cli_admin import add_admin_parser
+from faceplane.cli_db import add_db_parser
 from faceplane.cli_gallery import add_gallery_parsers
 from faceplane.cli_tasks import add_task_parsers
 from faceplane.client import cli_errors
@@ -265,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_task_parsers(sub)
     add_gallery_parsers(sub)
     add_admin_parser(sub)
+    add_db_parser(sub)
 
     m = sub.add_parser("models", help="install or list models")
     m.add_argument("action", choices=("install", "list"))

@@ -10,8 +10,9 @@ from sqlalchemy import Engine
 
 from faceplane.settings import Settings
 from faceplane.store.blobs import LocalBlobs
-from faceplane.store.db import make_engine, migrate, sqlite_url
+from faceplane.store.db import make_engine, sqlite_url
 from faceplane.store.indexes import IndexRegistry
+from faceplane.store.schema import upgrade_schema
 
 
 @dataclass
@@ -25,12 +26,17 @@ class Store:
 
     @classmethod
     def open(cls, settings: Settings) -> Store:
-        """Open (and migrate) the database and the blob folder named by settings."""
+        """Open the database (upgraded to the newest schema) and the blob folder of settings."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        engine = make_engine(settings.database_url or sqlite_url(settings.data_dir))
-        migrate(engine)
+        engine = make_engine(database_url(settings))
+        upgrade_schema(engine)
         indexes = IndexRegistry(settings.data_dir / "index", settings.index_ann_threshold)
         return cls(engine, LocalBlobs(settings.data_dir / "blobs"), _secret(settings), indexes)
+
+
+def database_url(settings: Settings) -> str:
+    """FACEPLANE_DATABASE_URL, else the SQLite file in the data folder."""
+    return settings.database_url or sqlite_url(settings.data_dir)
 
 
 def _secret(settings: Settings) -> bytes:

@@ -1,11 +1,13 @@
-"""The metadata database: SQLAlchemy Core tables, engine setup, and schema migrations.
+"""The metadata database: SQLAlchemy Core tables and engine setup.
 
-SQLite (WAL) is the embedded default; PostgreSQL is for the distributed mode. One schema.
+SQLite (WAL) is the embedded default; PostgreSQL is for the distributed mode. One schema,
+whose history is the Alembic revisions in `migrations/` (applied on open by `schema`): a
+change to these tables comes with a new revision.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -25,19 +27,10 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
-    select,
-    text,
 )
 from sqlalchemy.engine import Connection
 
 metadata = MetaData()
-
-schema_version = Table(
-    "schema_version",
-    metadata,
-    Column("version", Integer, primary_key=True),
-    Column("applied_at", Float, nullable=False),
-)
 
 tasks = Table(
     "tasks",
@@ -310,11 +303,6 @@ session_analyses = Table(
 Index("ix_session_analyses_session", session_analyses.c.session_id, session_analyses.c.created_at)
 Index("ix_session_analyses_task", session_analyses.c.task_id)
 
-# Ordered migrations after the initial schema; each takes a connection inside a transaction.
-MIGRATIONS: list[Callable[[Connection], None]] = []
-SCHEMA_VERSION = 1 + len(MIGRATIONS)
-MIGRATION_LOCK = 0x46414345  # "FACE": the PostgreSQL advisory lock held while migrating
-
 
 def sqlite_url(data_dir: Path) -> str:
     """The default embedded database in the data folder."""
@@ -358,27 +346,3 @@ def write_tx(engine: Engine) -> Iterator[Connection]:
                 yield conn
         finally:
             conn.info.pop("write", None)
-
-
-def migrate(engine: Engine) -> int:
-    """Create the schema if needed and apply pending migrations; return the version."""
-    import time
-
-    with write_tx(engine) as conn:
-        if conn.dialect.name == "postgresql":
-            # Servers and workers may start together on an empty database: without the lock
-            # two of them race to create the same tables (and to record version 1).
-            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
-        metadata.create_all(conn)
-        current = conn.execute(
-            select(schema_version.c.version).order_by(schema_version.c.version.desc()).limit(1)
-        ).scalar()
-        if current is None:
-            conn.execute(
-                schema_version.insert().values(version=SCHEMA_VERSION, applied_at=time.time())
-            )
-            return SCHEMA_VERSION
-        for version in range(current + 1, SCHEMA_VERSION + 1):
-            MIGRATIONS[version - 2](conn)
-            conn.execute(schema_version.insert().values(version=version, applied_at=time.time()))
-    return SCHEMA_VERSION
