@@ -19,6 +19,15 @@ from support import authed_client
 REPO = Path(__file__).resolve().parents[1]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """No test touches the user's own data folder: commands and servers that fall back to the
+    default (`faceplane detect`, subprocesses that inherit the environment) get a scratch one."""
+    if "FACEPLANE_DATA_DIR" not in os.environ:
+        import tempfile
+
+        os.environ["FACEPLANE_DATA_DIR"] = tempfile.mkdtemp(prefix="faceplane-tests-")
+
+
 def testdata_dir() -> Path | None:
     """FACEPLANE_TESTDATA, else ../shared/testdata beside the repository, if it exists."""
     env = os.environ.get("FACEPLANE_TESTDATA")

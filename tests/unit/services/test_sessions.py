@@ -6,9 +6,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import secrets
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import select
 
+from databases import throwaway_postgres
 from faceplane.errors import Err, FaceplaneError
 from faceplane.runtime import Runtime
 from faceplane.services import session_analyses as analyses
@@ -30,39 +30,13 @@ IMAGES = "faces/deepface/images"
 ACME, RIVAL = "company-acme", "company-rival"
 
 
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432"
-
-
-@contextmanager
-def pg_database() -> Iterator[str]:
-    """A fresh PostgreSQL database (dropped afterwards), or a visible skip without a server."""
-    from sqlalchemy import create_engine, text
-
-    admin = create_engine(
-        f"{PG_URL}/postgres", isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 2}
-    )
-    try:
-        with admin.connect() as conn:
-            name = f"faceplane_sessions_{secrets.token_hex(6)}"
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:
-        admin.dispose()
-        pytest.skip(f"POSTGRESQL NOT TESTED: 127.0.0.1:5432 does not answer ({type(exc).__name__})")
-    try:
-        yield f"{PG_URL}/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def rt(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Runtime]:
     """A runtime of its own on each database: its tasks are run inline by the tests."""
     with ExitStack() as stack:
-        url = stack.enter_context(pg_database()) if request.param == "postgresql" else None
+        url = stack.enter_context(throwaway_postgres()) if request.param == "postgresql" else None
         runtime = Runtime.open(
             Settings(data_dir=tmp_path_factory.mktemp("sessions"), database_url=url)
         )

@@ -11,33 +11,10 @@ from typing import Any
 
 import pytest
 
+from databases import throwaway_postgres
 from faceplane.settings import Settings
 from faceplane.store import Store
 from faceplane.store.db import tasks, webhook_attempts, write_tx
-
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432"
-
-
-def _pg_database() -> Iterator[str]:
-    """A scratch PostgreSQL database for one test module, dropped afterwards."""
-    from sqlalchemy import create_engine, text
-
-    admin = create_engine(
-        f"{PG_URL}/postgres", isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 2}
-    )
-    name = f"faceplane_unit_{secrets.token_hex(6)}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:
-        admin.dispose()
-        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 does not answer ({type(exc).__name__})")
-    try:
-        yield f"{PG_URL}/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -48,7 +25,8 @@ def database_url(
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'faceplane.db'}"
         return
-    yield from _pg_database()
+    with throwaway_postgres() as url:
+        yield url
 
 
 @pytest.fixture
