@@ -15,7 +15,12 @@ import pytest
 from faceplane.engine.image import DecodedImage
 from faceplane.errors import Err, FaceplaneError
 from faceplane.runtime import MB, Runtime
-from faceplane.services.images import ImageSource, b64decode_checked, load_image
+from faceplane.services.images import (
+    ImageSource,
+    b64decode_checked,
+    download_image,
+    load_image,
+)
 from faceplane.settings import Settings
 
 MakeRuntime = Callable[..., Runtime]
@@ -74,10 +79,15 @@ def server(testdata: Path) -> Iterator[str]:
     httpd.server_close()
 
 
+def load(rt: Runtime, source: ImageSource) -> DecodedImage:
+    """`source` downloaded if it is a URL, then decoded: the path of every operation."""
+    return load_image(rt, download_image(rt, source))
+
+
 def failure(rt: Runtime, source: ImageSource) -> FaceplaneError:
     """The error loading `source` raises."""
     with pytest.raises(FaceplaneError) as info:
-        load_image(rt, source)
+        load(rt, source)
     return info.value
 
 
@@ -116,7 +126,7 @@ def test_an_image_url_is_fetched_when_private_addresses_are_allowed(
     make_rt: MakeRuntime, photo: bytes, server: str
 ) -> None:
     rt = make_rt(fetch_allow_private=True)
-    fetched = load_image(rt, ImageSource("image", url=server + "/photo.jpg"))
+    fetched = load(rt, ImageSource("image", url=server + "/photo.jpg"))
     assert np.array_equal(fetched.rgb, load_image(rt, ImageSource("image", data=photo)).rgb)
 
 
@@ -125,8 +135,18 @@ def test_a_loopback_url_is_refused_by_default_and_names_its_field(
 ) -> None:
     err = failure(make_rt(), ImageSource("image2", url=server + "/photo.jpg"))
     assert err.err is Err.URL_FORBIDDEN
-    assert err.details["address"] == "127.0.0.1"
     assert err.details["field"] == "image2"
+    # The URL is named; what its host resolved to is not (it would map the private network).
+    assert err.details["url"] == server + "/photo.jpg"
+    assert "127.0.0.1" not in str({k: v for k, v in err.details.items() if k != "url"})
+    assert "address" not in err.details
+
+
+def test_a_url_is_never_downloaded_while_decoding(make_rt: MakeRuntime, server: str) -> None:
+    # Decoding runs on the inference pool: a URL that reached it undownloaded is a bug, loudly.
+    with pytest.raises(FaceplaneError) as info:
+        load_image(make_rt(fetch_allow_private=True), ImageSource("image", url=server + "/x"))
+    assert info.value.err is Err.INTERNAL
 
 
 def test_a_url_that_answers_404_is_download_failed(make_rt: MakeRuntime, server: str) -> None:
@@ -238,7 +258,7 @@ def test_exif_orientation_is_applied_whatever_the_input(
     images = [
         load_image(rt, ImageSource("image", data=data)),
         load_image(rt, ImageSource("image", base64=b64(data))),
-        load_image(rt, ImageSource("image", url=server + "/rotated.jpg")),
+        load(rt, ImageSource("image", url=server + "/rotated.jpg")),
     ]
     # Stored 640×480 with orientation 6 (rotate 90° clockwise to view): upright it is portrait.
     for image in images:
