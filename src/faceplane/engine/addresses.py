@@ -30,9 +30,19 @@ REFUSED_IPV6 = tuple(
 )
 
 
+# Special-purpose IPv4 that Python's is_global (3.11) counts as global.
+REFUSED_IPV4 = tuple(
+    ipaddress.IPv4Network(n)
+    for n in (
+        "192.0.0.0/24",  # IETF protocol assignments (RFC 6890)
+        "192.88.99.0/24",  # 6to4 relay anycast (deprecated, RFC 7526)
+    )
+)
+
+
 def ipv4_refused(ip: ipaddress.IPv4Address) -> bool:
     """True for loopback, private, shared (CGNAT), link-local, multicast and reserved IPv4."""
-    return not ip.is_global or ip.is_multicast
+    return not ip.is_global or ip.is_multicast or any(ip in net for net in REFUSED_IPV4)
 
 
 def address_refused(ip: IPAddress) -> bool:
