@@ -1,4 +1,9 @@
-"""Turn any image input (upload, base64, URL) into a decoded upright image."""
+"""Turn any image input (upload, base64, URL) into a decoded upright image.
+
+URLs become bytes in one step before an operation runs: `fetch_images` on the I/O pool under
+per-company download slots (synchronous calls), `download_images` inline (task workers).
+Decoding (`load_image`, on the inference pool) never touches the network.
+"""
 
 from __future__ import annotations
 
@@ -40,7 +45,7 @@ def b64decode_checked(field: str, text: str, rt: Runtime) -> bytes:
 
 
 def load_image(rt: Runtime, source: ImageSource) -> DecodedImage:
-    """Fetch or decode the bytes of `source` and decode them into an image."""
+    """Decode `source` (bytes or base64; a URL must have been downloaded) into an image."""
     # Every failure names the field (which of two images was too large or unreachable).
     try:
         if source.data is not None:
