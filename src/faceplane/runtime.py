@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import ParamSpec, TypeVar
 
 from faceplane.engine.faces import AnalyseOptions
-from faceplane.engine.fetch import FetchPolicy
+from faceplane.engine.fetch import FetchPolicy, FetchSlots
 from faceplane.engine.image import ImageLimits
 from faceplane.engine.models.pool import ModelPool
 from faceplane.engine.models.registry import get_spec
@@ -61,6 +61,8 @@ class Runtime:
     store: Store
     counters: Counters
     pools: BlockingPools = field(repr=False)
+    # URL downloads in flight, per company and in all (services.images.fetch_images).
+    fetch_slots: FetchSlots = field(repr=False)
 
     @classmethod
     def open(cls, settings: Settings) -> Runtime:
@@ -92,7 +94,8 @@ class Runtime:
             else DbCounters(store.db)
         )
         pools = BlockingPools(settings.inference_threads, settings.io_threads)
-        return cls(settings, pool, limits, fetch, store, counters, pools)
+        slots = FetchSlots(settings.fetch_max_concurrent_per_company, settings.fetch_max_concurrent)
+        return cls(settings, pool, limits, fetch, store, counters, pools, slots)
 
     def close(self) -> None:
         """Save the vector indexes and stop the pools."""

@@ -68,9 +68,34 @@ class Settings(BaseSettings):
     )
 
     # URL intake
-    fetch_connect_timeout_s: float = Field(5.0, description="URL download connect timeout.")
-    fetch_read_timeout_s: float = Field(10.0, description="URL download read timeout.")
-    fetch_total_timeout_s: float = Field(20.0, description="URL download whole-transfer timeout.")
+    fetch_connect_timeout_s: float = Field(
+        5.0, gt=0, description="URL download: limit of the DNS lookup and of the TCP connect."
+    )
+    fetch_read_timeout_s: float = Field(
+        10.0, gt=0, description="URL download: longest wait for the next bytes."
+    )
+    fetch_total_timeout_s: float = Field(
+        20.0,
+        gt=0,
+        description="URL download: wall-clock limit of the whole exchange (DNS, connect, TLS, "
+        "headers, body, every redirect), enforced at the socket: then DOWNLOAD_TIMEOUT.",
+    )
+    fetch_max_concurrent_per_company: int = Field(
+        4,
+        ge=1,
+        description="Image URL downloads one company may have in flight in a server process; "
+        "more wait `fetch_slot_wait_s`, then answer RATE_LIMIT_EXCEEDED (429).",
+    )
+    fetch_max_concurrent: int = Field(
+        8,
+        ge=1,
+        description="Image URL downloads in flight in a server process, all companies together; "
+        "keep it below `io_threads` so database work always finds a thread. More wait "
+        "`fetch_slot_wait_s`, then answer SERVER_BUSY (503).",
+    )
+    fetch_slot_wait_s: float = Field(
+        2.0, ge=0, description="How long a URL download waits for a free download slot."
+    )
     fetch_max_redirects: int = Field(3, ge=0, description="Redirects followed for an image URL.")
     fetch_allow_private: bool = Field(
         False,

@@ -20,7 +20,7 @@ from faceplane.services.faces import (
     compare_faces,
     detect_faces,
 )
-from faceplane.services.images import ImageSource, load_image
+from faceplane.services.images import ImageSource, download_images, load_image
 from faceplane.services.params import (
     BlacklistParams,
     CompareParams,
@@ -216,4 +216,6 @@ def run_operation(
 ) -> OperationResult:
     """Validate the options and run one operation: the one path for sync calls and tasks."""
     op = get_operation(name)
-    return op.run(rt, images, validate_options(op, options), company_id)
+    params = validate_options(op, options)
+    # URLs not downloaded by the caller (a task worker's inputs) are downloaded here.
+    return op.run(rt, download_images(rt, images), params, company_id)

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from faceplane.errors import FaceplaneError
 from faceplane.services.accounts import Principal
-from faceplane.services.images import ImageSource
+from faceplane.services.images import ImageSource, fetch_images
 from faceplane.services.limits import refund_credits, spend_credits
-from faceplane.services.operations import run_operation
+from faceplane.services.operations import get_operation, run_operation, validate_options
 
 if TYPE_CHECKING:
     from faceplane.runtime import Runtime
@@ -74,7 +74,11 @@ async def run_billed(
     refunds it like any other failure."""
 
     async def work() -> dict[str, Any]:
-        result = await rt.run_blocking(run_operation, rt, name, images, options, caller.company_id)
+        validate_options(get_operation(name), options)  # a bad request costs no download
+        # URLs are downloaded on the I/O pool first: a slow image server holds an I/O thread
+        # (until the fetch deadline), never an inference thread.
+        ready = await fetch_images(rt, caller.company_id, images)
+        result = await rt.run_blocking(run_operation, rt, name, ready, options, caller.company_id)
         if check is not None:
             check(result.body)
         return dict(result.body)

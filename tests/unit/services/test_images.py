@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -15,7 +17,13 @@ import pytest
 from faceplane.engine.image import DecodedImage
 from faceplane.errors import Err, FaceplaneError
 from faceplane.runtime import MB, Runtime
-from faceplane.services.images import ImageSource, b64decode_checked, load_image
+from faceplane.services.images import (
+    ImageSource,
+    b64decode_checked,
+    download_image,
+    fetch_images,
+    load_image,
+)
 from faceplane.settings import Settings
 
 MakeRuntime = Callable[..., Runtime]
@@ -46,8 +54,13 @@ def photo(testdata: Path) -> bytes:
 
 @pytest.fixture(scope="module")
 def server(testdata: Path) -> Iterator[str]:
-    """A loopback HTTP server serving real photos: /photo.jpg and /rotated.jpg."""
-    files = {"/photo.jpg": testdata / PORTRAIT, "/rotated.jpg": testdata / ROTATED}
+    """A loopback HTTP server serving real photos: /photo.jpg, /rotated.jpg, and /slow.jpg
+    (the photo after a second)."""
+    files = {
+        "/photo.jpg": testdata / PORTRAIT,
+        "/rotated.jpg": testdata / ROTATED,
+        "/slow.jpg": testdata / PORTRAIT,
+    }
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args: object) -> None:
@@ -60,6 +73,8 @@ def server(testdata: Path) -> Iterator[str]:
                 self.end_headers()
                 return
             body = path.read_bytes()
+            if self.path == "/slow.jpg":
+                time.sleep(1.0)
             self.send_response(200)
             self.send_header("Content-Type", "image/jpeg")
             self.send_header("Content-Length", str(len(body)))
@@ -74,10 +89,15 @@ def server(testdata: Path) -> Iterator[str]:
     httpd.server_close()
 
 
+def load(rt: Runtime, source: ImageSource) -> DecodedImage:
+    """`source` downloaded if it is a URL, then decoded: the path of every operation."""
+    return load_image(rt, download_image(rt, source))
+
+
 def failure(rt: Runtime, source: ImageSource) -> FaceplaneError:
     """The error loading `source` raises."""
     with pytest.raises(FaceplaneError) as info:
-        load_image(rt, source)
+        load(rt, source)
     return info.value
 
 
@@ -116,7 +136,7 @@ def test_an_image_url_is_fetched_when_private_addresses_are_allowed(
     make_rt: MakeRuntime, photo: bytes, server: str
 ) -> None:
     rt = make_rt(fetch_allow_private=True)
-    fetched = load_image(rt, ImageSource("image", url=server + "/photo.jpg"))
+    fetched = load(rt, ImageSource("image", url=server + "/photo.jpg"))
     assert np.array_equal(fetched.rgb, load_image(rt, ImageSource("image", data=photo)).rgb)
 
 
@@ -125,8 +145,18 @@ def test_a_loopback_url_is_refused_by_default_and_names_its_field(
 ) -> None:
     err = failure(make_rt(), ImageSource("image2", url=server + "/photo.jpg"))
     assert err.err is Err.URL_FORBIDDEN
-    assert err.details["address"] == "127.0.0.1"
     assert err.details["field"] == "image2"
+    # The URL is named; what its host resolved to is not (it would map the private network).
+    assert err.details["url"] == server + "/photo.jpg"
+    assert "127.0.0.1" not in str({k: v for k, v in err.details.items() if k != "url"})
+    assert "address" not in err.details
+
+
+def test_a_url_is_never_downloaded_while_decoding(make_rt: MakeRuntime, server: str) -> None:
+    # Decoding runs on the inference pool: a URL that reached it undownloaded is a bug, loudly.
+    with pytest.raises(FaceplaneError) as info:
+        load_image(make_rt(fetch_allow_private=True), ImageSource("image", url=server + "/x"))
+    assert info.value.err is Err.INTERNAL
 
 
 def test_a_url_that_answers_404_is_download_failed(make_rt: MakeRuntime, server: str) -> None:
@@ -238,7 +268,7 @@ def test_exif_orientation_is_applied_whatever_the_input(
     images = [
         load_image(rt, ImageSource("image", data=data)),
         load_image(rt, ImageSource("image", base64=b64(data))),
-        load_image(rt, ImageSource("image", url=server + "/rotated.jpg")),
+        load(rt, ImageSource("image", url=server + "/rotated.jpg")),
     ]
     # Stored 640×480 with orientation 6 (rotate 90° clockwise to view): upright it is portrait.
     for image in images:
@@ -254,3 +284,87 @@ def test_the_upright_image_is_the_stored_one_turned_clockwise(
     raw = np.asarray(Image.open(testdata / ROTATED).convert("RGB"))
     upright = load_image(make_rt(), ImageSource("image", data=(testdata / ROTATED).read_bytes()))
     assert np.array_equal(upright.rgb, np.rot90(raw, k=-1))
+
+
+# ---- downloads before inference, under per-company slots -----------------------------------
+
+
+def test_fetch_images_turns_every_url_into_bytes_and_leaves_other_inputs_alone(
+    make_rt: MakeRuntime, photo: bytes, server: str
+) -> None:
+    rt = make_rt(fetch_allow_private=True)
+    given = {
+        "image1": ImageSource("image1", url=server + "/photo.jpg"),
+        "image2": ImageSource("image2", base64=b64(photo)),
+    }
+    ready = asyncio.run(fetch_images(rt, "acme", given))
+    assert ready["image1"] == ImageSource("image1", data=photo)
+    assert ready["image2"] is given["image2"]
+    assert rt.fetch_slots.in_flight() == 0
+
+
+def test_a_company_past_its_download_cap_is_refused_while_another_company_downloads(
+    make_rt: MakeRuntime, photo: bytes, server: str
+) -> None:
+    rt = make_rt(
+        fetch_allow_private=True, fetch_max_concurrent_per_company=1, fetch_slot_wait_s=0.2
+    )
+
+    async def three() -> list[Any]:
+        slow = {"image": ImageSource("image", url=server + "/slow.jpg")}
+        return await asyncio.gather(
+            fetch_images(rt, "greedy", slow),
+            fetch_images(rt, "greedy", slow),
+            fetch_images(rt, "other", slow),
+            return_exceptions=True,
+        )
+
+    first, second, other = asyncio.run(three())
+    assert first["image"].data == photo and other["image"].data == photo
+    assert isinstance(second, FaceplaneError)
+    assert second.err is Err.RATE_LIMIT_EXCEEDED  # 429 with Retry-After: the caller's own excess
+    assert second.details["field"] == "image" and second.details["retry_after_s"] == 1
+
+
+def test_the_server_wide_download_cap_answers_server_busy(
+    make_rt: MakeRuntime, server: str
+) -> None:
+    rt = make_rt(fetch_allow_private=True, fetch_max_concurrent=1, fetch_slot_wait_s=0.2)
+
+    async def two() -> list[Any]:
+        slow = {"image": ImageSource("image", url=server + "/slow.jpg")}
+        return await asyncio.gather(
+            fetch_images(rt, "a", slow), fetch_images(rt, "b", slow), return_exceptions=True
+        )
+
+    results = asyncio.run(two())
+    assert [type(r) is FaceplaneError and r.err for r in results].count(Err.SERVER_BUSY) == 1
+
+
+def test_a_cancelled_request_keeps_its_download_slot_until_the_download_ends(
+    make_rt: MakeRuntime, server: str
+) -> None:
+    rt = make_rt(fetch_allow_private=True)
+
+    async def cancel_midway() -> int:
+        job = asyncio.ensure_future(
+            fetch_images(rt, "acme", {"image": ImageSource("image", url=server + "/slow.jpg")})
+        )
+        await asyncio.sleep(0.3)
+        job.cancel()
+        await asyncio.sleep(0)
+        return rt.fetch_slots.in_flight("acme")
+
+    # The download still runs on its thread: the slot is not free for the caller's next one.
+    assert asyncio.run(cancel_midway()) == 1
+    assert wait_for(lambda: rt.fetch_slots.in_flight("acme") == 0, 5.0)
+
+
+def wait_for(pred: Callable[[], bool], seconds: float) -> bool:
+    """Poll `pred` until it holds or `seconds` pass."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return False
