@@ -470,6 +470,31 @@ def authenticate_token(store: Store, token: str) -> Principal:
     )
 
 
+MAX_LIMIT = 2**31 - 1
+"""The largest rate limit or quota: both columns are 32-bit integers in PostgreSQL."""
+
+# The least value of each limit (a quota of 0 allows only free calls); None means the default
+# rate limit, or no quota.
+LIMIT_FLOORS = {"rate_limit": 1, "quota": 0}
+
+
+def check_limits(limits: dict[str, Any]) -> None:
+    """INVALID_ARGUMENT unless each rate limit or quota in `limits` is an integer the database
+    can store (10**20 would overflow the column: a 500 instead of an answer)."""
+    for name, low in LIMIT_FLOORS.items():
+        value = limits.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= MAX_LIMIT:
+            raise FaceplaneError(
+                Err.INVALID_ARGUMENT,
+                f"`{name}` must be an integer from {low} to {MAX_LIMIT}.",
+                field=name,
+                minimum=low,
+                maximum=MAX_LIMIT,
+            )
+
+
 def bootstrap(store: Store, rate_limit: int) -> dict[str, str] | None:
     """On a fresh database: a company, an admin and an app; their secrets, to print once."""
     with store.db.connect() as conn:
@@ -496,28 +521,3 @@ def bootstrap(store: Store, rate_limit: int) -> dict[str, str] | None:
 @functools.cache
 def _dummy_hash() -> str:
     return _hasher.hash("not a real password, only for constant timing")
-
-
-MAX_LIMIT = 2**31 - 1
-"""The largest rate limit or quota: both columns are 32-bit integers in PostgreSQL."""
-
-# The least value of each limit (a quota of 0 allows only free calls); None means the default
-# rate limit, or no quota.
-LIMIT_FLOORS = {"rate_limit": 1, "quota": 0}
-
-
-def check_limits(limits: dict[str, Any]) -> None:
-    """INVALID_ARGUMENT unless each rate limit or quota in `limits` is an integer the database
-    can store (10**20 would overflow the column: a 500 instead of an answer)."""
-    for name, low in LIMIT_FLOORS.items():
-        value = limits.get(name)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= MAX_LIMIT:
-            raise FaceplaneError(
-                Err.INVALID_ARGUMENT,
-                f"`{name}` must be an integer from {low} to {MAX_LIMIT}.",
-                field=name,
-                minimum=low,
-                maximum=MAX_LIMIT,
-            )
