@@ -188,14 +188,58 @@ def test_json_with_too_many_values_is_payload_too_large(client: TestClient, call
         assert details == {"reason": "items", "max_items": 200_000}
 
 
-def test_a_nul_character_in_json_is_invalid_argument(client: TestClient, caller: Caller) -> None:
-    # PostgreSQL stores no NUL in text: before, the insert failed with a 500 there.
-    resp = client.post(
-        "/v1/collections",
-        content=b'{"name": "a\\u0000b"}',
-        headers={**caller.keyed, "Content-Type": "application/json"},
+PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432"
+
+
+@pytest.fixture(scope="module")
+def pg_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """The app on a throw-away PostgreSQL database (skipped, loudly, without PostgreSQL)."""
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(f"{PG_URL}/postgres", isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            name = f"faceplane_test_{uuid.uuid4().hex[:12]}"
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        pytest.skip(f"POSTGRESQL NOT TESTED: 127.0.0.1:5432 does not answer ({exc!r:.80})")
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("hostile-pg") / "data",
+        database_url=f"{PG_URL}/{name}",
+        workers=0,
     )
-    assert error(resp, 400, "INVALID_ARGUMENT")["details"]["reason"] == "nul"
+    try:
+        with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+            yield c
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def test_a_nul_character_in_client_text_is_invalid_argument_on_postgresql(
+    pg_client: TestClient,
+) -> None:
+    # PostgreSQL stores no NUL in text: before, each of these failed in the database (500).
+    keyed = Caller(pg_client).keyed
+    json_body = {**keyed, "Content-Type": "application/json"}
+    cases = [
+        pg_client.get("/v1/tasks/a%00b", headers=keyed),
+        pg_client.get("/v1/collections/a%00b", headers=keyed),
+        pg_client.post("/v1/collections", content=b'{"name": "a\\u0000b"}', headers=json_body),
+        pg_client.post(
+            "/compat/ailab/api/face/group/create", data={"group_id": "a\x00b"}, headers=keyed
+        ),
+        pg_client.post(
+            "/compat/ailab/api/face/group/create",
+            files={"group_id": (None, b"a\x00b")},
+            headers=keyed,
+        ),
+    ]
+    for resp in cases:
+        assert 400 <= resp.status_code < 500, resp.text
+    for resp in cases[:3]:
+        assert error(resp, 400, "INVALID_ARGUMENT")["details"]["reason"] == "nul"
 
 
 def test_json_in_form_fields_goes_through_the_same_bounds(

@@ -110,8 +110,10 @@ def printable(text: str) -> str:
     )
 
 
-def _is_json(content_type: str) -> bool:
-    media = content_type.split(";")[0].strip().lower()
+FORM = "application/x-www-form-urlencoded"
+
+
+def _is_json(media: str) -> bool:
     return media == "application/json" or (
         media.startswith("application/") and media.endswith("+json")
     )
@@ -178,6 +180,12 @@ class _Body:
         return self.complete
 
 
+def _nul(where: str) -> FaceplaneError:
+    return FaceplaneError(
+        Err.INVALID_ARGUMENT, f"{where} holds a NUL character (%00).", reason="nul"
+    )
+
+
 def _too_big(max_bytes: int) -> FaceplaneError:
     return FaceplaneError(
         Err.PAYLOAD_TOO_LARGE,
@@ -241,7 +249,7 @@ class RequestContext:
             )
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send, rid: str) -> None:
-        """Run the app on a body within the cap; refuse a hostile JSON body before any route."""
+        """Run the app on a body within the cap; refuse a hostile body before any route."""
         headers = Headers(scope=scope)
         body = _Body(receive, self.max_body_bytes, scope["state"])
         declared = headers.get("content-length", "")
@@ -249,24 +257,33 @@ class RequestContext:
             # Nothing read yet: a client waiting for `100 Continue` has sent nothing, and
             # draining would ask it for the whole body.
             expecting = headers.get("expect", "").lower() == "100-continue"
-            await self._refuse(scope, body, send, rid, drain=not expecting)
+            await self._answer(scope, body, send, rid, _too_big(self.max_body_bytes), expecting)
+            return
+        # No text a client sends may hold NUL: PostgreSQL stores none, and a 500 would follow.
+        if "\x00" in scope["path"] or b"%00" in scope.get("query_string", b""):
+            await self._answer(scope, body, send, rid, _nul("The path or query string"))
             return
         app_receive: Receive = body.receive
-        if _is_json(headers.get("content-type", "")) and declared != "0":
+        media = headers.get("content-type", "").split(";")[0].strip().lower()
+        if (_is_json(media) or media == FORM) and declared != "0":
             try:
                 raw = await body.read()
-            except FaceplaneError:
-                await self._refuse(scope, body, send, rid)
+            except FaceplaneError as exc:
+                await self._answer(scope, body, send, rid, exc)
                 return
             if raw is None:
                 return  # the client went away
             try:
-                scope["state"][JSON_STATE] = parse_json(raw)
+                if media == FORM:
+                    if b"%00" in raw:
+                        raise _nul("The form")
+                else:
+                    scope["state"][JSON_STATE] = parse_json(raw)
             except FaceplaneError as exc:
                 # Not JSON at all is the route's to answer (in its dialect, with its own
                 # code); too deep, too many values or text no encoder takes: nobody's.
                 if exc.details.get("reason") not in NOT_JSON:
-                    await error_response(rid, exc, scope["path"])(scope, receive, send)
+                    await self._answer(scope, body, send, rid, exc)
                     return
             app_receive = _replay(raw, receive)
 
@@ -287,16 +304,23 @@ class RequestContext:
         if body.overflowed and not started:
             # Whatever the app made of the cut body (FastAPI answers 400 "error parsing the
             # body"), the answer is the coded 413.
-            await self._refuse(scope, body, send, rid)
+            await self._answer(scope, body, send, rid, _too_big(self.max_body_bytes))
 
-    async def _refuse(
-        self, scope: Scope, body: _Body, send: Send, rid: str, drain: bool = True
+    async def _answer(
+        self,
+        scope: Scope,
+        body: _Body,
+        send: Send,
+        rid: str,
+        exc: FaceplaneError,
+        expecting: bool = False,
     ) -> None:
-        """The coded 413, after draining what the client is still sending (bounded)."""
+        """Answer `exc` before the app, after draining what the client is still sending
+        (bounded; nothing when it waits for `100 Continue`)."""
         drained = body.complete or (
-            drain and await body.drain(self.drain_max_bytes, self.drain_max_s)
+            not expecting and await body.drain(self.drain_max_bytes, self.drain_max_s)
         )
-        response = error_response(rid, _too_big(self.max_body_bytes), scope["path"])
+        response = error_response(rid, exc, scope["path"])
         if not drained:
             response.headers["Connection"] = "close"
 

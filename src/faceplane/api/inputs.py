@@ -69,7 +69,12 @@ async def parse_body(request: Request, image_fields: tuple[str, ...]) -> ParsedB
             base = key.removesuffix("_url").removesuffix("_base64")
             if isinstance(value, UploadFile):
                 parsed.images[key] = ImageSource(field=key, data=await value.read())
-            elif base in image_fields and key.endswith("_url"):
+                continue
+            if "\x00" in value:  # the text of a multipart field; PostgreSQL stores no NUL
+                raise FaceplaneError(
+                    Err.INVALID_ARGUMENT, f"`{key}` holds a NUL character.", field=key, reason="nul"
+                )
+            if base in image_fields and key.endswith("_url"):
                 parsed.images[base] = ImageSource(field=base, url=value)
             elif base in image_fields and key.endswith("_base64"):
                 parsed.images[base] = ImageSource(field=base, base64=value)
