@@ -29,8 +29,9 @@ def free_port() -> int:
 class Server:
     """`faceplane serve` in a subprocess, on its own data folder."""
 
-    def __init__(self, data_dir: Path, **env: str) -> None:
+    def __init__(self, data_dir: Path, log: Path | None = None, **env: str) -> None:
         self.port = free_port()
+        self.log = log  # the server's stderr (its log lines) is appended here, when given
         self.env = {
             **os.environ,
             "FACEPLANE_DATA_DIR": str(data_dir),
@@ -46,13 +47,14 @@ class Server:
         if not hasattr(self, "key"):
             self.key = cli_app_key(self.env, "e2e", 100_000)
             self.headers = {"X-API-Key": self.key}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "faceplane.cli", "serve"],
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        with self.log.open("ab") if self.log else open(os.devnull, "wb") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "faceplane.cli", "serve"],
+                env=self.env,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                start_new_session=True,
+            )
         deadline = time.time() + 60
         while time.time() < deadline:
             try:

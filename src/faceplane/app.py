@@ -76,7 +76,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(compat_oz.router)
     install_handlers(app)
     app.add_middleware(AuditLog, rt=rt)
-    app.add_middleware(RequestContext, max_body_bytes=int(settings.max_body_mb * 1024 * 1024))
+    app.add_middleware(
+        RequestContext,
+        max_body_bytes=int(settings.max_body_mb * 1024 * 1024),
+        drain_max_bytes=int(settings.oversize_drain_mb * 1024 * 1024),
+        drain_max_s=settings.oversize_drain_s,
+    )
     return app
 
 

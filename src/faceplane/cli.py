@@ -172,16 +172,39 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from faceplane.app import create_app
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    handler = logging.StreamHandler()
+    handler.setFormatter(OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     host = args.host or settings.host
     port = args.port or settings.port
     settings = settings.model_copy(update={"host": host, "port": port})
-    # Uvicorn's access log prints query strings, and signed blob URLs carry their signature
-    # there: the app logs its own access lines, without queries or credentials.
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=False)
+    proxies = settings.trusted_proxies
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level="info",
+        # Uvicorn's access log prints query strings, and signed blob URLs carry their signature
+        # there: the app logs its own access lines, without queries or credentials.
+        access_log=False,
+        # Uvicorn believes X-Forwarded-For from 127.0.0.1 unless told otherwise: anyone on the
+        # machine could then put any address in the audit log. Only configured proxies count.
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=list(proxies),
+    )
     return 0
+
+
+class OneLineFormatter(logging.Formatter):
+    """Log lines whose message cannot hold a line break: control characters are escaped (a
+    request path with `%0a` must not write a second, forged line). Tracebacks stay as they are."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        """The line, with the message escaped."""
+        from faceplane.api.handlers import printable
+
+        record.message = printable(record.message)
+        return super().formatMessage(record)
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:

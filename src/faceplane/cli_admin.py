@@ -8,6 +8,7 @@ import getpass
 import json
 import secrets
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -155,8 +156,8 @@ def add_admin_parser(sub: Any) -> None:
     a_new = a_act.add_parser("create", help="a new app; prints app_id and key (once)")
     a_new.add_argument("--company", required=True, help="name or id (created if missing)")
     a_new.add_argument("--name", default="app")
-    a_new.add_argument("--rate-limit", type=int, help="requests per window")
-    a_new.add_argument("--quota", type=int, help="credits per period (default: unlimited)")
+    a_new.add_argument("--rate-limit", type=limit_arg(1), help="requests per window")
+    a_new.add_argument("--quota", type=limit_arg(0), help="credits per period (default: unlimited)")
     a_new.add_argument(
         "--expires",
         type=parse_expiry,
@@ -172,8 +173,8 @@ def add_admin_parser(sub: Any) -> None:
         p.add_argument("--json", action="store_true")
     lim = a_act.add_parser("limits", help="set rate limit, quota (-1: unlimited) or expiry")
     lim.add_argument("app_id")
-    lim.add_argument("--rate-limit", type=int)
-    lim.add_argument("--quota", type=int)
+    lim.add_argument("--rate-limit", type=limit_arg(1))
+    lim.add_argument("--quota", type=limit_arg(-1))
     lim.add_argument(
         "--expires",
         type=parse_expiry,
@@ -181,3 +182,18 @@ def add_admin_parser(sub: Any) -> None:
     )
     lim.add_argument("--json", action="store_true")
     admin.set_defaults(fn=run_admin)
+
+
+def limit_arg(low: int) -> Callable[[str], int]:
+    """An argparse type: an integer from `low` to the largest limit the database stores."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if not low <= value <= accounts.MAX_LIMIT:
+            raise argparse.ArgumentTypeError(f"{value} is not from {low} to {accounts.MAX_LIMIT}")
+        return value
+
+    return parse

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
+import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def default_data_dir() -> Path:
@@ -30,6 +32,22 @@ class Settings(BaseSettings):
     port: int = Field(8080, description="Port the HTTP server listens on.")
     max_body_mb: float = Field(
         20.0, description="Largest request body accepted, in MB (multipart or JSON)."
+    )
+    oversize_drain_mb: float = Field(
+        64.0,
+        ge=0,
+        description="Of a body past FACEPLANE_MAX_BODY_MB, read and drop up to this many MB "
+        "before answering 413, so a client that sends before it reads gets the answer, not a "
+        "connection reset.",
+    )
+    oversize_drain_s: float = Field(
+        5.0, ge=0, description="Drain an oversized body for at most this many seconds."
+    )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Addresses or CIDR networks of reverse proxies whose `X-Forwarded-For` and "
+        "`X-Forwarded-Proto` are believed (comma-separated); empty: the peer's address is the "
+        "client's (audit, throttles).",
     )
 
     # models
@@ -108,7 +126,9 @@ class Settings(BaseSettings):
         description="Serve without credentials, as the first company's admin. For local "
         "experiments only: loudly logged at start.",
     )
-    default_rate_limit: int = Field(600, ge=1, description="Requests per window of a new app.")
+    default_rate_limit: int = Field(
+        600, ge=1, le=2**31 - 1, description="Requests per window of a new app."
+    )
     rate_window_s: int = Field(60, ge=1, description="The rate-limit window.")
     quota_period_s: int = Field(30 * 86_400, ge=1, description="The quota (credits) period.")
     access_token_ttl_s: int = Field(900, ge=1, description="Lifetime of an access token.")
@@ -221,6 +241,22 @@ class Settings(BaseSettings):
         None,
         description="Override of the calibrated compare threshold (similarity in [0, 1]).",
     )
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        """`10.0.0.1,192.168.0.0/16` (or a JSON list) from the environment; each entry must be
+        an address or a network."""
+        items: object = value
+        if isinstance(value, str):
+            text = value.strip()
+            items = json.loads(text) if text.startswith("[") else text.split(",")
+        if not isinstance(items, list | tuple):
+            return value
+        out = [str(item).strip() for item in items if str(item).strip()]
+        for item in out:
+            ipaddress.ip_network(item, strict=False)  # ValueError names a bad entry
+        return out
 
 
 def render_settings_markdown() -> str:

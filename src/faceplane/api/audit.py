@@ -32,8 +32,12 @@ class AuditLog:
         try:
             await self.app(scope, receive, noting_send)
         finally:
-            principal = scope.get("state", {}).get("principal")
+            state = scope.get("state", {})
+            principal = state.get("principal")
             if principal is not None:
+                # A body past the cap is answered 413 by the outer middleware, whatever the
+                # app made of it.
+                answered = 413 if state.get("body_too_large") else status[0] if status else None
                 route = scope.get("route")
                 action = f"{scope['method']} {getattr(route, 'path', scope['path'])}"
                 client = scope.get("client")
@@ -44,6 +48,8 @@ class AuditLog:
                     principal.actor,
                     action,
                     scope["path"],
-                    status[0] if status else None,
+                    answered,
+                    # The peer, or the client a trusted proxy named (`faceplane serve` rewrites
+                    # it only for FACEPLANE_TRUSTED_PROXIES): never a header anyone may send.
                     client[0] if client else None,
                 )

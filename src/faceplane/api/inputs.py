@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
+from faceplane.api.handlers import JSON_STATE
 from faceplane.errors import Err, FaceplaneError
+from faceplane.json_input import parse_json
 from faceplane.services.images import ImageSource
 
 
@@ -48,6 +49,15 @@ def ref_to_source(name: str, value: Any) -> ImageSource:
     return ImageSource(field=name, base64=ref.base64, url=ref.url)
 
 
+async def read_json(request: Request) -> Any:
+    """The JSON body, through the one bounded parser (`faceplane.json_input.parse_json`): parsed
+    already by the middleware for a JSON content type, else here."""
+    state = request.scope.get("state", {})
+    if JSON_STATE in state:
+        return state[JSON_STATE]
+    return parse_json(await request.body())
+
+
 async def parse_body(request: Request, image_fields: tuple[str, ...]) -> ParsedBody:
     """Read multipart, JSON or a raw image body; query parameters supply defaults."""
     parsed = ParsedBody()
@@ -59,26 +69,21 @@ async def parse_body(request: Request, image_fields: tuple[str, ...]) -> ParsedB
             base = key.removesuffix("_url").removesuffix("_base64")
             if isinstance(value, UploadFile):
                 parsed.images[key] = ImageSource(field=key, data=await value.read())
-            elif base in image_fields and key.endswith("_url"):
+                continue
+            if "\x00" in value:  # the text of a multipart field; PostgreSQL stores no NUL
+                raise FaceplaneError(
+                    Err.INVALID_ARGUMENT, f"`{key}` holds a NUL character.", field=key, reason="nul"
+                )
+            if base in image_fields and key.endswith("_url"):
                 parsed.images[base] = ImageSource(field=base, url=value)
             elif base in image_fields and key.endswith("_base64"):
                 parsed.images[base] = ImageSource(field=base, base64=value)
             else:
                 parsed.values[key] = value
     elif ctype in ("application/json", ""):
-        raw = await request.body()
-        if not raw and ctype == "":
+        if ctype == "" and not await request.body():
             return parsed
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise FaceplaneError(Err.ENCODING_ERROR, "The body is not valid UTF-8.") from None
-        try:
-            body = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise FaceplaneError(
-                Err.INVALID_ARGUMENT, f"The body is not valid JSON: {exc.msg}.", position=exc.pos
-            ) from None
+        body = await read_json(request)
         if not isinstance(body, dict):
             raise FaceplaneError(Err.INVALID_ARGUMENT, "The JSON body must be an object.")
         for key, value in body.items():

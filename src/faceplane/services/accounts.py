@@ -198,6 +198,7 @@ def create_app(
     expires_at: float | None = None,
 ) -> tuple[dict[str, Any], str]:
     """A new app; returns (its public form, its KEY). The KEY is shown only this once."""
+    check_limits({"rate_limit": rate_limit, "quota": quota})
     key = _new_key()
     row = {
         "id": "app_" + secrets.token_hex(8),
@@ -275,6 +276,7 @@ def update_app(
     }
     if "status" in allowed and allowed["status"] not in ("active", "deactivated"):
         raise FaceplaneError(Err.INVALID_ARGUMENT, "`status` is active or deactivated.")
+    check_limits(allowed)
     if allowed:
         with write_tx(store.db) as conn:
             conn.execute(update(apps).where(apps.c.id == app_id).values(**allowed))
@@ -474,6 +476,31 @@ def authenticate_token(store: Store, token: str) -> Principal:
     return Principal(
         company_id=user["company_id"], role=user["role"], user_id=user["id"], via="token"
     )
+
+
+MAX_LIMIT = 2**31 - 1
+"""The largest rate limit or quota: both columns are 32-bit integers in PostgreSQL."""
+
+# The least value of each limit (a quota of 0 allows only free calls); None means the default
+# rate limit, or no quota.
+LIMIT_FLOORS = {"rate_limit": 1, "quota": 0}
+
+
+def check_limits(limits: dict[str, Any]) -> None:
+    """INVALID_ARGUMENT unless each rate limit or quota in `limits` is an integer the database
+    can store (10**20 would overflow the column: a 500 instead of an answer)."""
+    for name, low in LIMIT_FLOORS.items():
+        value = limits.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= MAX_LIMIT:
+            raise FaceplaneError(
+                Err.INVALID_ARGUMENT,
+                f"`{name}` must be an integer from {low} to {MAX_LIMIT}.",
+                field=name,
+                minimum=low,
+                maximum=MAX_LIMIT,
+            )
 
 
 def bootstrap(store: Store, rate_limit: int) -> dict[str, str] | None:

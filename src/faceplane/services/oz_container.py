@@ -14,13 +14,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import io
-import json
 import secrets
 import time
 import zipfile
 from typing import Any
 
 from faceplane.errors import Err, FaceplaneError
+from faceplane.json_input import NOT_JSON, parse_json
 from faceplane.runtime import Runtime
 from faceplane.services.sessions import MAX_MEDIA, Session, Upload, check_tags, create_session
 
@@ -54,6 +54,8 @@ def _check_session_token(secret: bytes, company_id: str, token: Any) -> str:
     parts = token.split(".") if isinstance(token, str) else []
     valid = (
         len(parts) == 3
+        # An expiry is a Unix time: past 12 digits int() costs, and past 4300 it raises.
+        and len(parts[0]) <= 12
         and parts[0].isascii()
         and parts[0].isdigit()
         and int(parts[0]) >= time.time()
@@ -99,8 +101,10 @@ def unpack_container(
         raise FaceplaneError(Err.CONTAINER_PAYLOAD_MISSING, "Missing payload.json.")
     signature = files.pop("signature", b"").strip()
     try:
-        payload = json.loads(raw)
-    except ValueError:
+        payload = parse_json(raw, "payload.json")
+    except FaceplaneError as exc:
+        if exc.details.get("reason") not in NOT_JSON:
+            raise  # too deep, too large, or text no encoder takes: refused as such
         payload = None
     if not isinstance(payload, dict):
         raise FaceplaneError(Err.CONTAINER_DAMAGED, "Container is damaged: bad payload.json.")

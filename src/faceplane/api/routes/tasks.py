@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from typing import Annotated, Any
 
@@ -11,8 +10,9 @@ from fastapi.responses import JSONResponse, Response
 
 from faceplane.api.auth import AnalystDep, CallerDep, authorize_operations
 from faceplane.api.deps import RequestIdDep, RuntimeDep, TaskHubDep
-from faceplane.api.inputs import ref_to_source
+from faceplane.api.inputs import read_json, ref_to_source
 from faceplane.errors import Err, FaceplaneError
+from faceplane.json_input import parse_json
 from faceplane.runtime import Runtime
 from faceplane.services import accounts
 from faceplane.services.accounts import Principal
@@ -101,29 +101,12 @@ def _spec_from_json(item: Any, header_key: str | None) -> TaskSpec:
     )
 
 
-async def _read_json(request: Request) -> Any:
-    raw = await request.body()
-    try:
-        return json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise FaceplaneError(Err.ENCODING_ERROR, "The body is not valid UTF-8.") from None
-    except json.JSONDecodeError as exc:
-        raise FaceplaneError(
-            Err.INVALID_ARGUMENT, f"The body is not valid JSON: {exc.msg}."
-        ) from None
-
-
 async def _specs_from_form(request: Request, header_key: str | None) -> list[TaskSpec]:
     """Multipart: one task per uploaded file of each image field (a batch of files)."""
     form = await request.form()
     fields = {k: v for k, v in form.multi_items() if isinstance(v, str)}
     files = [(k, v) for k, v in form.multi_items() if not isinstance(v, str)]
-    try:
-        options = json.loads(fields.get("options") or "{}")
-    except json.JSONDecodeError:
-        raise FaceplaneError(
-            Err.INVALID_ARGUMENT, "`options` must be a JSON object.", field="options"
-        ) from None
+    options = parse_json(fields.get("options") or "{}", "options")
     base = {
         "operation": fields.get("operation"),
         "options": options,
@@ -185,7 +168,7 @@ async def _read_specs(request: Request) -> list[TaskSpec]:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "multipart/form-data":
         return await _specs_from_form(request, header_key)
-    body = await _read_json(request)
+    body = await read_json(request)
     if isinstance(body, dict) and "items" in body:
         body = body["items"]
     if isinstance(body, list):

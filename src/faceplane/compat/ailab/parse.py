@@ -7,7 +7,6 @@ under /compat/ailab/ in AILab's shape, so parsing only raises catalogue errors.
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Annotated, Any
 
@@ -18,6 +17,7 @@ from faceplane.api.auth import require_caller, require_writer
 from faceplane.api.inputs import ParsedBody
 from faceplane.compat.ailab.render import COMPARE_FIELDS
 from faceplane.errors import Err, FaceplaneError
+from faceplane.json_input import NOT_JSON, parse_json
 from faceplane.runtime import Runtime
 from faceplane.services import collections as col
 from faceplane.services.accounts import Principal
@@ -140,8 +140,10 @@ def json_object(value: Any, name: str) -> dict[str, Any]:
         return {}
     if isinstance(value, str):
         try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
+            value = parse_json(value, name)
+        except FaceplaneError as exc:
+            if exc.details.get("reason") not in NOT_JSON:
+                raise
             value = None
     if not isinstance(value, dict):
         raise FaceplaneError(Err.INVALID_ARGUMENT, f"`{name}` must be a JSON object.", field=name)

@@ -7,14 +7,15 @@ INVALID VALUE (4).
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
 from fastapi import Request
 from starlette.datastructures import UploadFile
 
+from faceplane.api.inputs import read_json
 from faceplane.errors import Err, FaceplaneError
+from faceplane.json_input import NOT_JSON, parse_json
 from faceplane.services.session_analyses import AnalysisRequest, check_type
 from faceplane.services.sessions import Upload
 
@@ -30,10 +31,12 @@ def parse_id(value: str, name: str) -> str:
 
 
 async def read_object(request: Request) -> dict[str, Any]:
-    """The body as a JSON object."""
+    """The body as a JSON object (through the one bounded parser)."""
     try:
-        body = json.loads(await request.body())
-    except ValueError:
+        body = await read_json(request)
+    except FaceplaneError as exc:
+        if exc.details.get("reason") not in NOT_JSON:
+            raise  # too deep, too large, or text no encoder takes: refused as such
         body = None
     if not isinstance(body, dict):
         raise FaceplaneError(Err.MISSING_ARGUMENT, "The body must be a JSON object.")
@@ -79,12 +82,7 @@ async def read_folder_form(request: Request) -> tuple[list[Upload], Any]:
         if isinstance(value, UploadFile):
             uploads.append(Upload(key, value.filename or key, await value.read()))
         elif key == "payload":
-            try:
-                payload = json.loads(value)
-            except ValueError:
-                raise FaceplaneError(
-                    Err.INVALID_ARGUMENT, "`payload` is not valid JSON.", field="payload"
-                ) from None
+            payload = parse_json(value, "payload")
     return uploads, payload
 
 
