@@ -67,6 +67,20 @@ class Settings(BaseSettings):
         1920, description="Images are downscaled to this longest side before detection."
     )
 
+    # Oz data containers (a zip): declared sizes are checked before anything is inflated
+    oz_container_max_uncompressed_mb: float = Field(
+        64.0,
+        gt=0,
+        description="Largest total an Oz data container may inflate to, in MB (each photo "
+        "in it is also held to max_image_mb).",
+    )
+    oz_container_max_ratio: float = Field(
+        20.0,
+        gt=0,
+        description="Largest uncompressed/compressed size ratio of an Oz data container and "
+        "of each member over 1 MB in it (photos barely compress; bombs do).",
+    )
+
     # URL intake
     fetch_connect_timeout_s: float = Field(5.0, description="URL download connect timeout.")
     fetch_read_timeout_s: float = Field(10.0, description="URL download read timeout.")
