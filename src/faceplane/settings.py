@@ -114,7 +114,8 @@ class Settings(BaseSettings):
     # storage
     data_dir: Path = Field(
         default_factory=default_data_dir,
-        description="Folder for the embedded database, blobs and the server secret.",
+        description="Folder for the embedded database, blobs and the server secret; made "
+        "private to its owner (folders 0700, files 0600) whatever the umask.",
     )
     database_url: str | None = Field(
         None,
