@@ -61,10 +61,12 @@ def issue_session_token(secret: bytes, company_id: str, ttl_s: int) -> tuple[str
 
 def _check_session_token(secret: bytes, company_id: str, token: Any) -> str:
     """The token when it is this company's and unexpired, else Oz's container error (14)."""
-    parts = token.split(".") if isinstance(token, str) else []
+    # ASCII only (a lone surrogate cannot be encoded for the HMAC), and an expiry of at most
+    # 12 digits (int() refuses over 4,300).
+    parts = token.split(".") if isinstance(token, str) and token.isascii() else []
     valid = (
         len(parts) == 3
-        and parts[0].isascii()
+        and 0 < len(parts[0]) <= 12
         and parts[0].isdigit()
         and int(parts[0]) >= time.time()
         and hmac.compare_digest(
@@ -270,7 +272,7 @@ def unpack_container(
     signature = _inflate(view, *signed).strip() if signed else b""
     try:
         payload = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested past the stack
         payload = None
     if not isinstance(payload, dict):
         raise FaceplaneError(Err.CONTAINER_DAMAGED, "Container is damaged: bad payload.json.")

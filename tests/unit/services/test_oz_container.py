@@ -253,3 +253,29 @@ def test_garbage_and_truncation_are_damaged() -> None:
     good = make_zip({"a.jpg": os.urandom(5000)})
     for data in (b"PK\x03\x04 not a zip", good[: len(good) // 2], os.urandom(3000)):
         assert refused(data).err is Err.CONTAINER_DAMAGED
+
+
+def signed(payload: bytes, tok: str) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("payload.json", payload)
+        zf.writestr("signature", hmac.new(tok.encode(), payload, "sha256").hexdigest())
+        zf.writestr("a.jpg", b"x")
+    return buf.getvalue()
+
+
+def test_a_payload_nested_past_the_stack_is_a_damaged_container() -> None:
+    err = refused(signed(b"[" * 100_000 + b"]" * 100_000, token()))
+    assert err.err is Err.CONTAINER_DAMAGED
+
+
+@pytest.mark.parametrize(
+    "forged",
+    ["9" * 5000 + ".00.feed", "9999999999.\ud800.feed", "", "1.2.3.4"],
+    ids=["5000-digit-expiry", "lone-surrogate", "empty", "four-parts"],
+)
+def test_a_malformed_session_token_is_an_invalid_token(forged: str) -> None:
+    payload = json.dumps({"session_token": forged}).encode()
+    err = refused(signed(payload, "k"))
+    assert err.err is Err.CONTAINER_SIGNATURE_INVALID
+    assert err.message == "Invalid or empty Session Token."
