@@ -69,10 +69,11 @@ class Settings(BaseSettings):
 
     # Oz data containers (a zip): declared sizes are checked before anything is inflated
     oz_container_max_uncompressed_mb: float = Field(
-        64.0,
+        32.0,
         gt=0,
         description="Largest total an Oz data container may inflate to, in MB (each photo "
-        "in it is also held to max_image_mb).",
+        "in it is also held to max_image_mb). Photos barely compress, so this is a little more "
+        "than a multipart upload of max_body_mb can carry.",
     )
     oz_container_max_ratio: float = Field(
         20.0,
