@@ -319,6 +319,8 @@ class Err(Enum):
         (_ERR, -3), "FILE_DECODING_FAILURE", "INVALID_ARGUMENT", 5)
     CONTAINER_SIGNATURE_INVALID = _E(400, "The data container's signature or hash is invalid.",
         (_SEC, 613), "ERROR_INVALID_FILE", "INVALID_ARGUMENT", 14)
+    CONTAINER_TOO_LARGE = _E(413, "The data container inflates past the server's limits.",
+        (_ERR, -6), "ERROR_REQUEST_BODY_TOO_LARGE", "Request Entity Too Large", 14)
 
     # ---- portrait effects --------------------------------------------------------------------
     TEMPLATE_NOT_FOUND = _E(404, "No effect template has this name.",

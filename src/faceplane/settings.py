@@ -85,6 +85,21 @@ class Settings(BaseSettings):
         1920, description="Images are downscaled to this longest side before detection."
     )
 
+    # Oz data containers (a zip): declared sizes are checked before anything is inflated
+    oz_container_max_uncompressed_mb: float = Field(
+        32.0,
+        gt=0,
+        description="Largest total an Oz data container may inflate to, in MB (each photo "
+        "in it is also held to max_image_mb). Photos barely compress, so this is a little more "
+        "than a multipart upload of max_body_mb can carry.",
+    )
+    oz_container_max_ratio: float = Field(
+        20.0,
+        gt=0,
+        description="Largest uncompressed/compressed size ratio of an Oz data container and "
+        "of each member over 1 MB in it (photos barely compress; bombs do).",
+    )
+
     # URL intake
     fetch_connect_timeout_s: float = Field(
         5.0, gt=0, description="URL download: limit of the DNS lookup and of the TCP connect."
@@ -145,7 +160,8 @@ class Settings(BaseSettings):
     # storage
     data_dir: Path = Field(
         default_factory=default_data_dir,
-        description="Folder for the embedded database, blobs and the server secret.",
+        description="Folder for the embedded database, blobs and the server secret; made "
+        "private to its owner (folders 0700, files 0600) whatever the umask.",
     )
     database_url: str | None = Field(
         None,

@@ -61,7 +61,8 @@ def enroll_faces(
     Faces that fail the quality policy are refused with the specific code (one face asked) or
     listed under `unindexed` with their reasons (all faces). Faces that would take the subject
     or the collection past its limit refuse the whole call (FACE_LIMIT_EXCEEDED): nothing is
-    enrolled.
+    enrolled. A crop is kept only when the server keeps crops (enroll_keep_crops) and the
+    caller did not decline one (keep_crop=False).
     """
     store = rt.store
     name, space = current_space(rt)
@@ -100,7 +101,9 @@ def enroll_faces(
             accepted.append((i, f))
     if not accepted:
         raise _gate_error(unindexed[0]["face_index"], unindexed[0]["reasons"])
-    keep = rt.settings.enroll_keep_crops if keep_crop is None else keep_crop
+    # The server's privacy setting wins: a caller may decline a crop, never ask for one the
+    # server does not keep.
+    keep = rt.settings.enroll_keep_crops and keep_crop is not False
     enrolled = []
     now = time.time()
     with write_tx(store.db) as conn:

@@ -61,7 +61,11 @@ class EnrollParams(BaseModel):
         pattern=r"^(largest|all|\d+)$",
         description="`largest`, `all`, or a face index (0 = largest).",
     )
-    keep_crop: bool | None = Field(None, description="Keep a crop of the face (setting).")
+    keep_crop: bool | None = Field(
+        None,
+        description="`false` declines a crop; a crop is kept only when the server keeps crops "
+        "(FACEPLANE_ENROLL_KEEP_CROPS).",
+    )
 
 
 class SearchParams(BaseModel):

@@ -12,6 +12,7 @@ from faceplane.settings import Settings
 from faceplane.store.blobs import LocalBlobs
 from faceplane.store.db import make_engine, sqlite_url
 from faceplane.store.indexes import IndexRegistry
+from faceplane.store.modes import FILE_MODE, make_private_dirs, tighten
 from faceplane.store.schema import upgrade_schema
 
 
@@ -26,8 +27,11 @@ class Store:
 
     @classmethod
     def open(cls, settings: Settings) -> Store:
-        """Open the database (upgraded to the newest schema) and the blob folder of settings."""
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        """Open the database (upgraded to the newest schema) and the blob folder of settings;
+        the data folder is made private to its owner (folders 0700, files 0600)."""
+        settings.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(settings.data_dir, settings.data_dir)
+        tighten(settings.data_dir)  # a data folder an older version left world-readable
         engine = make_engine(database_url(settings))
         upgrade_schema(engine)
         indexes = IndexRegistry(settings.data_dir / "index", settings.index_ann_threshold)
@@ -46,10 +50,11 @@ def _secret(settings: Settings) -> bytes:
     path = settings.data_dir / "secret.key"
     if not path.exists():
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
         except FileExistsError:  # another process made it first
             pass
         else:
+            os.fchmod(fd, FILE_MODE)  # whatever the umask
             with os.fdopen(fd, "w") as fh:
                 fh.write(secrets.token_hex(32))
     return path.read_text().strip().encode()

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from faceplane.errors import Err, FaceplaneError
+from faceplane.store.modes import make_private_dirs, write_private
 
 
 class LocalBlobs:
@@ -19,7 +20,8 @@ class LocalBlobs:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(root, root)
 
     def _path(self, key: str) -> Path:
         path = (self.root / key).resolve()
@@ -30,10 +32,10 @@ class LocalBlobs:
     def put(self, key: str, data: bytes) -> str:
         """Store `data` under `key` atomically; return the key."""
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(path.parent, self.root)
         # A temporary name of its own per writer: two puts of one key must not share it.
         tmp = path.with_name(f"{path.name}.{secrets.token_hex(8)}.part")
-        tmp.write_bytes(data)
+        write_private(tmp, data)  # 0600 from the start: blobs are faces
         os.replace(tmp, path)
         return key
 

@@ -7,6 +7,7 @@ change to these tables comes with a new revision.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,7 +29,9 @@ from sqlalchemy import (
     create_engine,
     event,
 )
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
+
+from faceplane.store.modes import FILE_MODE, make_private
 
 metadata = MetaData()
 
@@ -312,6 +315,7 @@ def sqlite_url(data_dir: Path) -> str:
 def make_engine(url: str) -> Engine:
     """An engine; SQLite gets WAL, a busy timeout and foreign keys on every connection."""
     if url.startswith("sqlite"):
+        _private_sqlite_file(url)
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
@@ -334,6 +338,26 @@ def make_engine(url: str) -> Engine:
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+def _private_sqlite_file(url: str) -> None:
+    """Create the SQLite file 0600 before SQLite does: SQLite would make it 0644, and it gives
+    its -wal, -shm and -journal files the database file's mode. An existing one is tightened."""
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    if not path.parent.is_dir():
+        return  # SQLite reports the missing folder itself
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, FILE_MODE)  # an empty file is an empty db
+    try:
+        os.fchmod(fd, FILE_MODE)
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm", "-journal"):
+        companion = path.with_name(path.name + suffix)
+        if companion.exists():
+            make_private(companion)
 
 
 @contextmanager

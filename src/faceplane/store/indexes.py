@@ -18,6 +18,7 @@ import numpy as np
 from sqlalchemy import Engine, and_, select
 
 from faceplane.store.db import face_removals, faces
+from faceplane.store.modes import make_private_dirs, write_private
 from faceplane.store.vectors import CollectionIndex
 
 DIM = 128
@@ -105,11 +106,12 @@ class IndexRegistry:
             self._save(collection_id, entry)
 
     def _save(self, collection_id: str, entry: _Entry) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(self.folder, self.folder)
         path, meta_path = self._paths(collection_id)
         entry.index.save(path)
         tmp = meta_path.with_suffix(".json.part")
-        tmp.write_text(json.dumps({"face_seq": entry.face_seq, "removal_seq": entry.removal_seq}))
+        seqs = {"face_seq": entry.face_seq, "removal_seq": entry.removal_seq}
+        write_private(tmp, json.dumps(seqs).encode())
         os.replace(tmp, meta_path)
         entry.unsaved = 0
 

@@ -14,6 +14,8 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from faceplane.store.modes import FILE_MODE, open_private
+
 ANN_THRESHOLD = 20_000
 # HNSW defaults, tuned with bench/search.py at 1M × 128-d on 2 cores. expansion_add 128 over 64
 # bought ~5 points of recall@10 on full-rank data for twice the build time; 1024 spends the
@@ -78,9 +80,11 @@ def _finish(keys: np.ndarray, sims: np.ndarray, valid: np.ndarray, k: int) -> tu
 
 
 def _replace(tmp: Path, path: Path) -> None:
-    """Make the fully written `tmp` durable, then atomically put it at `path`."""
+    """Make the fully written `tmp` durable and private (0600), then atomically put it at
+    `path`."""
     fd = os.open(tmp, os.O_RDONLY)
     try:
+        os.fchmod(fd, FILE_MODE)  # usearch writes its file with the umask's mode
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -187,7 +191,7 @@ class ExactIndex:
     def save(self, path: Path) -> None:
         """Write keys and vectors to `path` atomically."""
         tmp = path.with_name(path.name + ".part")
-        with self._lock, open(tmp, "wb") as fh:
+        with self._lock, open_private(tmp) as fh:
             np.savez(fh, keys=self._keys[: self._n], vectors=self._vecs[: self._n])
         _replace(tmp, path)
 

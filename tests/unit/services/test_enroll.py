@@ -76,7 +76,8 @@ def test_the_largest_face_is_stored_searchable_with_its_model(rt: Runtime, testd
 def test_keep_crop_stores_a_crop_and_never_the_photo(rt: Runtime, testdata: Path) -> None:
     cid, sid = gallery(rt, "crops")
     photo = testdata / PORTRAIT
-    out = enroll_faces(rt, CO, cid, sid, image(photo), keep_crop=True)
+    keeping = Runtime.open(rt.settings.model_copy(update={"enroll_keep_crops": True}))
+    out = enroll_faces(keeping, CO, cid, sid, image(photo), keep_crop=True)
     assert col.get_face(rt.store, CO, cid, out["face_token"])["has_crop"]
     crops = list((rt.settings.data_dir / "blobs" / "collections" / cid).rglob("*.jpg"))
     assert len(crops) == 1
