@@ -62,3 +62,19 @@ def test_patching_an_app_with_a_null_name_or_rate_limit_is_an_invalid_argument(
     mine = next(a for a in after if a["app_id"] == app.json()["app_id"])
     assert mine["name"] == "a" and mine["rate_limit"] >= 1
     assert httpx.get(server.base + "/v1/health", timeout=10).status_code == 200
+
+
+def test_a_raw_image_body_on_a_route_that_takes_no_image_is_a_client_error(
+    server: Server,
+) -> None:
+    # The fuzz found POST /compat/ailab/api/face/group/create with Content-Type image/jpeg
+    # answering 500: the raw body went to the route's first image field, and it has none.
+    for path in ("/compat/ailab/api/face/group/create", "/compat/ailab/api/face/user/delete"):
+        for ctype in ("image/jpeg", "application/octet-stream"):
+            headers = {**server.headers, "Content-Type": ctype}
+            resp = httpx.post(server.base + path, content=b"\xff\xd8\xff", headers=headers)
+            assert resp.status_code == 400, (path, ctype, resp.text)
+            body = resp.json()
+            assert body["error_detail"]["code"] == "ERROR_PARAMETERS", body
+            assert body["request_id"] == resp.headers["x-request-id"]
+    assert httpx.get(server.base + "/v1/health", timeout=10).status_code == 200
