@@ -21,10 +21,12 @@ import logging
 import os
 import time
 import traceback
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from xml.sax.saxutils import escape
 
 import numpy as np
 import pytest
@@ -136,6 +138,7 @@ class Target:
 
     app: Any
     key: str
+    app_id: str
     token: str
     schema: Any
     ids: dict[str, str]
@@ -214,7 +217,7 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     store = app.state.rt.store
     company = accounts.find_company(store, "default")
     assert company is not None
-    _, key = accounts.create_app(store, company["id"], "fuzz", 100_000_000)
+    fuzz_app, key = accounts.create_app(store, company["id"], "fuzz", 100_000_000)
     # App management needs a logged-in user; its app is a decoy: rotating or capping the
     # fuzzing app's own KEY would end the run.
     user = accounts.create_user(store, company["id"], "fuzz@example.com", PASSWORD, "admin")
@@ -230,7 +233,7 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
             login = {"email": "fuzz@example.com", "password": PASSWORD}
             token = client.post("/v1/auth/login", json=login).json()["access_token"]
         ids["app_id"] = decoy["app_id"]
-        yield Target(app, key, token, schema, ids, crashes)
+        yield Target(app, key, fuzz_app["app_id"], token, schema, ids, crashes)
     finally:
         logger.removeHandler(handler)
         asgi.shutdown_lifespans()
@@ -423,6 +426,24 @@ _VALUE = st.one_of(
 )
 
 
+_RAW_TYPES = st.sampled_from(
+    ["application/octet-stream", "application/zip", "application/json", "text/xml", "image/jpeg"]
+)
+
+
+def _container() -> bytes:
+    """An Oz data container signed with a token that is not one."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("payload.json", json.dumps({"session_token": "1.2.3"}))
+        zf.writestr("signature", "0" * 64)
+        zf.writestr("photo1.jpg", SMALL_FACE)
+    return buf.getvalue()
+
+
+CONTAINER = _container()
+
+
 @st.composite
 def free_body(draw: Any) -> dict[str, Any]:
     """requests keyword arguments for one hand-drawn body: JSON, a form, or multipart."""
@@ -435,7 +456,8 @@ def free_body(draw: Any) -> dict[str, Any]:
     if kind == "form":
         return {"data": fields}
     if kind == "raw":
-        return {"data": draw(st.binary(max_size=200))}
+        body = draw(st.binary(max_size=200) | st.sampled_from([SMALL_FACE, CONTAINER]))
+        return {"data": body, "headers": {"Content-Type": draw(_RAW_TYPES)}}
     image = draw(st.sampled_from([SMALL_FACE, NOISE, b"", b"\x89PNG\r\n\x1a\n"]))
     files = {draw(st.sampled_from(IMAGE_FIELDS)): ("x.jpg", image, "image/jpeg")}
     return {"data": fields, "files": files}
@@ -453,13 +475,56 @@ def _free_round(t: Target, op: Any, n: int, client: Any) -> None:
     def run(kwargs: dict[str, Any]) -> None:
         shown = {k: (v if k != "files" else list(v)) for k, v in kwargs.items()}
         curl = f"{method} {path} {shown!r}"[:400]
-        _check(
-            t,
-            label,
-            "free body",
-            lambda: client.request(method, path, headers=auth, **kwargs),
-            curl,
-        )
+        headers = {**auth, **kwargs.pop("headers", {})}
+        send = lambda: client.request(method, path, headers=headers, **kwargs)  # noqa: E731
+        _check(t, label, "free body", send, curl)
+
+    run()
+
+
+_CALL_PARTS = {
+    "method": ["face_detection", "crop_face", "thumbnail", "collage", "", "face_detection "],
+    "params": ["", "max_faces=2", "margin=0.2;size=128", "size=-1", "x=1", "max_faces=abc;", "="],
+    "url": ["http://127.0.0.1/a.jpg", "http://photo.invalid/a.jpg", "ftp://x/a", "", "data:,"],
+    "extra": [
+        "",
+        "<result_size>100</result_size>",
+        "<result_size>0</result_size>",
+        '<image_url order="2" rect="1,2,3,4">http://photo.invalid/b.jpg</image_url>',
+        "<thumb1_size>99999999999999999999</thumb1_size>",
+        "<crop_portrait>yes</crop_portrait>",
+        "<methods_list/>",
+    ],
+}
+
+
+@st.composite
+def photo_addtask(draw: Any, app_id: str, key: str) -> dict[str, str]:
+    """An addtask form with this app's credentials (KEY, SIGN_DATA or a wrong one) and a call
+    assembled from parts that are right or wrong, so that the parser and the task spec are
+    reached over HTTP."""
+    part = {name: draw(st.sampled_from(values)) for name, values in _CALL_PARTS.items()}
+    name = escape(part["method"])
+    data = (
+        f"<image_process_call><image_url>{escape(part['url'])}</image_url><methods_list>"
+        f"<method><name>{name}</name><params>{escape(part['params'])}</params></method>"
+        f"</methods_list>{part['extra']}</image_process_call>"
+    )
+    how = draw(st.sampled_from(["KEY", "SIGN_DATA", "SIGN_DATA", "wrong"]))
+    form = {"APP_ID": app_id, "DATA": data}
+    if how == "KEY":
+        form["KEY"] = key
+    else:
+        form["SIGN_DATA"] = accounts.sign(key if how == "SIGN_DATA" else "wrong", data.encode())
+    return form
+
+
+def _photo_round(t: Target, n: int, client: Any) -> None:
+    @_hypothesis(n)
+    @given(form=photo_addtask(t.app_id, t.key))
+    def run(form: dict[str, str]) -> None:
+        send = lambda: client.post("/compat/photo/addtask", data=form)  # noqa: E731
+        _check(t, "POST /compat/photo/addtask", "credentials", send, repr(form)[:400])
 
     run()
 
@@ -509,6 +574,8 @@ def test_no_operation_answers_a_server_error_or_a_malformed_error(
                 )
             if op.method.upper() in ("POST", "PATCH", "PUT") and not op.body:
                 _free_round(t, op, SCALE if slow else FREE_BODIES, client)
+            if op.label == "POST /compat/photo/addtask":
+                _photo_round(t, FREE_BODIES, client)
     took = time.monotonic() - start
     fuzz_time("OpenAPI (schemathesis)", took, f"{len(ops)} operations, {t.requests} requests")
     for known in {f.signature: f for f in t.known}.values():
