@@ -6,6 +6,7 @@ toward the suite's budget is seen before it hurts.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import pytest
@@ -13,10 +14,11 @@ from hypothesis import HealthCheck, Phase, settings
 
 # CI must be repeatable: derandomized, no example database, no wall-clock deadline and no health
 # checks (both time the shared machine too), and no shrinking: a failure prints its input, and
-# shrinking a slow case costs minutes.
+# shrinking a slow case costs minutes. FACEPLANE_FUZZ_RANDOM=1 draws new cases on each run, for a
+# search by hand (pytest --hypothesis-seed=N replays one).
 settings.register_profile(
     "faceplane-fuzz",
-    derandomize=True,
+    derandomize=not os.environ.get("FACEPLANE_FUZZ_RANDOM"),
     database=None,
     deadline=None,
     phases=[Phase.explicit, Phase.generate],
