@@ -92,6 +92,12 @@ async def parse_body(request: Request, image_fields: tuple[str, ...]) -> ParsedB
             else:
                 parsed.values[key] = value
     elif ctype.startswith("image/") or ctype == "application/octet-stream":
+        if not image_fields:  # a raw image body has nowhere to go on this route
+            raise FaceplaneError(
+                Err.INVALID_ARGUMENT,
+                f"This route takes no image: {ctype!r} is not a body it reads.",
+                content_type=ctype,
+            )
         parsed.images[image_fields[0]] = ImageSource(
             field=image_fields[0], data=await request.body()
         )

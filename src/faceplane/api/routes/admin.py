@@ -6,7 +6,7 @@ import secrets
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from faceplane.api.auth import AdminDep, CallerDep, Capability, require
 from faceplane.api.deps import RequestIdDep, RuntimeDep, SettingsDep
@@ -68,6 +68,14 @@ class AppPatch(BaseModel):
     rate_limit: int | None = Field(None, ge=1)
     quota: int | None = Field(None, ge=0)
     expires_at: str | float | None = Field(None, description="ISO 8601 time (naive = UTC).")
+
+    @field_validator("name", "status", "rate_limit")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        """An app always has a name, a status and a rate limit: null is refused, not stored."""
+        if value is None:
+            raise ValueError("may be left out, not null")
+        return value
 
 
 def _need_user(caller: Principal) -> str:

@@ -229,7 +229,10 @@ def _bool(root: Element, tag: str) -> bool | None:
 
 def parse_image_process_call(xml: bytes | str, max_bytes: int = 64_000) -> PhotoCall:
     """Parse Pho.to's add-task DATA safely; any failure is a FaceplaneError, never another."""
-    data = xml.encode("utf-8") if isinstance(xml, str) else bytes(xml)
+    try:
+        data = xml.encode("utf-8") if isinstance(xml, str) else bytes(xml)
+    except UnicodeEncodeError:  # a lone surrogate: no XML can carry it
+        raise _bad(Err.INVALID_ARGUMENT, "The XML cannot be encoded.", reason="encoding") from None
     if len(data) > max_bytes:
         raise _bad(
             Err.PAYLOAD_TOO_LARGE,
