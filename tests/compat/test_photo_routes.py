@@ -262,7 +262,7 @@ def test_an_expired_task_is_wrong_id_and_its_result_document_is_deleted(
     document = "/" + done["result_url"].split("/", 3)[3]
     assert client.get(document).status_code == 200
     rt = client.app.state.rt  # type: ignore[attr-defined]
-    row = load_task_by_request_id(rt, added["request_id"])
+    row = load_task_by_request_id(rt, added["request_id"], "photo")
     expire_tasks(rt.store, now=row["expires_at"] + 1)  # the task's TTL has run out
     gone = parse(client.get("/compat/photo/getresult", params={"request_id": row["id"]}))
     assert (gone["status"], gone["err_code"], gone["request_id"]) == ("WrongID", "612", row["id"])
