@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import time
 import uuid
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from faceplane.engine.fetch import check_url
 from faceplane.errors import Err, FaceplaneError
@@ -24,6 +25,8 @@ from faceplane.store.blobs import blob_url, content_type, verify_blob
 from faceplane.store.db import tasks, webhook_attempts, write_tx
 from faceplane.tasks.state import FINISHED, Status, transition
 from faceplane.timestamps import iso_utc, parse_time
+
+log = logging.getLogger("faceplane.tasks")
 
 # Image result names → the Pho.to-style URL fields they are published as.
 URL_FIELDS = {
@@ -99,6 +102,20 @@ def _check_spec(rt: Runtime, spec: TaskSpec) -> None:
             )
     if spec.webhook_url:
         check_webhook_url(rt, spec.webhook_url)
+    # PostgreSQL refuses a value longer than its column (SQLite would keep it): refuse it here
+    # as input, the same on both, before anything is stored.
+    for field, value in (
+        ("idempotency_key", spec.idempotency_key),
+        ("webhook_secret", spec.webhook_secret),
+    ):
+        longest = tasks.c[field].type.length
+        if value is not None and longest is not None and len(value) > longest:
+            raise FaceplaneError(
+                Err.INVALID_ARGUMENT,
+                f"`{field}` is at most {longest} characters long.",
+                field=field,
+                max_length=longest,
+            )
 
 
 def check_webhook_url(rt: Runtime, url: str) -> None:
@@ -178,16 +195,30 @@ def _insert_task(
     try:
         with write_tx(store.db) as conn:
             conn.execute(tasks.insert().values(**row))
-    except IntegrityError:
-        if not (spec.idempotency_key and digest):
-            raise  # not a key race: another constraint refused the row
+    except IntegrityError as exc:
         # Two submissions with one key raced: the first one won; answer with it (or with
         # TASK_CONFLICT when the two were different requests).
-        existing = repeat_of(store, company_id, spec.idempotency_key, digest)
+        existing = None
+        if spec.idempotency_key and digest:
+            existing = repeat_of(store, company_id, spec.idempotency_key, digest)
         if existing is None:
-            raise
+            raise _not_stored(exc) from exc  # another constraint refused the row
         return row, existing
+    except SQLAlchemyError as exc:  # locked past its timeout, gone, refused the value
+        raise _not_stored(exc) from exc
     return row, None
+
+
+def _not_stored(exc: Exception) -> FaceplaneError:
+    """DATABASE_ERROR for an insert the database refused: a catalogue error, so the
+    submission's credits are given back (nothing was queued)."""
+    # The driver's own message, never SQLAlchemy's: that one quotes every parameter (the
+    # webhook secret among them).
+    orig = getattr(exc, "orig", None) or exc
+    log.error("a task could not be stored: %s: %s", type(orig).__name__, str(orig).split("\n")[0])
+    return FaceplaneError(
+        Err.DATABASE_ERROR, "The task could not be stored; nothing was queued. Try again."
+    )
 
 
 def check_capacity(rt: Runtime, incoming: int, company_id: str) -> None:
