@@ -108,7 +108,7 @@ def _check_spec(rt: Runtime, spec: TaskSpec) -> None:
         ("idempotency_key", spec.idempotency_key),
         ("webhook_secret", spec.webhook_secret),
     ):
-        longest = tasks.c[field].type.length
+        longest = getattr(tasks.c[field].type, "length", None)  # String(n) columns
         if value is not None and longest is not None and len(value) > longest:
             raise FaceplaneError(
                 Err.INVALID_ARGUMENT,
