@@ -167,7 +167,7 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-# `faceplane serve` exits with this when another embedded server holds the data folder.
+# `faceplane serve` exits with this when another server's embedded workers hold the data folder.
 EXIT_DATA_DIR_IN_USE = 3
 SERVER_LOCK = "server.lock"
 
@@ -205,17 +205,19 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     port = args.port or settings.port
     settings = settings.model_copy(update={"host": host, "port": port})
     lock: int | None = None
-    if settings.executor == "local":
-        # Embedded workers of two servers on one folder would share its SQLite file, its blobs
-        # and its index files, and each server would treat the other's tasks as its own: one
-        # embedded server per data folder. (Celery servers may share a folder: workers of
-        # every server there coordinate through the table alone.)
+    if settings.executor == "local" and settings.workers > 0:
+        # One server with embedded workers per data folder: a second one started on it by
+        # mistake (a unit started twice, a test server on the live folder) would run its own
+        # workers on the same task table, blobs and index files. Servers without workers
+        # (FACEPLANE_WORKERS=0: more API processes on one folder) and Celery servers may share
+        # a folder; their tasks' leases keep every running task with the worker that has it.
         taken = lock_data_dir(settings.data_dir)
         if isinstance(taken, str):
             print(
-                f"error: another faceplane server (pid {taken}) is serving the data folder "
-                f"{settings.data_dir} (it holds {settings.data_dir / SERVER_LOCK}); stop it, "
-                "or give this server its own FACEPLANE_DATA_DIR",
+                f"error: another faceplane server (pid {taken}) runs embedded workers on the "
+                f"data folder {settings.data_dir} (it holds {settings.data_dir / SERVER_LOCK}); "
+                "stop it, give this server its own FACEPLANE_DATA_DIR, or start it with "
+                "FACEPLANE_WORKERS=0",
                 file=sys.stderr,
             )
             return EXIT_DATA_DIR_IN_USE
