@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -166,6 +167,31 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# `faceplane serve` exits with this when another server's embedded workers hold the data folder.
+EXIT_DATA_DIR_IN_USE = 3
+SERVER_LOCK = "server.lock"
+
+
+def lock_data_dir(data_dir: Path) -> int | str:
+    """Take DATA_DIR/server.lock for as long as this process lives: its descriptor, or (when
+    another process holds it) the pid written in it by that process."""
+    import fcntl
+
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(data_dir / SERVER_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip()
+        os.close(fd)
+        return holder or "unknown"
+    # The kernel drops the lock when this process ends, however it ends (kill -9 too), so a
+    # stale file never blocks a restart; the pid is only for the message.
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     """Run the HTTP server."""
     import uvicorn
@@ -178,20 +204,43 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     host = args.host or settings.host
     port = args.port or settings.port
     settings = settings.model_copy(update={"host": host, "port": port})
-    proxies = settings.trusted_proxies
-    uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
-        log_level="info",
-        # Uvicorn's access log prints query strings, and signed blob URLs carry their signature
-        # there: the app logs its own access lines, without queries or credentials.
-        access_log=False,
-        # Uvicorn believes X-Forwarded-For from 127.0.0.1 unless told otherwise: anyone on the
-        # machine could then put any address in the audit log. Only configured proxies count.
-        proxy_headers=bool(proxies),
-        forwarded_allow_ips=list(proxies),
-    )
+    lock: int | None = None
+    if settings.executor == "local" and settings.workers > 0:
+        # One server with embedded workers per data folder: a second one started on it by
+        # mistake (a unit started twice, a test server on the live folder) would run its own
+        # workers on the same task table, blobs and index files. Servers without workers
+        # (FACEPLANE_WORKERS=0: more API processes on one folder) and Celery servers may share
+        # a folder; their tasks' leases keep every running task with the worker that has it.
+        taken = lock_data_dir(settings.data_dir)
+        if isinstance(taken, str):
+            print(
+                f"error: another faceplane server (pid {taken}) runs embedded workers on the "
+                f"data folder {settings.data_dir} (it holds {settings.data_dir / SERVER_LOCK}); "
+                "stop it, give this server its own FACEPLANE_DATA_DIR, or start it with "
+                "FACEPLANE_WORKERS=0",
+                file=sys.stderr,
+            )
+            return EXIT_DATA_DIR_IN_USE
+        lock = taken
+    try:
+        # Uvicorn's access log prints query strings, and signed blob URLs carry their
+        # signature there: the app logs its own access lines, without queries or credentials.
+        app = create_app(settings)
+        # Uvicorn believes X-Forwarded-For from 127.0.0.1 unless told otherwise: anyone on
+        # the machine could then put any address in the audit log. Only configured proxies.
+        proxies = settings.trusted_proxies
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_level="info",
+            access_log=False,
+            proxy_headers=bool(proxies),
+            forwarded_allow_ips=list(proxies),
+        )
+    finally:
+        if lock is not None:
+            os.close(lock)
     return 0
 
 

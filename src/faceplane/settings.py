@@ -194,6 +194,12 @@ class Settings(BaseSettings):
     task_max_queue: int = Field(
         1000, ge=1, description="Queued tasks accepted before SERVER_BUSY (503)."
     )
+    task_max_queue_per_company: int = Field(
+        250,
+        ge=1,
+        description="Queued tasks of one company accepted before RATE_LIMIT_EXCEEDED (429), "
+        "so one tenant's backlog cannot fill the whole queue (capped at task_max_queue).",
+    )
     task_max_attempts: int = Field(3, ge=1, description="Runs of a task whose worker dies.")
     task_lease_s: float = Field(
         120.0, gt=0, description="A running task whose worker is silent this long is retried."

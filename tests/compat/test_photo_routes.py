@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -13,13 +14,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
+from faceplane.errors import FaceplaneError
 from faceplane.services import accounts
 from faceplane.services.tasks import load_task_by_request_id
 from faceplane.settings import Settings
+from faceplane.store.db import tasks
 from faceplane.tasks.runner import expire_tasks
+from live import Server
+from oz_client import analyse, new_folder, oz_user
 from support import authed_client
 
 GROUP_FACES = 6  # faces/insightface/t1.jpg
@@ -262,8 +269,108 @@ def test_an_expired_task_is_wrong_id_and_its_result_document_is_deleted(
     document = "/" + done["result_url"].split("/", 3)[3]
     assert client.get(document).status_code == 200
     rt = client.app.state.rt  # type: ignore[attr-defined]
-    row = load_task_by_request_id(rt, added["request_id"])
+    row = load_task_by_request_id(rt, added["request_id"], "photo")
     expire_tasks(rt.store, now=row["expires_at"] + 1)  # the task's TTL has run out
     gone = parse(client.get("/compat/photo/getresult", params={"request_id": row["id"]}))
     assert (gone["status"], gone["err_code"], gone["request_id"]) == ("WrongID", "612", row["id"])
     assert client.get(document).status_code == 404  # deletion is real
+
+
+# ---- getresult serves only Pho.to's own tasks ------------------------------------------------
+
+
+def task_origin(rt: Any, task_id: str) -> str | None:
+    """The route family recorded on a task's row."""
+    with rt.store.db.connect() as conn:
+        return conn.execute(select(tasks.c.origin).where(tasks.c.id == task_id)).scalar_one()
+
+
+def other_families_task_ids(client: TestClient, astronaut: bytes, testdata: Path) -> dict[str, str]:
+    """One finished task of each other route family (native, batch, AILab, Oz) of the default
+    company, each with result or input images that a signed URL could expose."""
+    photo64 = base64.b64encode(astronaut).decode()
+    crop = {"operation": "crop", "input": {"image": {"base64": photo64}}}
+    ids = {"native": client.post("/v1/tasks", json=crop).json()["request_id"]}
+    [batched] = client.post("/v1/tasks:batch", json=[crop]).json()["tasks"]
+    ids["batch"] = batched["request_id"]
+    ailab = client.post(
+        "/compat/ailab/api/common/async-task",
+        data={"operation": "detect"},
+        files={"image": ("a.jpg", astronaut)},
+    )
+    assert ailab.status_code == 200, ailab.text
+    ids["ailab"] = ailab.json()["task_id"]
+    oz = oz_user(client, "photo.getresult@example.com")
+    folder = new_folder(client, oz, {"id": astronaut, "selfie": astronaut}, {})
+    [analysis] = analyse(client, oz, folder["folder_id"], {"type": "biometry"}).json()
+    ids["oz"] = analysis["analyse_id"]
+    for task_id in ids.values():
+        done = client.get(f"/v1/tasks/{task_id}", params={"wait_s": 60}).json()
+        assert done["status"] == "succeeded", done
+    return ids
+
+
+def test_getresult_answers_wrong_id_for_every_other_route_familys_task(
+    client: TestClient, app: tuple[str, str], image_url: str, astronaut: bytes, testdata: Path
+) -> None:
+    rt = client.app.state.rt  # type: ignore[attr-defined]
+    ids = other_families_task_ids(client, astronaut, testdata)
+    unknown = "0" * 32
+    nobody = client.get(
+        "/compat/photo/getresult", params={"request_id": unknown}, headers={"X-API-Key": ""}
+    )
+    for family, task_id in ids.items():
+        resp = client.get(
+            "/compat/photo/getresult", params={"request_id": task_id}, headers={"X-API-Key": ""}
+        )
+        out = parse(resp)
+        assert (out["status"], out["err_code"]) == ("WrongID", "612"), family
+        assert not any(tag.endswith("_url") for tag in out), family  # nothing signed
+        # Exactly the answer an unknown id gets: the id tells nothing of the task.
+        assert resp.content == nobody.content.replace(unknown.encode(), task_id.encode()), family
+        with pytest.raises(FaceplaneError):  # and no result document was made for it
+            rt.store.blobs.get(f"tasks/{task_id}/result/result.json")
+    app_id, key = app
+    added = addtask(client, APP_ID=app_id, KEY=key, DATA=call_xml(image_url))
+    assert poll(client, added["request_id"])["status"] == "OK"  # Pho.to's own: served
+    recorded = {
+        family: task_origin(rt, task_id)
+        for family, task_id in {**ids, "photo": added["request_id"]}.items()
+    }
+    assert recorded == {
+        "native": "native",
+        "batch": "native",
+        "ailab": "ailab",
+        "oz": "oz",
+        "photo": "photo",
+    }
+
+
+def test_on_a_live_server_a_native_task_id_opens_nothing_on_getresult(
+    tmp_path: Path, astronaut: bytes
+) -> None:
+    server = Server(tmp_path / "data")
+    try:
+        server.start()
+        crop = {
+            "operation": "crop",
+            "input": {"image": {"base64": base64.b64encode(astronaut).decode()}},
+        }
+        task = httpx.post(server.base + "/v1/tasks", json=crop, headers=server.headers, timeout=30)
+        task_id = task.json()["request_id"]
+        done = httpx.get(
+            f"{server.base}/v1/tasks/{task_id}",
+            params={"wait_s": 60},
+            headers=server.headers,
+            timeout=90,
+        ).json()
+        assert done["status"] == "succeeded" and done["result_url"]  # it has images to expose
+        # Another tenant, or nobody at all: the request id is all that is sent.
+        resp = httpx.get(
+            server.base + "/compat/photo/getresult", params={"request_id": task_id}, timeout=10
+        )
+        out = parse(resp)
+        assert (out["status"], out["err_code"], out["request_id"]) == ("WrongID", "612", task_id)
+        assert b"http" not in resp.content  # no signed URL of the result or of the input photo
+    finally:
+        server.stop()

@@ -130,7 +130,7 @@ def start_analyses(
             raise
     if webhook_url:
         check_url(webhook_url, rt.fetch)
-    check_capacity(rt, len(plans))
+    check_capacity(rt, len(plans), company_id)
     out = []
     for req, chosen in plans:
         kind = TYPES[req.type]
@@ -140,7 +140,10 @@ def start_analyses(
             for name, m in zip(kind.inputs, chosen, strict=True)
         }
         task, _ = submit_task(
-            rt, company_id, TaskSpec(kind.operation, images, {}, webhook_url), batch_id=session_id
+            rt,
+            company_id,
+            TaskSpec(kind.operation, images, {}, webhook_url, origin="oz"),
+            batch_id=session_id,
         )
         now = time.time()
         record = {

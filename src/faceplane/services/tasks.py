@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import time
 import uuid
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from faceplane.engine.fetch import check_url
 from faceplane.errors import Err, FaceplaneError
@@ -24,6 +25,8 @@ from faceplane.store.blobs import blob_url, content_type, verify_blob
 from faceplane.store.db import tasks, webhook_attempts, write_tx
 from faceplane.tasks.state import FINISHED, Status, transition
 from faceplane.timestamps import iso_utc, parse_time
+
+log = logging.getLogger("faceplane.tasks")
 
 # Image result names → the Pho.to-style URL fields they are published as.
 URL_FIELDS = {
@@ -48,6 +51,14 @@ class TaskSpec:
     # The hash of the request as the client sent it, when it was taken before defaults (an
     # app's webhook) were filled in; None: `request_hash` of this spec.
     request_hash: str | None = None
+    # The route family that submits it (one of ORIGINS): a vendor's unauthenticated polling
+    # route serves only the tasks its own family created.
+    origin: str = "native"
+
+
+# Route families that create tasks, as recorded in `tasks.origin` (NULL: a task stored before
+# origins were recorded; no family's request-id-only route serves it).
+ORIGINS = ("native", "ailab", "oz", "photo")
 
 
 def new_task_id() -> str:
@@ -91,6 +102,20 @@ def _check_spec(rt: Runtime, spec: TaskSpec) -> None:
             )
     if spec.webhook_url:
         check_webhook_url(rt, spec.webhook_url)
+    # PostgreSQL refuses a value longer than its column (SQLite would keep it): refuse it here
+    # as input, the same on both, before anything is stored.
+    for field, value in (
+        ("idempotency_key", spec.idempotency_key),
+        ("webhook_secret", spec.webhook_secret),
+    ):
+        longest = getattr(tasks.c[field].type, "length", None)  # String(n) columns
+        if value is not None and longest is not None and len(value) > longest:
+            raise FaceplaneError(
+                Err.INVALID_ARGUMENT,
+                f"`{field}` is at most {longest} characters long.",
+                field=field,
+                max_length=longest,
+            )
 
 
 def check_webhook_url(rt: Runtime, url: str) -> None:
@@ -104,7 +129,8 @@ def submit_task(
     """Queue a task; return (its rendering, created). A repeated idempotency key returns the
     existing task (created = False), never a duplicate."""
     store = rt.store
-    s = rt.settings
+    if spec.origin not in ORIGINS:
+        raise ValueError(f"unknown task origin {spec.origin!r}")
     digest = None
     if spec.idempotency_key:
         digest = request_hash(rt, spec)
@@ -112,8 +138,36 @@ def submit_task(
         if existing is not None:
             return render_task(rt, existing), False
     _check_spec(rt, spec)
-    check_capacity(rt, 1)
+    check_capacity(rt, 1, company_id)
     task_id = new_task_id()
+    try:
+        row, existing = _insert_task(rt, company_id, spec, task_id, digest, batch_id)
+    except BaseException:
+        # Whatever failed once inputs were being written (a refused insert, a database locked
+        # past its timeout, a bad URL after an uploaded image): no row refers to these blobs.
+        store.blobs.delete_prefix(f"tasks/{task_id}")
+        raise
+    if existing is not None:
+        store.blobs.delete_prefix(f"tasks/{task_id}")
+        return render_task(rt, existing), False
+    rendered = render_task(rt, row)
+    if spec.webhook_url and not spec.webhook_secret:
+        rendered["webhook"]["secret"] = row["webhook_secret"]  # shown once, at creation
+    return rendered, True
+
+
+def _insert_task(
+    rt: Runtime,
+    company_id: str,
+    spec: TaskSpec,
+    task_id: str,
+    digest: str | None,
+    batch_id: str | None,
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Store the inputs and insert the row: (the row, None), or (the row not inserted, the
+    task that won an idempotency race with it)."""
+    store = rt.store
+    s = rt.settings
     inputs = _store_inputs(store, rt, task_id, spec)
     now = time.time()
     secret = spec.webhook_secret or (secrets.token_hex(16) if spec.webhook_url else None)
@@ -136,37 +190,69 @@ def submit_task(
         "webhook_url": spec.webhook_url,
         "webhook_secret": secret,
         "purged": False,
+        "origin": spec.origin,
     }
     try:
         with write_tx(store.db) as conn:
             conn.execute(tasks.insert().values(**row))
-    except IntegrityError:
+    except IntegrityError as exc:
         # Two submissions with one key raced: the first one won; answer with it (or with
         # TASK_CONFLICT when the two were different requests).
-        store.blobs.delete_prefix(f"tasks/{task_id}")
-        assert spec.idempotency_key and digest
-        existing = repeat_of(store, company_id, spec.idempotency_key, digest)
-        assert existing is not None
-        return render_task(rt, existing), False
-    rendered = render_task(rt, row)
-    if spec.webhook_url and not spec.webhook_secret:
-        rendered["webhook"]["secret"] = secret  # shown once, at creation
-    return rendered, True
+        existing = None
+        if spec.idempotency_key and digest:
+            existing = repeat_of(store, company_id, spec.idempotency_key, digest)
+        if existing is None:
+            raise _not_stored(exc) from exc  # another constraint refused the row
+        return row, existing
+    except SQLAlchemyError as exc:  # locked past its timeout, gone, refused the value
+        raise _not_stored(exc) from exc
+    return row, None
 
 
-def check_capacity(rt: Runtime, incoming: int) -> None:
-    """Refuse new work with SERVER_BUSY (503, Retry-After) when the queue is full."""
-    store = rt.store
-    with store.db.connect() as conn:
+def _not_stored(exc: Exception) -> FaceplaneError:
+    """DATABASE_ERROR for an insert the database refused: a catalogue error, so the
+    submission's credits are given back (nothing was queued)."""
+    # The driver's own message, never SQLAlchemy's: that one quotes every parameter (the
+    # webhook secret among them).
+    orig = getattr(exc, "orig", None) or exc
+    log.error("a task could not be stored: %s: %s", type(orig).__name__, str(orig).split("\n")[0])
+    return FaceplaneError(
+        Err.DATABASE_ERROR, "The task could not be stored; nothing was queued. Try again."
+    )
+
+
+def check_capacity(rt: Runtime, incoming: int, company_id: str) -> None:
+    """Refuse new work with SERVER_BUSY (503, Retry-After) when the queue is full, and with
+    RATE_LIMIT_EXCEEDED (429, Retry-After) when the company's own share of it is: one
+    tenant's backlog must not refuse everyone else."""
+    st = rt.settings
+    queued_now = tasks.c.status == Status.QUEUED
+    with rt.store.db.connect() as conn:
         queued = conn.execute(
-            select(func.count()).select_from(tasks).where(tasks.c.status == Status.QUEUED)
+            select(func.count()).select_from(tasks).where(queued_now)
         ).scalar_one()
-    if queued + incoming > rt.settings.task_max_queue:
+        mine = conn.execute(
+            select(func.count())
+            .select_from(tasks)
+            .where(and_(queued_now, tasks.c.company_id == company_id))
+        ).scalar_one()
+    if queued + incoming > st.task_max_queue:
         raise FaceplaneError(
             Err.SERVER_BUSY,
             "Maximum server load reached: the task queue is full; try again later.",
             queued=queued,
-            max_queue=rt.settings.task_max_queue,
+            max_queue=st.task_max_queue,
+            retry_after_s=5,
+        )
+    per_company = min(st.task_max_queue_per_company, st.task_max_queue)
+    if mine + incoming > per_company:
+        raise FaceplaneError(
+            Err.RATE_LIMIT_EXCEEDED,
+            f"This company has {mine} tasks queued, and at most {per_company} may wait at "
+            "once; submit more when some have started.",
+            queued=mine,
+            incoming=incoming,
+            max_queue_per_company=per_company,
             retry_after_s=5,
         )
 
@@ -196,7 +282,7 @@ def submit_batch(
     # A conflicting key refuses the whole batch before anything is queued; repeats take no
     # room in the queue.
     checked, repeats = mark_repeats(rt, company_id, specs, batch=True)
-    check_capacity(rt, repeats.count(False))
+    check_capacity(rt, repeats.count(False), company_id)
     batch_id = new_task_id()
     done = [submit_task(rt, company_id, spec, batch_id) for spec in checked]
     return [task for task, _ in done], [created for _, created in done], batch_id
@@ -382,13 +468,20 @@ def get_task_and_options(
 RESULT_DOCUMENT = "result.json"
 
 
-def load_task_by_request_id(rt: Runtime, request_id: str) -> dict[str, Any]:
-    """The row of the task with this request id, whoever's it is; TASK_NOT_FOUND for an empty
-    or unknown id, TASK_EXPIRED once its inputs and results were deleted."""
+def load_task_by_request_id(rt: Runtime, request_id: str, origin: str) -> dict[str, Any]:
+    """The row of the task with this request id that route family `origin` created, whoever's
+    it is; TASK_NOT_FOUND for an empty or unknown id and for another family's task (alike:
+    the answer tells nothing of it), TASK_EXPIRED once its inputs and results were deleted."""
     if not request_id:
         raise FaceplaneError(Err.TASK_NOT_FOUND, "Bad, invalid or empty REQUEST_ID parameter.")
     with rt.store.db.connect() as conn:
-        row = conn.execute(select(tasks).where(tasks.c.id == request_id)).mappings().first()
+        row = (
+            conn.execute(
+                select(tasks).where(and_(tasks.c.id == request_id, tasks.c.origin == origin))
+            )
+            .mappings()
+            .first()
+        )
     if row is None:
         raise FaceplaneError(Err.TASK_NOT_FOUND, "There is no task with such REQUEST_ID.")
     if row["purged"]:
@@ -398,10 +491,12 @@ def load_task_by_request_id(rt: Runtime, request_id: str) -> dict[str, Any]:
     return dict(row)
 
 
-def get_task_by_request_id(rt: Runtime, request_id: str) -> dict[str, Any]:
-    """A task's rendering by request id alone; a succeeded task that made no result image
-    gets `result_url`: a signed URL to its result as a JSON document."""
-    row = load_task_by_request_id(rt, request_id)
+def get_task_by_request_id(rt: Runtime, request_id: str, origin: str) -> dict[str, Any]:
+    """The rendering of a task route family `origin` created, by request id alone (another
+    family's task is not found: no blob URL is ever signed for it here); a succeeded task
+    that made no result image gets `result_url`: a signed URL to its result as a JSON
+    document."""
+    row = load_task_by_request_id(rt, request_id, origin)
     task = render_task(rt, row)
     if task["status"] == Status.SUCCEEDED and "result_url" not in task and "result" in task:
         task["result_url"] = publish_result_document(rt, row, task["result"])
@@ -420,7 +515,7 @@ def publish_result_document(rt: Runtime, row: dict[str, Any], result: dict[str, 
         # Expiry may have deleted the task's blobs between our read and this write: then
         # the document must go too (deletion is real), and the task is gone.
         try:
-            load_task_by_request_id(rt, row["id"])
+            load_task_by_request_id(rt, row["id"], row["origin"])
         except FaceplaneError:
             store.blobs.delete_prefix(f"tasks/{row['id']}")
             raise

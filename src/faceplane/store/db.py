@@ -64,10 +64,15 @@ tasks = Table(
     Column("webhook_state", String(16)),  # None | pending | delivered | failed
     Column("webhook_next_at", Float),
     Column("purged", Boolean, nullable=False, default=False),
+    # The route family that created the task (native, ailab, oz, photo); NULL: stored before
+    # it was recorded. Pho.to's getresult serves only tasks Pho.to's addtask created.
+    Column("origin", String(16)),
     UniqueConstraint("company_id", "idempotency_key", name="uq_tasks_company_idem"),
 )
 Index("ix_tasks_status_created", tasks.c.status, tasks.c.created_at)
 Index("ix_tasks_company_created", tasks.c.company_id, tasks.c.created_at)
+# The per-company queue cap counts a company's queued tasks on every submit.
+Index("ix_tasks_company_status", tasks.c.company_id, tasks.c.status)
 Index("ix_tasks_webhook", tasks.c.webhook_state, tasks.c.webhook_next_at)
 
 webhook_attempts = Table(

@@ -72,10 +72,11 @@ class TaskHub:
     async def start(self) -> None:
         """Recover what a previous run left, start the executor and the maintenance loop."""
         self._loop = asyncio.get_running_loop()
-        if self.rt.settings.executor == "local":
-            # Embedded mode: only this server's workers use this database, and none is
-            # running yet, so every task left `running` was orphaned by a crash.
-            await self.rt.run_io(recover_tasks, self.store, float("inf"))
+        # Only tasks whose lease ran out: a task still `running` may belong to a live worker
+        # (another server on this database, or a worker of a killed server finishing its task
+        # and renewing its lease), and requeueing it would run it twice. A task orphaned by a
+        # crash comes back once its lease ends (task_lease_s).
+        await self.rt.run_io(recover_tasks, self.store)
         self.executor.start()
         self._maintenance = asyncio.create_task(self._maintain())
 

@@ -174,7 +174,8 @@ def _run(rt: Runtime, row: dict[str, Any]) -> tuple[Status, dict[str, Any]]:
 
 
 def recover_tasks(store: Store, now: float | None = None) -> int:
-    """Requeue running tasks whose lease ran out, or fail them when no attempt is left."""
+    """Requeue running tasks whose lease ran out (before `now`, default: the clock), or fail
+    them when no attempt is left. A live worker renews its lease, so its task is never taken."""
     lease_cut = now if now is not None else time.time()
     now = time.time()
     lost = tasks.c.lease_until < lease_cut

@@ -7,12 +7,14 @@ import base64
 import datetime as dt
 import hashlib
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import create_engine, select, text, update
 
+from databases import throwaway_postgres
 from faceplane.errors import Err, FaceplaneError
 from faceplane.runtime import Runtime
 from faceplane.services.idempotency import request_hash
@@ -145,7 +147,7 @@ def test_a_repeated_batch_does_not_count_against_a_full_queue(
         submit_task(rt, COMPANY, detect(astronaut))
     assert errcode(exc) == "SERVER_BUSY" and exc.value.details["retry_after_s"] > 0
     with pytest.raises(FaceplaneError):
-        check_capacity(rt, 1)
+        check_capacity(rt, 1, "globex")  # the whole queue is full: everyone waits
 
 
 def test_batch_limits(rt: Runtime, astronaut: bytes) -> None:
@@ -264,3 +266,127 @@ def test_a_conflict_names_the_key_not_the_bytes(rt: Runtime, astronaut: bytes) -
     text = str(exc.value.details) + exc.value.message
     assert hashlib.sha256(astronaut).hexdigest() not in text
     assert exc.value.err == Err.TASK_CONFLICT
+
+
+# ---- fairness: a company's share of the queue ----------------------------------------------
+
+
+@pytest.fixture
+def shared(tmp_path: Path) -> Iterator[Runtime]:
+    """A queue of 5 of which one company may fill 2."""
+    settings = Settings(
+        data_dir=tmp_path, workers=0, task_max_queue=5, task_max_queue_per_company=2
+    )
+    runtime = Runtime.open(settings)
+    yield runtime
+    runtime.close()
+
+
+def test_a_company_at_its_queue_cap_is_refused_while_another_still_submits(
+    shared: Runtime, astronaut: bytes
+) -> None:
+    first, _ = submit_task(shared, COMPANY, detect(astronaut))
+    submit_task(shared, COMPANY, detect(astronaut))
+    with pytest.raises(FaceplaneError) as exc:
+        submit_task(shared, COMPANY, detect(astronaut))
+    assert errcode(exc) == "RATE_LIMIT_EXCEEDED" and exc.value.err.http == 429
+    assert exc.value.details["max_queue_per_company"] == 2
+    assert exc.value.details["retry_after_s"] > 0
+    other, created = submit_task(shared, "globex", detect(astronaut))
+    assert created and other["status"] == "queued"
+    # A batch that would take a company past its share queues none of its items.
+    with pytest.raises(FaceplaneError) as exc:
+        submit_batch(shared, "globex", [detect(astronaut)] * 2)
+    assert errcode(exc) == "RATE_LIMIT_EXCEEDED"
+    assert len(list_tasks(shared, "globex", None, None, 10, None)["tasks"]) == 1
+    # A started task leaves the queue: the company may submit again.
+    assert claim_task(shared.store, first["request_id"], "w1", 60) is not None
+    _, created = submit_task(shared, COMPANY, detect(astronaut))
+    assert created
+
+
+def test_the_company_cap_never_exceeds_the_whole_queue(tmp_path: Path, astronaut: bytes) -> None:
+    settings = Settings(
+        data_dir=tmp_path, workers=0, task_max_queue=2, task_max_queue_per_company=50
+    )
+    runtime = Runtime.open(settings)
+    try:
+        submit_task(runtime, COMPANY, detect(astronaut))
+        submit_task(runtime, "globex", detect(astronaut))
+        with pytest.raises(FaceplaneError) as exc:
+            submit_task(runtime, "initech", detect(astronaut))
+        assert errcode(exc) == "SERVER_BUSY" and exc.value.details["max_queue"] == 2
+    finally:
+        runtime.close()
+
+
+# ---- origins --------------------------------------------------------------------------------
+
+
+def test_a_task_records_the_route_family_that_created_it(rt: Runtime, astronaut: bytes) -> None:
+    native, _ = submit_task(rt, COMPANY, detect(astronaut))
+    photo, _ = submit_task(rt, COMPANY, replace(detect(astronaut), origin="photo"))
+    assert load_task(rt.store, COMPANY, native["request_id"])["origin"] == "native"
+    assert load_task(rt.store, COMPANY, photo["request_id"])["origin"] == "photo"
+    with pytest.raises(ValueError, match="origin"):
+        submit_task(rt, COMPANY, replace(detect(astronaut), origin="elsewhere"))
+
+
+# ---- a submission the database refuses leaves nothing behind --------------------------------
+
+
+def task_blobs(rt: Runtime) -> list[str]:
+    """The task folders under the blob root (inputs and results)."""
+    root = rt.settings.data_dir / "blobs" / "tasks"
+    return sorted(p.name for p in root.iterdir() if any(p.rglob("*"))) if root.exists() else []
+
+
+def test_values_longer_than_their_columns_are_refused_before_anything_is_stored(
+    rt: Runtime, astronaut: bytes
+) -> None:
+    long_key = detect(astronaut, "k" * 201)
+    long_secret = replace(
+        detect(astronaut), webhook_url="http://127.0.0.1:9/hook", webhook_secret="s" * 129
+    )
+    for spec, field in ((long_key, "idempotency_key"), (long_secret, "webhook_secret")):
+        with pytest.raises(FaceplaneError) as exc:
+            submit_task(rt, COMPANY, spec)
+        assert errcode(exc) == "INVALID_ARGUMENT" and exc.value.details["field"] == field
+    assert task_blobs(rt) == []
+
+
+@pytest.fixture
+def pg_rt(tmp_path: Path) -> Iterator[tuple[Runtime, str]]:
+    """A runtime on a scratch PostgreSQL database whose lock timeout is 1 s."""
+    with throwaway_postgres() as url:
+        server, name = url.rsplit("/", 1)
+        admin = create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f"ALTER DATABASE \"{name}\" SET lock_timeout = '1s'"))
+        admin.dispose()
+        runtime = Runtime.open(Settings(data_dir=tmp_path, database_url=url, workers=0))
+        try:
+            yield runtime, url
+        finally:
+            runtime.close()
+
+
+def test_a_task_insert_that_fails_on_a_locked_table_leaves_no_blob(
+    pg_rt: tuple[Runtime, str], astronaut: bytes
+) -> None:
+    rt, url = pg_rt
+    other = create_engine(url)
+    try:
+        with other.connect() as conn:
+            # Another session holds the table past the lock timeout: reads pass, inserts fail.
+            conn.execute(text("LOCK TABLE tasks IN EXCLUSIVE MODE"))
+            with pytest.raises(FaceplaneError) as exc:
+                submit_task(rt, COMPANY, detect(astronaut))
+            conn.rollback()
+    finally:
+        other.dispose()
+    assert errcode(exc) == "DATABASE_ERROR"
+    assert task_blobs(rt) == []  # the input blob written before the insert is gone
+    assert list_tasks(rt, COMPANY, None, None, 10, None)["tasks"] == []
+    done, created = submit_task(rt, COMPANY, detect(astronaut))  # and the next one is stored
+    assert created and task_blobs(rt) == [done["request_id"]]

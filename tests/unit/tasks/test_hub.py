@@ -31,10 +31,12 @@ def store(rt: Runtime) -> Store:
     return rt.store
 
 
-def test_start_requeues_what_a_crashed_embedded_server_left_running(
+def test_start_requeues_only_the_running_tasks_whose_lease_ran_out(
     rt: Runtime, put_task: Callable[..., str], task_row: Callable[[str], dict[str, Any]]
 ) -> None:
-    orphan = put_task("running", worker="local-1-0-1", lease_until=time.time() + 3600)
+    orphan = put_task("running", worker="local-1-0-1", lease_until=time.time() - 1)
+    # Another server's worker (or a killed server's worker finishing its task) renews this one.
+    alive = put_task("running", worker="local-2-0-1", lease_until=time.time() + 3600)
 
     async def main() -> None:
         hub = TaskHub(rt)
@@ -43,6 +45,7 @@ def test_start_requeues_what_a_crashed_embedded_server_left_running(
 
     asyncio.run(main())
     assert task_row(orphan)["status"] == "queued" and task_row(orphan)["worker"] is None
+    assert task_row(alive)["status"] == "running" and task_row(alive)["worker"] == "local-2-0-1"
 
 
 def test_a_wait_ends_when_the_task_finishes(rt: Runtime, put_task: Callable[..., str]) -> None:
@@ -54,7 +57,7 @@ def test_a_wait_ends_when_the_task_finishes(rt: Runtime, put_task: Callable[...,
 
     async def main() -> tuple[dict[str, Any], float]:
         hub = TaskHub(rt)
-        await hub.start()  # (which requeues every running task: insert it after)
+        await hub.start()
         try:
             put_task("running", id=task_id, worker="w1", lease_until=time.time() + 60)
             loop = asyncio.get_running_loop()

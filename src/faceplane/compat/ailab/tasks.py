@@ -53,7 +53,9 @@ async def submit_async(
     authorize_operations(caller, [operation])  # the roles table, as natively
     options = await task_options(rt, caller.company_id, operation, body.values)
     key = request.headers.get("idempotency-key")
-    spec = TaskSpec(operation, task_images(body), options, idempotency_key=key or None)
+    spec = TaskSpec(
+        operation, task_images(body), options, idempotency_key=key or None, origin="ailab"
+    )
     try:
         tasks, created, _ = await submit_billed(rt, caller, [spec])
     except FaceplaneError as exc:

@@ -310,4 +310,5 @@ def task_spec(call: PhotoCall) -> TaskSpec:
             Err.BAD_FACE_RECT, "A 'rect' on <image_url> is not supported by this server."
         )
     # Errors about the image name the tag the client filled in.
-    return TaskSpec(operation, {"image": ImageSource("image_url", url=image.url)}, options)
+    images = {"image": ImageSource("image_url", url=image.url)}
+    return TaskSpec(operation, images, options, origin="photo")

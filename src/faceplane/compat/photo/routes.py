@@ -54,10 +54,12 @@ async def addtask(
 async def getresult(rt: RuntimeDep, request_id: Annotated[str, Query()] = "") -> Response:
     """OK with result_url (and thumbnails for an image result), InProgress, Error, or WrongID.
 
-    As on Pho.to, the request_id itself is the capability: 128 random bits, unguessable.
+    As on Pho.to, the request_id itself is the capability: 128 random bits, unguessable. So
+    it opens only tasks Pho.to's addtask created: any other task id (native, AILab, Oz, whose
+    ids are not handed out as capabilities) answers WrongID exactly like an unknown one.
     """
     try:
-        task = await rt.run_io(get_task_by_request_id, rt, request_id)
+        task = await rt.run_io(get_task_by_request_id, rt, request_id, "photo")
     except FaceplaneError as exc:
         # The answer is about the task asked for: it names that request id, not this call's.
         return _xml(render.render_error(request_id or None, exc)[1])
