@@ -212,9 +212,29 @@ class Settings(BaseSettings):
     webhook_backoff_s: float = Field(
         2.0, gt=0, description="First retry delay; doubles after each failed attempt."
     )
-    webhook_timeout_s: float = Field(10.0, gt=0, description="Timeout of one webhook POST.")
+    webhook_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="Wall-clock deadline of one webhook delivery: connect, sending, and the "
+        "answer's headers and body (at most 4 KiB of it is read). Past it the attempt fails.",
+    )
+    webhook_max_concurrent: int = Field(
+        8,
+        ge=1,
+        description="Webhook deliveries in flight at once per server, on the I/O pool (never "
+        "more than half of `io_threads`).",
+    )
+    webhook_max_concurrent_per_company: int = Field(
+        2,
+        ge=1,
+        description="Of those, deliveries of one company's tasks: a slow endpoint of one "
+        "company never holds every delivery slot.",
+    )
     maintenance_interval_s: float = Field(
-        1.0, gt=0, description="How often the server recovers, expires and delivers."
+        1.0,
+        gt=0,
+        description="How often the server recovers and expires tasks and claims due webhook "
+        "deliveries.",
     )
 
     # collections and search

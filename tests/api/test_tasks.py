@@ -466,7 +466,7 @@ def test_webhook_is_signed_retried_and_recorded(
             c,
             operation="detect",
             input={"image": b64(astronaut)},
-            webhook={"url": receiver, "secret": "s3cret"},
+            webhook={"url": receiver, "secret": "s3cret-of-16-bytes"},
         )
         deadline = time.time() + 15
         while time.time() < deadline and len(Receiver.received) < 2:
@@ -474,7 +474,9 @@ def test_webhook_is_signed_retried_and_recorded(
         assert len(Receiver.received) == 2  # the first answered 500 and was retried
         headers, body = Receiver.received[-1]
         expected = hmac.new(
-            b"s3cret", f"{headers['X-Faceplane-Timestamp']}.".encode() + body, hashlib.sha256
+            b"s3cret-of-16-bytes",
+            f"{headers['X-Faceplane-Timestamp']}.".encode() + body,
+            hashlib.sha256,
         ).hexdigest()
         assert headers["X-Faceplane-Signature"] == f"v1={expected}"
         payload = json.loads(body)

@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from faceplane.errors import Err, FaceplaneError
 from faceplane.store import Store
 from faceplane.store.db import apps, companies, nonces, tokens, users, write_tx
+from faceplane.tasks.webhooks import check_secret
 from faceplane.timestamps import iso_utc
 
 ROLES = ("admin", "operator", "client")
@@ -277,6 +278,8 @@ def update_app(
     if "status" in allowed and allowed["status"] not in ("active", "deactivated"):
         raise FaceplaneError(Err.INVALID_ARGUMENT, "`status` is active or deactivated.")
     check_limits(allowed)
+    if "webhook_secret" in allowed:
+        check_secret(allowed["webhook_secret"])
     if allowed:
         with write_tx(store.db) as conn:
             conn.execute(update(apps).where(apps.c.id == app_id).values(**allowed))

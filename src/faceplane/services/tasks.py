@@ -24,6 +24,7 @@ from faceplane.store import Store
 from faceplane.store.blobs import blob_url, content_type, verify_blob
 from faceplane.store.db import tasks, webhook_attempts, write_tx
 from faceplane.tasks.state import FINISHED, Status, transition
+from faceplane.tasks.webhooks import check_secret
 from faceplane.timestamps import iso_utc, parse_time
 
 log = logging.getLogger("faceplane.tasks")
@@ -101,6 +102,7 @@ def _check_spec(rt: Runtime, spec: TaskSpec) -> None:
                 field=name,
             )
     if spec.webhook_url:
+        check_secret(spec.webhook_secret)  # a short secret is guessable: 16 bytes at least
         check_webhook_url(rt, spec.webhook_url)
     # PostgreSQL refuses a value longer than its column (SQLite would keep it): refuse it here
     # as input, the same on both, before anything is stored.

@@ -63,6 +63,9 @@ tasks = Table(
     Column("webhook_secret", String(128)),
     Column("webhook_state", String(16)),  # None | pending | delivered | failed
     Column("webhook_next_at", Float),
+    # The number of the delivery attempt last claimed (recorded at claim time, so a claim
+    # after a crash is the next attempt, never the same one again).
+    Column("webhook_attempt", Integer),
     Column("purged", Boolean, nullable=False, default=False),
     # The route family that created the task (native, ailab, oz, photo); NULL: stored before
     # it was recorded. Pho.to's getresult serves only tasks Pho.to's addtask created.

@@ -8,13 +8,14 @@ import logging
 import queue
 import threading
 import time
+from collections import Counter
 from typing import TYPE_CHECKING, Any, Protocol
 
 from faceplane.runtime import Runtime
 from faceplane.services.tasks import load_task, render_task
 from faceplane.tasks.runner import expire_tasks, recover_tasks
 from faceplane.tasks.state import FINISHED
-from faceplane.tasks.webhooks import deliver_due
+from faceplane.tasks.webhooks import claim_due, deliver_claim
 
 if TYPE_CHECKING:
     from faceplane.tasks.celery import CeleryExecutor
@@ -64,6 +65,15 @@ class TaskHub:
         self._events: dict[str, asyncio.Event] = {}
         self._maintenance: asyncio.Task[None] | None = None
         self._jobs: set[asyncio.Future[None]] = set()
+        # Webhook deliveries in flight (each on the I/O pool) -> the company of its task.
+        self._deliveries: dict[asyncio.Future[None], str] = {}
+        self._claiming = asyncio.Lock()
+        self._stopping = False
+        self._kick_pending = False  # a pass is already waiting to claim: one is enough
+        # Deliveries take I/O threads for up to a deadline each: leave most to requests.
+        self._delivery_slots = max(
+            1, min(settings.webhook_max_concurrent, settings.io_threads // 2)
+        )
         # Task ids for the notifier thread; None tells it to end.
         self._pending: queue.Queue[list[str] | None] = queue.Queue(MAX_PENDING_NOTIFY)
         self._notifier: threading.Thread | None = None
@@ -81,11 +91,16 @@ class TaskHub:
         self._maintenance = asyncio.create_task(self._maintain())
 
     async def stop(self) -> None:
-        """Stop maintenance and the executor."""
+        """Stop maintenance, let deliveries in flight end (each by its deadline), stop the
+        executor."""
+        self._stopping = True
         if self._maintenance:
             self._maintenance.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._maintenance
+        pending = [*self._jobs, *self._deliveries]
+        if pending:
+            await asyncio.wait(pending, timeout=self.rt.settings.webhook_timeout_s + 5)
         await self.rt.run_io(self._stop_notifier)
         await self.rt.run_io(self.executor.stop)
 
@@ -158,10 +173,16 @@ class TaskHub:
         if event is not None:
             event.set()
         # A finished task may have a webhook to send: do not wait for the next tick.
-        if self._maintenance is not None:
-            job = asyncio.ensure_future(self.rt.run_io(self._deliver))
-            self._jobs.add(job)
-            job.add_done_callback(self._jobs.discard)
+        self._kick()
+
+    def _kick(self) -> None:
+        """Claim and start due deliveries soon, without waiting for the next tick."""
+        if self._maintenance is None or self._stopping or self._kick_pending:
+            return
+        self._kick_pending = True
+        job = asyncio.ensure_future(self._schedule_deliveries())
+        self._jobs.add(job)
+        job.add_done_callback(self._jobs.discard)
 
     async def wait(self, company_id: str, task_id: str, timeout_s: float) -> dict[str, Any]:
         """The task's row once finished or when `timeout_s` runs out, whichever is first."""
@@ -182,8 +203,32 @@ class TaskHub:
         finally:
             self._events.pop(task_id, None)
 
-    def _deliver(self) -> None:
-        deliver_due(self.rt, self._render)
+    async def _schedule_deliveries(self) -> None:
+        """Claim as many due deliveries as there are free slots and start each on the I/O
+        pool; nothing here waits for a delivery (a slow endpoint holds only its slot)."""
+        try:
+            async with self._claiming:  # one claimant at a time: the slot count stays true
+                self._kick_pending = False
+                free = self._delivery_slots - len(self._deliveries)
+                if free <= 0 or self._stopping:
+                    return
+                busy = Counter(self._deliveries.values())
+                claims = await self.rt.run_io(claim_due, self.rt, free, busy)
+                for claim in claims:
+                    job = asyncio.ensure_future(
+                        self.rt.run_io(deliver_claim, self.rt, claim, self._render)
+                    )
+                    self._deliveries[job] = claim.row["company_id"]
+                    job.add_done_callback(self._delivered)
+        except Exception:  # the next tick tries again
+            log.exception("claiming webhook deliveries failed")
+
+    def _delivered(self, job: asyncio.Future[None]) -> None:
+        self._deliveries.pop(job, None)
+        if not job.cancelled() and job.exception() is not None:
+            # Its hold runs out and it is claimed again, as the next attempt.
+            log.error("webhook delivery failed", exc_info=job.exception())
+        self._kick()  # a slot is free: more may be due
 
     def _render(self, row: dict[str, Any]) -> dict[str, Any]:
         return render_task(self.rt, row)
@@ -198,7 +243,7 @@ class TaskHub:
                     # never published, needs a new message.
                     await self.rt.run_io(self._celery.republish_stale, self.store)
                 await self.rt.run_io(expire_tasks, self.store)
-                await self.rt.run_io(self._deliver)
+                await self._schedule_deliveries()
                 await self.rt.run_io(self.rt.counters.purge)
             except Exception:  # maintenance must outlive a bad tick
                 log.exception("task maintenance failed")

@@ -3,6 +3,17 @@
 Signature: `X-Faceplane-Signature: v1=<hex>` where hex = HMAC-SHA256(secret,
 "<X-Faceplane-Timestamp>." + raw body). A dead endpoint never changes a task's outcome:
 deliveries are recorded beside the task, and only their own state moves.
+
+What a delivery promises, whatever the endpoint does:
+- it is claimed once: a conditional UPDATE holds it for longer than its deadline and records
+  its attempt number, so no other claim (this server's, another server's, or one after a
+  crash) sends it again as the same attempt;
+- one wall-clock deadline (`webhook_timeout_s`) covers connect, sending, the answer's headers
+  and its body: an endpoint that trickles bytes is cut there, and the attempt is a failure;
+- at most MAX_ANSWER_BYTES of the answer's body are read (its status decides), then the
+  connection is closed;
+- it runs on the I/O pool, a bounded number at a time (the hub schedules them), never on the
+  maintenance loop.
 """
 
 from __future__ import annotations
@@ -11,20 +22,30 @@ import hashlib
 import hmac
 import json
 import logging
+import ssl
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+import httpcore
 import httpx
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, func, select, update
 
 from faceplane.engine.fetch import check_url
-from faceplane.errors import FaceplaneError
-from faceplane.runtime import Runtime
-from faceplane.store import Store
+from faceplane.errors import Err, FaceplaneError
 from faceplane.store.db import tasks, webhook_attempts, write_tx
 
+if TYPE_CHECKING:  # (accounts imports check_secret: no runtime, no models for that)
+    from faceplane.runtime import Runtime
+
 log = logging.getLogger("faceplane.webhooks")
+
+MAX_ANSWER_BYTES = 4096  # of an answer's body; only its status matters
+HOLD_MARGIN_S = 30.0  # a claim's hold beyond the deadline: waiting for a thread, recording
+SECRET_MIN_BYTES = 16
+SECRET_MAX_CHARS = 128  # the column's width
 
 
 def sign_payload(secret: str, timestamp: int, body: bytes) -> str:
@@ -33,78 +54,121 @@ def sign_payload(secret: str, timestamp: int, body: bytes) -> str:
     return hmac.new(secret.encode(), msg, hashlib.sha256).hexdigest()
 
 
-def _claim_due(store: Store, now: float, hold_s: float, limit: int = 20) -> list[dict[str, Any]]:
-    """Pending deliveries that are due, pushed out by `hold_s` so no other server takes them."""
+def check_secret(secret: object, field: str = "webhook_secret") -> None:
+    """Refuse a webhook secret shorter than 16 bytes (or not text, or too long to keep)."""
+    if secret is None:
+        return
+    if not isinstance(secret, str):
+        raise FaceplaneError(Err.INVALID_ARGUMENT, f"`{field}` must be a string.", field=field)
+    try:
+        size = len(secret.encode())
+    except UnicodeEncodeError:  # a lone surrogate cannot key an HMAC
+        raise FaceplaneError(
+            Err.INVALID_ARGUMENT, f"`{field}` must be valid Unicode text.", field=field
+        ) from None
+    if size < SECRET_MIN_BYTES or len(secret) > SECRET_MAX_CHARS:
+        raise FaceplaneError(
+            Err.INVALID_ARGUMENT,
+            f"`{field}` must be {SECRET_MIN_BYTES} to {SECRET_MAX_CHARS} characters long and at "
+            f"least {SECRET_MIN_BYTES} bytes (leave it out to have one generated).",
+            field=field,
+            min_bytes=SECRET_MIN_BYTES,
+            max_chars=SECRET_MAX_CHARS,
+        )
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A delivery this server holds: the task's row, its attempt number, and until when."""
+
+    row: dict[str, Any]
+    attempt: int
+    hold_until: float
+
+
+def hold_s(rt: Runtime) -> float:
+    """How long a claim holds a delivery: its deadline and a margin."""
+    return rt.settings.webhook_timeout_s + HOLD_MARGIN_S
+
+
+def claim_due(
+    rt: Runtime,
+    limit: int,
+    busy: Mapping[str, int] | None = None,
+    now: float | None = None,
+) -> list[Claim]:
+    """Claim up to `limit` due deliveries, oldest first, at most `webhook_max_concurrent_per_
+    company` per company counting `busy` (deliveries in flight per company)."""
+    store = rt.store
+    s = rt.settings
+    now = time.time() if now is None else now
     due = and_(tasks.c.webhook_state == "pending", tasks.c.webhook_next_at <= now)
+    if limit <= 0:
+        return []
     with store.db.connect() as conn:
         # Most calls find nothing: look without taking the write lock the workers need.
         if conn.execute(select(tasks.c.id).where(due).limit(1)).first() is None:
             return []
+    in_flight = dict(busy or {})
+    hold_until = now + hold_s(rt)
+    claims: list[Claim] = []
     with write_tx(store.db) as conn:
-        rows = (
-            conn.execute(
-                select(tasks)
-                .where(and_(tasks.c.webhook_state == "pending", tasks.c.webhook_next_at <= now))
-                .limit(limit)
-            )
-            .mappings()
-            .all()
-        )
-        claimed = []
-        for r in rows:
-            got = conn.execute(
+        # More candidates than slots: some may belong to companies at their cap.
+        rows = conn.execute(
+            select(tasks).where(due).order_by(tasks.c.webhook_next_at).limit(limit * 4)
+        ).mappings()
+        for r in list(rows):
+            if len(claims) >= limit:
+                break
+            company = r["company_id"]
+            if in_flight.get(company, 0) >= s.webhook_max_concurrent_per_company:
+                continue
+            this = and_(tasks.c.id == r["id"], due)
+            if (r["webhook_attempt"] or 0) >= s.webhook_max_attempts:
+                # The last attempt was claimed and never recorded (its server died): give up.
+                conn.execute(
+                    update(tasks).where(this).values(webhook_state="failed", webhook_next_at=None)
+                )
+                continue
+            # The condition makes the claim exclusive: of two claimants, the second finds the
+            # row held (PostgreSQL re-checks it after the first commits; SQLite serialises).
+            attempt = conn.execute(
                 update(tasks)
-                .where(and_(tasks.c.id == r["id"], tasks.c.webhook_next_at == r["webhook_next_at"]))
-                .values(webhook_next_at=now + hold_s)
-            ).rowcount
-            if got:
-                claimed.append(dict(r))
-    return claimed
+                .where(this)
+                .values(
+                    webhook_next_at=hold_until,
+                    webhook_attempt=func.coalesce(tasks.c.webhook_attempt, 0) + 1,
+                )
+                .returning(tasks.c.webhook_attempt)
+            ).scalar()
+            if attempt is not None:
+                claims.append(Claim(dict(r), int(attempt), hold_until))
+                in_flight[company] = in_flight.get(company, 0) + 1
+    return claims
 
 
-def deliver_due(
-    rt: Runtime,
-    render: Callable[[dict[str, Any]], dict[str, Any]],
-    client: httpx.Client | None = None,
-) -> int:
-    """Attempt every due delivery once; return how many were attempted."""
-    store = rt.store
-    s = rt.settings
-    now = time.time()
-    rows = _claim_due(store, now, s.webhook_timeout_s + 5)
-    if not rows:
-        return 0  # and no HTTP client (building one costs milliseconds of CPU)
-    own = client is None
-    client = client or httpx.Client(
-        timeout=s.webhook_timeout_s, follow_redirects=False, trust_env=False
-    )
-    try:
-        for row in rows:
-            _deliver_one(rt, row, render(row), client)
-    finally:
-        if own:
-            client.close()
-    return len(rows)
+def deliver_due(rt: Runtime, render: Callable[[dict[str, Any]], dict[str, Any]]) -> int:
+    """Claim what is due and attempt each once, one after the other, in this thread; return
+    how many were attempted. (The server's hub delivers concurrently instead.)"""
+    claims = claim_due(rt, 20)
+    for claim in claims:
+        deliver_claim(rt, claim, render)
+    return len(claims)
 
 
-def _deliver_one(
-    rt: Runtime,
-    row: dict[str, Any],
-    payload: dict[str, Any],
-    client: httpx.Client,
+def deliver_claim(
+    rt: Runtime, claim: Claim, render: Callable[[dict[str, Any]], dict[str, Any]]
 ) -> None:
-    store = rt.store
+    """POST one claimed delivery within the deadline and record the attempt."""
     s = rt.settings
-    with store.db.connect() as conn:
-        attempt = 1 + len(
-            conn.execute(
-                select(webhook_attempts.c.id).where(webhook_attempts.c.task_id == row["id"])
-            ).all()
-        )
-    body = json.dumps(payload).encode()
+    row, attempt = claim.row, claim.attempt
+    if time.time() + s.webhook_timeout_s + 5 > claim.hold_until and not _extend_hold(rt, claim):
+        return  # it waited for a thread past its hold, and was claimed again meanwhile
+    body = json.dumps(render(row)).encode()
     ts = int(time.time())
     headers = {
         "Content-Type": "application/json",
+        "Accept-Encoding": "identity",  # the answer is not read, and never inflated
         "User-Agent": "faceplane-webhook/1",
         "X-Faceplane-Event": "task.finished",
         "X-Faceplane-Task-Id": row["id"],
@@ -113,41 +177,196 @@ def _deliver_one(
         "X-Faceplane-Signature": "v1=" + sign_payload(row["webhook_secret"] or "", ts, body),
     }
     started = time.perf_counter()
-    status: int | None = None
-    error: str | None = None
-    try:
-        check_url(row["webhook_url"], rt.fetch)  # the SSRF rules apply to targets too
-        resp = client.post(row["webhook_url"], content=body, headers=headers)
-        status = resp.status_code
-        if not 200 <= status < 300:
-            error = f"HTTP {status}"
-    except FaceplaneError as exc:
-        error = f"{exc.err.name}: {exc.message}"
-    except httpx.HTTPError as exc:
-        error = f"{type(exc).__name__}: {exc}"
+    status, error = _post(rt, row["webhook_url"], body, headers)
     duration = (time.perf_counter() - started) * 1000
+    _record(rt, claim, status, error, duration)
+    if error:
+        log.info("webhook for task %s attempt %d failed: %s", row["id"], attempt, error)
+
+
+def _post(
+    rt: Runtime, url: str, body: bytes, headers: dict[str, str]
+) -> tuple[int | None, str | None]:
+    """(HTTP status, error) of one POST under the delivery's deadline."""
+    timeout_s = rt.settings.webhook_timeout_s
+    started = time.monotonic()
+    status: int | None = None
+    try:
+        check_url(url, rt.fetch)  # the SSRF rules apply to targets too
+        with (
+            webhook_client(rt, timeout_s) as client,
+            client.stream("POST", url, content=body, headers=headers) as resp,
+        ):
+            status = resp.status_code
+            read = 0
+            for chunk in resp.iter_raw():  # raw: a compressed answer is never inflated
+                read += len(chunk)
+                if read >= MAX_ANSWER_BYTES:
+                    break  # closing the stream drops the connection and the rest
+    except FaceplaneError as exc:
+        return None, f"{exc.err.name}: {exc.message}"
+    except httpx.HTTPError as exc:
+        # A socket cut at the deadline may read as a disconnect: the deadline is the cause.
+        if isinstance(exc, httpx.TimeoutException) or time.monotonic() - started >= timeout_s:
+            return status, f"TIMEOUT: no complete answer within the {timeout_s:g} s deadline"
+        return status, f"{type(exc).__name__}: {exc}"
+    if status is not None and not 200 <= status < 300:
+        return status, f"HTTP {status}"
+    return status, None
+
+
+def _extend_hold(rt: Runtime, claim: Claim) -> bool:
+    """Hold the delivery for a whole deadline from now, if this claim still holds it."""
+    with write_tx(rt.store.db) as conn:
+        return bool(
+            conn.execute(
+                update(tasks)
+                .where(
+                    and_(
+                        tasks.c.id == claim.row["id"],
+                        tasks.c.webhook_state == "pending",
+                        tasks.c.webhook_attempt == claim.attempt,
+                    )
+                )
+                .values(webhook_next_at=time.time() + hold_s(rt))
+            ).rowcount
+        )
+
+
+def _record(
+    rt: Runtime, claim: Claim, status: int | None, error: str | None, duration_ms: float
+) -> None:
+    """Record the attempt, and move the delivery on if this claim still holds it."""
+    s = rt.settings
     now = time.time()
     if error is None:
         state, next_at = "delivered", None
-    elif attempt >= s.webhook_max_attempts:
+    elif claim.attempt >= s.webhook_max_attempts:
         state, next_at = "failed", None
     else:
-        state, next_at = "pending", now + s.webhook_backoff_s * 2 ** (attempt - 1)
-    with write_tx(store.db) as conn:
+        state, next_at = "pending", now + s.webhook_backoff_s * 2 ** (claim.attempt - 1)
+    with write_tx(rt.store.db) as conn:
         conn.execute(
             webhook_attempts.insert().values(
-                task_id=row["id"],
-                attempt=attempt,
+                task_id=claim.row["id"],
+                attempt=claim.attempt,
                 at=now,
                 http_status=status,
                 error=error,
-                duration_ms=round(duration, 1),
+                duration_ms=round(duration_ms, 1),
             )
         )
+        # A later claim (after this one's hold ran out) owns the state now: leave it be.
         conn.execute(
             update(tasks)
-            .where(tasks.c.id == row["id"])
+            .where(
+                and_(
+                    tasks.c.id == claim.row["id"],
+                    tasks.c.webhook_state == "pending",
+                    tasks.c.webhook_attempt == claim.attempt,
+                )
+            )
             .values(webhook_state=state, webhook_next_at=next_at)
         )
-    if error:
-        log.info("webhook for task %s attempt %d failed: %s", row["id"], attempt, error)
+
+
+# ---- the HTTP client -------------------------------------------------------------------------
+
+
+@contextmanager
+def webhook_client(rt: Runtime, deadline_s: float) -> Iterator[httpx.Client]:
+    """THE one place the webhook HTTP client is built: no redirects, nothing from the
+    environment, and every socket wait cut to what is left of one `deadline_s` deadline."""
+    # Switch point for the DNS-pinned client of engine/fetch.py (branch h11-fetch): once it is
+    # merged, this body becomes
+    #     with Deadline(deadline_s) as deadline, pinned_client(rt.fetch, deadline) as client:
+    #         yield client
+    # and _DeadlineTransport, _DeadlineBackend and _DeadlineStream below can go.
+    deadline_at = time.monotonic() + deadline_s
+    with httpx.Client(
+        transport=_DeadlineTransport(deadline_at),
+        timeout=deadline_s,
+        follow_redirects=False,
+        trust_env=False,
+    ) as client:
+        yield client
+
+
+def _clamp(deadline_at: float, timeout: float | None, expired: type[Exception]) -> float:
+    """`timeout` cut to what is left before `deadline_at`; `expired` once nothing is."""
+    left = deadline_at - time.monotonic()
+    if left <= 0:
+        raise expired("the delivery's deadline passed")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A connection whose every wait ends by the deadline.
+
+    httpx's timeouts are per socket operation, so a byte a second never trips them; a clamp
+    on each operation holds the sum. (An SSL read's timeout bounds the whole call, so a peer
+    trickling inside one TLS record is cut too.)
+    """
+
+    def __init__(self, inner: httpcore.NetworkStream, deadline_at: float) -> None:
+        self._inner, self._at = inner, deadline_at
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, _clamp(self._at, timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, _clamp(self._at, timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        wait = _clamp(self._at, timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._inner.start_tls(ssl_context, server_hostname, wait), self._at)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    """Plain sockets, each wait clamped to the deadline."""
+
+    def __init__(self, deadline_at: float) -> None:
+        self._inner = httpcore.SyncBackend()
+        self._at = deadline_at
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        wait = _clamp(self._at, timeout, httpcore.ConnectTimeout)
+        stream = self._inner.connect_tcp(host, port, wait, local_address, socket_options)
+        return _DeadlineStream(stream, self._at)
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.NetworkStream:
+        raise httpcore.ConnectError("webhooks never use unix sockets")
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+class _DeadlineTransport(httpx.HTTPTransport):
+    """httpx's transport on the deadline backend (httpx takes no backend: swap its pool)."""
+
+    def __init__(self, deadline_at: float) -> None:
+        ctx = httpx.create_ssl_context(trust_env=False)
+        super().__init__(verify=ctx, trust_env=False)
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=ctx, network_backend=_DeadlineBackend(deadline_at), retries=0
+        )

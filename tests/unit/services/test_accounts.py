@@ -237,9 +237,14 @@ def test_an_app_webhook_is_read_back_and_an_unknown_app_has_none(
     app, _ = accounts.create_app(store, company["id"], "web", rate_limit=60)
     assert accounts.app_webhook(store, app["app_id"]) == (None, None)
     accounts.update_app(
-        store, app["app_id"], {"webhook_url": "https://hooks.test/x", "webhook_secret": "s3"}
+        store,
+        app["app_id"],
+        {"webhook_url": "https://hooks.test/x", "webhook_secret": "s3cret-of-16-bytes"},
     )
-    assert accounts.app_webhook(store, app["app_id"]) == ("https://hooks.test/x", "s3")
+    assert accounts.app_webhook(store, app["app_id"]) == (
+        "https://hooks.test/x",
+        "s3cret-of-16-bytes",
+    )
     assert accounts.app_webhook(store, "app_missing") == (None, None)
 
 
