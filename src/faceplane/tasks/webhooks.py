@@ -22,18 +22,16 @@ import hashlib
 import hmac
 import json
 import logging
-import ssl
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-import httpcore
 import httpx
 from sqlalchemy import and_, func, select, update
 
-from faceplane.engine.fetch import check_url
+from faceplane.engine.fetch import Deadline, pinned_client
 from faceplane.errors import Err, FaceplaneError
 from faceplane.store.db import tasks, webhook_attempts, write_tx
 
@@ -192,7 +190,8 @@ def _post(
     started = time.monotonic()
     status: int | None = None
     try:
-        check_url(url, rt.fetch)  # the SSRF rules apply to targets too
+        # The pinned client applies the SSRF rules to the target (and checks the address
+        # it connects to, so the answer of a second DNS lookup never matters).
         with (
             webhook_client(rt, timeout_s) as client,
             client.stream("POST", url, content=body, headers=headers) as resp,
@@ -276,97 +275,9 @@ def _record(
 @contextmanager
 def webhook_client(rt: Runtime, deadline_s: float) -> Iterator[httpx.Client]:
     """THE one place the webhook HTTP client is built: no redirects, nothing from the
-    environment, and every socket wait cut to what is left of one `deadline_s` deadline."""
-    # Switch point for the DNS-pinned client of engine/fetch.py (branch h11-fetch): once it is
-    # merged, this body becomes
-    #     with Deadline(deadline_s) as deadline, pinned_client(rt.fetch, deadline) as client:
-    #         yield client
-    # and _DeadlineTransport, _DeadlineBackend and _DeadlineStream below can go.
-    deadline_at = time.monotonic() + deadline_s
-    with httpx.Client(
-        transport=_DeadlineTransport(deadline_at),
-        timeout=deadline_s,
-        follow_redirects=False,
-        trust_env=False,
-    ) as client:
+    environment, connections pinned to the address the SSRF rules checked (no DNS
+    rebinding between the check and the connect), and one `deadline_s` wall-clock deadline
+    over the whole delivery."""
+    policy = replace(rt.fetch, total_timeout_s=deadline_s)
+    with Deadline(deadline_s) as deadline, pinned_client(policy, deadline) as client:
         yield client
-
-
-def _clamp(deadline_at: float, timeout: float | None, expired: type[Exception]) -> float:
-    """`timeout` cut to what is left before `deadline_at`; `expired` once nothing is."""
-    left = deadline_at - time.monotonic()
-    if left <= 0:
-        raise expired("the delivery's deadline passed")
-    return left if timeout is None else min(timeout, left)
-
-
-class _DeadlineStream(httpcore.NetworkStream):
-    """A connection whose every wait ends by the deadline.
-
-    httpx's timeouts are per socket operation, so a byte a second never trips them; a clamp
-    on each operation holds the sum. (An SSL read's timeout bounds the whole call, so a peer
-    trickling inside one TLS record is cut too.)
-    """
-
-    def __init__(self, inner: httpcore.NetworkStream, deadline_at: float) -> None:
-        self._inner, self._at = inner, deadline_at
-
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._inner.read(max_bytes, _clamp(self._at, timeout, httpcore.ReadTimeout))
-
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._inner.write(buffer, _clamp(self._at, timeout, httpcore.WriteTimeout))
-
-    def close(self) -> None:
-        self._inner.close()
-
-    def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,
-    ) -> httpcore.NetworkStream:
-        wait = _clamp(self._at, timeout, httpcore.ConnectTimeout)
-        return _DeadlineStream(self._inner.start_tls(ssl_context, server_hostname, wait), self._at)
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._inner.get_extra_info(info)
-
-
-class _DeadlineBackend(httpcore.NetworkBackend):
-    """Plain sockets, each wait clamped to the deadline."""
-
-    def __init__(self, deadline_at: float) -> None:
-        self._inner = httpcore.SyncBackend()
-        self._at = deadline_at
-
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.NetworkStream:
-        wait = _clamp(self._at, timeout, httpcore.ConnectTimeout)
-        stream = self._inner.connect_tcp(host, port, wait, local_address, socket_options)
-        return _DeadlineStream(stream, self._at)
-
-    def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
-    ) -> httpcore.NetworkStream:
-        raise httpcore.ConnectError("webhooks never use unix sockets")
-
-    def sleep(self, seconds: float) -> None:
-        time.sleep(seconds)
-
-
-class _DeadlineTransport(httpx.HTTPTransport):
-    """httpx's transport on the deadline backend (httpx takes no backend: swap its pool)."""
-
-    def __init__(self, deadline_at: float) -> None:
-        ctx = httpx.create_ssl_context(trust_env=False)
-        super().__init__(verify=ctx, trust_env=False)
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=ctx, network_backend=_DeadlineBackend(deadline_at), retries=0
-        )

@@ -4,8 +4,8 @@ It is recorded when a delivery is claimed, before anything is sent, so a claim m
 crash (or after a hold ran out) is the next attempt, never a second copy of the same one.
 Tasks already stored count the attempts they recorded.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
