@@ -238,7 +238,7 @@ class Settings(BaseSettings):
     )
 
     # collections and search
-    max_collections: int = Field(100, ge=1, description="Collections per company_id.")
+    max_collections: int = Field(100, ge=1, description="Collections per company.")
     collection_max_subjects: int = Field(1_000_000, ge=1, description="Subjects per collection.")
     collection_max_faces: int = Field(2_000_000, ge=1, description="Faces per collection.")
     subject_max_faces: int = Field(50, ge=1, description="Faces per subject.")
