@@ -263,15 +263,6 @@ def test_json_in_form_fields_goes_through_the_same_bounds(
     assert error(resp, 400, "ENCODING_ERROR")["details"]["field"] == "options"
 
 
-# The two cursor cases are fixed by the one cursor codec of branch `tasks`: these tests are
-# expected to fail here and to pass once it is merged (strict: an unexpected pass fails, so the
-# lead removes the marks then).
-CURSOR_CODEC = pytest.mark.xfail(
-    strict=True, reason="fixed by the cursor codec of branch `tasks`; remove after merging"
-)
-
-
-@CURSOR_CODEC
 def test_an_audit_cursor_of_30_digits_is_invalid_argument(
     client: TestClient, caller: Caller
 ) -> None:
@@ -279,17 +270,11 @@ def test_an_audit_cursor_of_30_digits_is_invalid_argument(
     error(resp, 400, "INVALID_ARGUMENT")
 
 
-@CURSOR_CODEC
 def test_a_task_cursor_abc_is_invalid_argument(client: TestClient, caller: Caller) -> None:
     resp = client.get("/v1/tasks", params={"cursor": "abc"}, headers=caller.keyed)
     error(resp, 400, "INVALID_ARGUMENT")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="branch `tasks` decodes cursors with json.loads: a surrogate inside one reaches the "
-    "database; route cursors/decode_cursor through faceplane.json_input.parse_json after merging",
-)
 def test_a_task_cursor_hiding_a_lone_surrogate_is_a_4xx(client: TestClient, caller: Caller) -> None:
     hidden = base64.urlsafe_b64encode(b'[1.0,"\\ud800"]').decode().rstrip("=")
     resp = client.get("/v1/tasks", params={"cursor": hidden}, headers=caller.keyed)

@@ -15,6 +15,7 @@ import math
 from typing import Any
 
 from faceplane.errors import Err, FaceplaneError
+from faceplane.json_input import parse_json
 
 # Longer than any cursor this codec makes (two ids and a float): refuse before decoding.
 MAX_CURSOR_CHARS = 512
@@ -33,8 +34,9 @@ def decode_cursor(cursor: str, *kinds: type, field: str = "cursor") -> tuple[Any
         if len(cursor) > MAX_CURSOR_CHARS:
             raise ValueError("too long")
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        key = json.loads(raw.decode())
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+        # The bounded parser: no lone surrogate (or NUL) inside a cursor reaches the database.
+        key = parse_json(raw, field)
+    except (ValueError, binascii.Error, FaceplaneError):
         raise _bad(field) from None
     if not isinstance(key, list) or len(key) != len(kinds):
         raise _bad(field)
