@@ -262,16 +262,13 @@ def _signed(rig: Rig, payload: bytes, token: str) -> bytes:
     return buf.getvalue()
 
 
-# Found by this fuzz, in areas another branch of issue 11 fixes (item 11): strict, so that they
-# fail once that branch is merged; then drop the marks (and draw the inputs in `container`).
-@pytest.mark.xfail(strict=True, raises=ValueError, reason="item 11: an Oz token of 5,000 digits")
+# Found by this fuzz (item 11); kept as regression tests.
 def test_a_container_whose_session_token_has_5000_digits_is_a_client_error(rig: Rig) -> None:
     good = issue_session_token(rig.rt.store.secret, rig.company_id, 600)[0]
     token = ".".join(["9" * 5000, *good.split(".")[1:]])
     assert_contract(rig, _signed(rig, json.dumps({"session_token": token}).encode(), token))
 
 
-@pytest.mark.xfail(strict=True, raises=RecursionError, reason="item 11: JSON nested deep")
 def test_a_container_whose_payload_is_nested_100000_deep_is_a_client_error(rig: Rig) -> None:
     token = issue_session_token(rig.rt.store.secret, rig.company_id, 600)[0]
     assert_contract(rig, _signed(rig, b"[" * 100_000 + b"]" * 100_000, token))
