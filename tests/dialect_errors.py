@@ -74,7 +74,8 @@ def _photo_answer(text: str, rid: str) -> str | None:
         return "not an <image_process_response> with a <status>"
     if status in ("OK", "InProgress"):
         return None
-    if fields.get("request_id") != rid:
+    # WrongID names the id the client asked for (or none when it sent none), as Pho.to does.
+    if status != "WrongID" and fields.get("request_id") != rid:
         return "a Pho.to error without the request id"
     code = fields.get("err_code", "")
     if not code.lstrip("-").isdigit():

@@ -21,6 +21,10 @@ def iso_utc(ts: float | None) -> str | None:
     return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds")
 
 
+# The last second an answer can render (ISO 8601 has four-digit years).
+LATEST_S = 253402300799.0
+
+
 def parse_time(value: str | float | int, field: str) -> float:
     """ISO 8601 (with an offset, or naive = UTC) as Unix seconds; INVALID_ARGUMENT naming
     `field` for anything else. A bare number is read as Unix seconds, as earlier versions
@@ -28,7 +32,7 @@ def parse_time(value: str | float | int, field: str) -> float:
     if isinstance(value, bool):
         raise _bad(field, value)
     if isinstance(value, int | float):
-        if not math.isfinite(value):
+        if not math.isfinite(value) or not 0 <= value <= LATEST_S:
             raise _bad(field, value)
         return float(value)
     text = value.strip()
@@ -37,7 +41,7 @@ def parse_time(value: str | float | int, field: str) -> float:
     except ValueError:
         pass
     else:
-        if math.isfinite(number):
+        if math.isfinite(number) and 0 <= number <= LATEST_S:
             return number
         raise _bad(field, value)
     try:
