@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -78,3 +80,29 @@ def test_a_raw_image_body_on_a_route_that_takes_no_image_is_a_client_error(
             assert body["error_detail"]["code"] == "ERROR_PARAMETERS", body
             assert body["request_id"] == resp.headers["x-request-id"]
     assert httpx.get(server.base + "/v1/health", timeout=10).status_code == 200
+
+
+def test_an_oz_folder_whose_metadata_holds_nan_is_refused_not_stored(
+    server: Server, testdata: Path
+) -> None:
+    # The fuzz found a folder upload with {"folder:meta_data": {"a": NaN}} stored and then
+    # answered 500: Python's parser takes NaN, the answer's JSON renderer does not.
+    photo = (testdata / "faces/insightface/t1.jpg").read_bytes()
+    for value in ("NaN", "Infinity", "-Infinity"):
+        resp = httpx.post(
+            server.base + "/compat/oz/api/folders/",
+            headers=server.headers,
+            files={"photo1": ("photo1.jpg", photo, "image/jpeg")},
+            data={"payload": json.dumps({"folder:meta_data": {"a": float(value)}})},
+            timeout=30,
+        )
+        assert resp.status_code == 400, (value, resp.text)
+        assert resp.json()["error_code"] == 4 and "folder:meta_data" in resp.text
+    ok = httpx.post(
+        server.base + "/compat/oz/api/folders/",
+        headers=server.headers,
+        files={"photo1": ("photo1.jpg", photo, "image/jpeg")},
+        data={"payload": '{"folder:meta_data": {"a": 1.5}}'},
+        timeout=30,
+    )
+    assert ok.status_code == 201 and ok.json()["meta_data"] == {"a": 1.5}, ok.text

@@ -346,7 +346,8 @@ def free_body(draw: Any) -> dict[str, Any]:
     kind = draw(st.sampled_from(["json", "form", "multipart", "raw"]))
     if kind == "json":
         obj = {name: draw(_JSON) for name in names} if draw(st.booleans()) else draw(_JSON)
-        return {"json": obj}
+        # Serialized here: requests refuses NaN and Infinity, which Python's parser accepts.
+        return {"data": json.dumps(obj), "headers": {"Content-Type": "application/json"}}
     fields = {name: draw(_VALUE) for name in names}
     if kind == "form":
         return {"data": fields}
@@ -481,6 +482,9 @@ def test_no_operation_answers_a_server_error_or_a_malformed_error(
         for f in t.failures[:25]
     )
     assert not t.failures, f"{len(t.failures)} bad answers:\n{shown}"
+    # Only the repeatable run draws the same cases, so only there must every entry still happen.
     stale = set(KNOWN_ELSEWHERE) - {f.signature for f in t.known}
-    assert not stale, f"these crashes no longer happen; delete them from KNOWN_ELSEWHERE: {stale}"
+    assert not stale or os.environ.get("FACEPLANE_FUZZ_RANDOM"), (
+        f"these crashes no longer happen; delete them from KNOWN_ELSEWHERE: {stale}"
+    )
     assert not skipped, f"time budget of {BUDGET_S:.0f} s spent; not fuzzed: {skipped}"

@@ -29,6 +29,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from faceplane.compat.oz.render import render_folder
 from faceplane.errors import FaceplaneError
 from faceplane.runtime import Runtime
 from faceplane.services import accounts
@@ -136,7 +137,8 @@ def container(draw: Any, rig: Rig) -> bytes:
         "session_token": token,
         "media:tags": draw(st.dictionaries(st.sampled_from(NAMES[:3]), TAGS, max_size=2)),
         "folder:meta_data": draw(
-            st.one_of(st.dictionaries(st.text(max_size=5), st.integers(), max_size=3), st.none())
+            st.sampled_from([{"case": "t-1"}, {"a": float("nan")}, {"b": -float("inf")}, None])
+            | st.dictionaries(st.text(max_size=5), st.integers() | st.floats(), max_size=3)
         ),
     }
     if hash_kind == "junk":
@@ -206,6 +208,8 @@ def assert_contract(rig: Rig, data: bytes) -> None:
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         names = {i.filename for i in zf.infolist() if not i.is_dir()}
     assert len(folder.media) == len(names - {"payload.json", "signature"})
+    # The route answers with this rendering: it must be JSON (NaN is not).
+    json.dumps(render_folder(folder), allow_nan=False)
 
 
 def _profile(n: int) -> settings:

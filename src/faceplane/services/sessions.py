@@ -163,6 +163,15 @@ def create_session(
     for key, value in media_tags.items():
         check_tags(value, key)
     session_tags = check_tags(list(tags), "tags")
+    try:
+        metadata_json = json.dumps(metadata, allow_nan=False)
+    except ValueError:  # NaN or Infinity: Python's parser takes them, no JSON answer carries them
+        raise FaceplaneError(
+            Err.INVALID_ARGUMENT,
+            "The folder's metadata (`folder:meta_data`) holds NaN or Infinity, which JSON "
+            "cannot carry.",
+            field="folder:meta_data",
+        ) from None
     exts = [_photo_ext(rt, u) for u in uploads]
     sid, now = uuid.uuid4().hex, time.time()
     media_rows = []
@@ -190,7 +199,7 @@ def create_session(
         "company_id": company_id,
         "creator": creator,
         "tags_json": json.dumps(session_tags),
-        "metadata_json": json.dumps(metadata),
+        "metadata_json": metadata_json,
         "created_at": now,
         "updated_at": now,
     }
