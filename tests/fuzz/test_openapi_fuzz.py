@@ -66,14 +66,7 @@ BUDGET_S = 150.0 * SCALE
 # Crashes that another branch of issue 11 fixes (item 11, bad input): reported, not failed, until
 # that branch is merged. Keyed by (operation, faceplane frame, exception). An entry that no longer
 # happens fails the test: delete it then, so that the crash is fuzzed for again.
-KNOWN_ELSEWHERE: dict[tuple[str, str, str], str] = {
-    ("GET /v1/tasks", "services/tasks.py:list_tasks", "ValueError"): (
-        "a task cursor that is not <time>:<id> (item 11: a task cursor of `abc`)"
-    ),
-    ("POST /v1/apps", "services/accounts.py:create_app", "OverflowError"): (
-        "a rate_limit past 64 bits (item 11: `rate_limit` or `quota` of 10**20)"
-    ),
-}
+KNOWN_ELSEWHERE: dict[tuple[str, str, str], str] = {}
 
 # Field names the vendor routes read from forms, multipart and JSON bodies.
 FIELDS = (  # noqa: SIM905 (a list of 41 words reads better as words)
