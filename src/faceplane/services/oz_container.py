@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from faceplane.errors import Err, FaceplaneError
-from faceplane.json_input import NOT_JSON, parse_json
+from faceplane.json_input import parse_json
 from faceplane.runtime import MB, Runtime
 from faceplane.services.sessions import MAX_MEDIA, Session, Upload, check_tags, create_session
 
@@ -275,9 +275,10 @@ def unpack_container(
     try:
         payload = parse_json(raw, "payload.json")
     except FaceplaneError as exc:
-        if exc.details.get("reason") not in NOT_JSON:
-            raise  # too deep, too large, or text no encoder takes: refused as such
-        payload = None
+        if exc.err is Err.PAYLOAD_TOO_LARGE:
+            raise  # too many values: refused as such
+        # Not JSON, nested past the stack, a NUL or a lone surrogate: Oz's "damaged" (5).
+        raise _damaged(str(exc.details.get("reason", "payload")), member="payload.json") from exc
     if not isinstance(payload, dict):
         raise FaceplaneError(Err.CONTAINER_DAMAGED, "Container is damaged: bad payload.json.")
     if not members:

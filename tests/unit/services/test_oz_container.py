@@ -267,12 +267,20 @@ def signed(payload: bytes, tok: str) -> bytes:
 def test_a_payload_nested_past_the_stack_is_a_damaged_container() -> None:
     err = refused(signed(b"[" * 100_000 + b"]" * 100_000, token()))
     assert err.err is Err.CONTAINER_DAMAGED
+    assert err.details["reason"] == "depth"
+
+
+def test_a_payload_with_a_lone_surrogate_is_a_damaged_container() -> None:
+    payload = json.dumps({"session_token": "9999999999.\ud800.feed"}).encode()
+    err = refused(signed(payload, "k"))
+    assert err.err is Err.CONTAINER_DAMAGED
+    assert err.details["reason"] == "surrogate"
 
 
 @pytest.mark.parametrize(
     "forged",
-    ["9" * 5000 + ".00.feed", "9999999999.\ud800.feed", "", "1.2.3.4"],
-    ids=["5000-digit-expiry", "lone-surrogate", "empty", "four-parts"],
+    ["9" * 5000 + ".00.feed", "9999999999.\u00e9.feed", "", "1.2.3.4"],
+    ids=["5000-digit-expiry", "non-ascii", "empty", "four-parts"],
 )
 def test_a_malformed_session_token_is_an_invalid_token(forged: str) -> None:
     payload = json.dumps({"session_token": forged}).encode()

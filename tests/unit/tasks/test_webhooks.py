@@ -448,8 +448,9 @@ def test_one_companys_slow_endpoints_hold_at_most_its_share_of_delivery_slots(
         assert run_hub(runtime, lambda: len(peers.to("/trickle-body")) == 3, 10, peers)
         assert {r.task_id for r in peers.to("/ok")} and len(peers.to("/ok")) == 2
         slow = sorted(peers.to("/trickle-body"), key=lambda r: r.at)
-        # One at a time: each began once the one before it had been cut at its deadline.
+        # One at a time: each began once the one before it had been cut at its 1.5 s deadline.
+        # (Start times only: the peer sees a cut connection at its next trickled byte, late.)
         for before, after in itertools.pairwise(slow):
-            assert before.ended_at is not None and after.at >= before.ended_at - 0.3
+            assert after.at - before.at >= 1.5 * 0.8
     finally:
         runtime.close()
