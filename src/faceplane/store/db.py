@@ -181,6 +181,9 @@ users = Table(
     Column("role", String(16), nullable=False),  # admin | operator | client
     Column("active", Boolean, nullable=False, default=True),
     Column("created_at", Float, nullable=False),
+    # Caps an admin set on the user: its token's requests and its apps' count against them.
+    Column("rate_limit", Integer),  # requests per rate window; None = the default
+    Column("quota", Integer),  # credits per quota period; None = unlimited
 )
 
 apps = Table(
@@ -225,6 +228,17 @@ nonces = Table(
     Column("app_id", String(64), primary_key=True),
     Column("nonce", String(128), primary_key=True),
     Column("expires_at", Float, nullable=False),
+)
+
+# Every Pho.to SIGN_DATA accepted, for as long as the key that signed it: Pho.to signs DATA
+# alone, with no time or nonce, so a signature is only ever good once per key. Rotating the key
+# forgets them (the new key signs differently); deleting the app deletes them.
+data_signatures = Table(
+    "data_signatures",
+    metadata,
+    Column("app_id", String(64), ForeignKey("apps.id", ondelete="CASCADE"), primary_key=True),
+    Column("digest", String(64), primary_key=True),  # sha256 hex of the SIGN_DATA
+    Column("created_at", Float, nullable=False),
 )
 
 counters = Table(
