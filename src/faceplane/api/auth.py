@@ -12,7 +12,8 @@ from faceplane.services import accounts
 from faceplane.services.accounts import Principal
 from faceplane.services.limits import hit_rate_limit
 
-# Headers of a natively signed request (SIGN_DATA over method, path, timestamp, nonce, body).
+# Headers of a natively signed request (SIGN_DATA over method, path, query, timestamp, nonce,
+# body).
 SIGN_HEADERS = (
     "x-faceplane-app-id",
     "x-faceplane-timestamp",
@@ -54,7 +55,9 @@ async def authenticate(request: Request) -> Principal:
             )
         app_id, ts, nonce, sig = (v or "" for v in signed)
         body = await request.body()
-        message = accounts.signed_message(request.method, request.url.path, ts, nonce, body)
+        # The raw query string as sent: a changed query is a different request.
+        query = request.scope.get("query_string", b"").decode("latin-1")
+        message = accounts.signed_message(request.method, request.url.path, ts, nonce, body, query)
         return await rt.run_io(
             accounts.authenticate_signature,
             store,
@@ -73,22 +76,25 @@ async def authenticate(request: Request) -> Principal:
 
 
 async def apply_rate_limit(request: Request, principal: Principal) -> None:
-    """Count the request against the caller's limit; the headers go on every answer."""
+    """Count the request against the caller's limits (an app's own, and the caps an admin set
+    on the user owning it); the headers, of the tightest, go on every answer."""
     rt = request.app.state.rt
     settings = rt.settings
-    limit = principal.rate_limit or settings.default_rate_limit
-    try:
-        state = await rt.run_io(
-            hit_rate_limit, rt.counters, principal.limit_key, limit, settings.rate_window_s
-        )
-    except FaceplaneError as exc:
-        request.scope["state"]["ratelimit"] = {
-            "X-RateLimit-Limit": str(limit),
-            "X-RateLimit-Remaining": "0",
-            "X-RateLimit-Reset": str(exc.details.get("retry_after_s", 1)),
-        }
-        raise
-    request.scope["state"]["ratelimit"] = state.headers()
+    states = []
+    for key, limit in principal.rate_buckets(settings.default_rate_limit):
+        try:
+            states.append(
+                await rt.run_io(hit_rate_limit, rt.counters, key, limit, settings.rate_window_s)
+            )
+        except FaceplaneError as exc:
+            request.scope["state"]["ratelimit"] = {
+                "X-RateLimit-Limit": str(limit),
+                "X-RateLimit-Remaining": "0",
+                "X-RateLimit-Reset": str(exc.details.get("retry_after_s", 1)),
+            }
+            raise
+    tightest = min(states, key=lambda st: (st.remaining, st.limit))
+    request.scope["state"]["ratelimit"] = tightest.headers()
 
 
 async def require_caller(request: Request) -> Principal:

@@ -21,7 +21,15 @@ from sqlalchemy.exc import IntegrityError
 
 from faceplane.errors import Err, FaceplaneError
 from faceplane.store import Store
-from faceplane.store.db import apps, companies, nonces, tokens, users, write_tx
+from faceplane.store.db import (
+    apps,
+    companies,
+    data_signatures,
+    nonces,
+    tokens,
+    users,
+    write_tx,
+)
 from faceplane.tasks.webhooks import check_secret
 from faceplane.timestamps import iso_utc
 
@@ -40,8 +48,12 @@ class Principal:
     user_id: str | None = None
     app_id: str | None = None
     via: str = "key"  # key | token | signature | disabled
-    rate_limit: int | None = None  # the app's, read with its credentials (one query)
+    rate_limit: int | None = None  # the app's (or the user's), read with its credentials
     quota: int | None = None
+    # For an app: the caps an admin set on the user who owns it; its requests count against
+    # them too, so a client's apps together never exceed what its admin allowed.
+    owner_rate_limit: int | None = None
+    owner_quota: int | None = None
 
     @property
     def actor(self) -> str:
@@ -52,6 +64,20 @@ class Principal:
     def limit_key(self) -> str:
         """What rate limits and quotas are counted against."""
         return f"app:{self.app_id}" if self.app_id else f"user:{self.user_id}"
+
+    def rate_buckets(self, default: int) -> list[tuple[str, int]]:
+        """(counter key, limit) of every rate limit this request counts against."""
+        out = [(self.limit_key, self.rate_limit or default)]
+        if self.app_id and self.user_id and self.owner_rate_limit is not None:
+            out.append((f"user:{self.user_id}", self.owner_rate_limit))
+        return out
+
+    def quota_buckets(self) -> list[tuple[str, int]]:
+        """(counter key, quota) of every quota this request's credits are spent from."""
+        out = [] if self.quota is None else [(self.limit_key, self.quota)]
+        if self.app_id and self.user_id and self.owner_quota is not None:
+            out.append((f"user:{self.user_id}", self.owner_quota))
+        return out
 
 
 def new_id() -> str:
@@ -147,8 +173,38 @@ def create_user(
 
 def public_user(row: dict[str, Any]) -> dict[str, Any]:
     """A user without its password hash."""
-    out = {k: row[k] for k in ("id", "company_id", "email", "role", "active")}
-    return {**out, "created_at": iso_utc(row["created_at"])}
+    out = {k: row.get(k) for k in ("id", "company_id", "email", "role", "active")}
+    limits = {k: row.get(k) for k in ("rate_limit", "quota")}
+    return {**out, **limits, "created_at": iso_utc(row["created_at"])}
+
+
+def load_user(store: Store, user_id: str, company_id: str) -> dict[str, Any]:
+    """A user of the company, or RESOURCE_NOT_FOUND (another company's user too)."""
+    with store.db.connect() as conn:
+        row = (
+            conn.execute(
+                select(users).where(and_(users.c.id == user_id, users.c.company_id == company_id))
+            )
+            .mappings()
+            .first()
+        )
+    if row is None:
+        raise FaceplaneError(Err.RESOURCE_NOT_FOUND, "There is no user with this id.")
+    return dict(row)
+
+
+def set_user_limits(
+    store: Store, user_id: str, company_id: str, changes: dict[str, Any]
+) -> dict[str, Any]:
+    """An admin caps a user: `rate_limit` (None: the default) and `quota` (None: unlimited)
+    bound the user's token and every app the user owns."""
+    load_user(store, user_id, company_id)
+    allowed = {k: v for k, v in changes.items() if k in LIMIT_FLOORS}
+    check_limits(allowed)
+    if allowed:
+        with write_tx(store.db) as conn:
+            conn.execute(update(users).where(users.c.id == user_id).values(**allowed))
+    return public_user(load_user(store, user_id, company_id))
 
 
 def list_users(store: Store, company_id: str) -> list[dict[str, Any]]:
@@ -251,6 +307,8 @@ def rotate_key(store: Store, app_id: str, company_id: str | None = None) -> tupl
     load_app(store, app_id, company_id)
     key = _new_key()
     with write_tx(store.db) as conn:
+        # The old key's SIGN_DATA replay tokens go with it: the new key signs differently.
+        conn.execute(delete(data_signatures).where(data_signatures.c.app_id == app_id))
         conn.execute(
             update(apps)
             .where(apps.c.id == app_id)
@@ -302,8 +360,26 @@ def _check_app_usable(row: dict[str, Any]) -> None:
         raise FaceplaneError(Err.APP_EXPIRED, "This APP_ID is out of date.", app_id=row["id"])
 
 
+def _app_row(store: Store, where: Any) -> dict[str, Any] | None:
+    """An app with its owner's caps (`owner_rate_limit`, `owner_quota`), in one query."""
+    query = (
+        select(
+            apps,
+            users.c.rate_limit.label("owner_rate_limit"),
+            users.c.quota.label("owner_quota"),
+        )
+        .select_from(apps.outerjoin(users, users.c.id == apps.c.user_id))
+        .where(where)
+    )
+    with store.db.connect() as conn:
+        row = conn.execute(query).mappings().first()
+    return dict(row) if row else None
+
+
 def _app_principal(row: dict[str, Any], via: str) -> Principal:
     return Principal(
+        owner_rate_limit=row.get("owner_rate_limit"),
+        owner_quota=row.get("owner_quota"),
         company_id=row["company_id"],
         role="client",
         user_id=row["user_id"],
@@ -317,8 +393,7 @@ def _app_principal(row: dict[str, Any], via: str) -> Principal:
 def authenticate_key(store: Store, key: str) -> Principal:
     """The app whose KEY this is; AUTH_INVALID for an unknown key."""
     digest = sha256_hex(key)
-    with store.db.connect() as conn:
-        row = conn.execute(select(apps).where(apps.c.key_hash == digest)).mappings().first()
+    row = _app_row(store, apps.c.key_hash == digest)
     if row is None or not hmac.compare_digest(row["key_hash"], digest):
         raise FaceplaneError(Err.AUTH_INVALID, "The API key is not valid.")
     _check_app_usable(dict(row))
@@ -340,8 +415,7 @@ def authenticate_signature(
     max_skew_s: float,
 ) -> Principal:
     """Check SIGN_DATA over `message`, the timestamp's freshness and the nonce's novelty."""
-    row = load_app(store, app_id)
-    _check_app_usable(row)
+    row = _signing_app(store, app_id)
     try:
         ts = float(timestamp)
         if not math.isfinite(ts):  # "nan" would pass every freshness comparison below
@@ -355,10 +429,7 @@ def authenticate_signature(
             f"The timestamp is more than {max_skew_s:.0f} s off the clock.",
             skew_s=round(now - ts, 1),
         )
-    key = unseal(store.secret, row["key_sealed"])
-    # Bytes, not str: compare_digest raises TypeError on a non-ASCII str (any header text).
-    if not hmac.compare_digest(sign(key, message).encode(), signature.lower().encode()):
-        raise FaceplaneError(Err.SIGNATURE_INVALID, "Invalid SIGN_DATA parameter.")
+    _check_hmac(store, row, message, signature)
     try:
         with write_tx(store.db) as conn:
             conn.execute(delete(nonces).where(nonces.c.expires_at < now))
@@ -372,10 +443,29 @@ def authenticate_signature(
     return _app_principal(row, "signature")
 
 
-def signed_message(method: str, path: str, timestamp: str, nonce: str, body: bytes) -> bytes:
-    """What a native signed request signs: method, path, timestamp, nonce, body hash."""
+def _signing_app(store: Store, app_id: str) -> dict[str, Any]:
+    """The usable app `app_id` (with its owner's caps), or the error that names why not."""
+    row = _app_row(store, apps.c.id == app_id)
+    if row is None:
+        raise FaceplaneError(Err.APP_NOT_FOUND, "There is no app with this APP_ID.", app_id=app_id)
+    _check_app_usable(row)
+    return row
+
+
+def _check_hmac(store: Store, row: dict[str, Any], message: bytes, signature: str) -> None:
+    key = unseal(store.secret, row["key_sealed"])
+    # Bytes, not str: compare_digest raises TypeError on a non-ASCII str (any header text).
+    if not hmac.compare_digest(sign(key, message).encode(), signature.lower().encode()):
+        raise FaceplaneError(Err.SIGNATURE_INVALID, "Invalid SIGN_DATA parameter.")
+
+
+def signed_message(
+    method: str, path: str, timestamp: str, nonce: str, body: bytes, query: str = ""
+) -> bytes:
+    """What a native signed request signs: method, path, the raw query string (as sent,
+    without `?`; empty when there is none), timestamp, nonce, body hash — one per line."""
     return "\n".join(
-        [method.upper(), path, timestamp, nonce, hashlib.sha256(body).hexdigest()]
+        [method.upper(), path, query, timestamp, nonce, hashlib.sha256(body).hexdigest()]
     ).encode()
 
 
@@ -477,7 +567,12 @@ def authenticate_token(store: Store, token: str) -> Principal:
     if user is None or not user["active"]:
         raise FaceplaneError(Err.AUTH_INVALID, "The token's user no longer exists.")
     return Principal(
-        company_id=user["company_id"], role=user["role"], user_id=user["id"], via="token"
+        company_id=user["company_id"],
+        role=user["role"],
+        user_id=user["id"],
+        via="token",
+        rate_limit=user["rate_limit"],
+        quota=user["quota"],
     )
 
 
@@ -536,10 +631,6 @@ def _dummy_hash() -> str:
 
 # ---- vendor credential schemes (Pho.to APP_ID/KEY/SIGN_DATA, Linkface api_id/api_secret) -----
 
-# Pho.to signs DATA alone, with no nonce or timestamp: a signature is accepted this long after
-# its first use, and refused as a replay within it (the nonce table keeps it twice as long).
-DATA_SIGNATURE_WINDOW_S = 600.0
-
 
 def authenticate_app_key(store: Store, app_id: str, key: str) -> Principal:
     """The app whose KEY this is, which must be the app `app_id`; AUTH_INVALID otherwise."""
@@ -552,13 +643,20 @@ def authenticate_app_key(store: Store, app_id: str, key: str) -> Principal:
 def authenticate_data_signature(
     store: Store, app_id: str, signature: str, data: bytes
 ) -> Principal:
-    """SIGN_DATA = HMAC-SHA256(DATA, KEY) of app `app_id`; the signature is the replay token."""
-    return authenticate_signature(
-        store,
-        app_id,
-        signature,
-        data,
-        "photo:" + signature.lower(),
-        str(time.time()),
-        DATA_SIGNATURE_WINDOW_S,
-    )
+    """SIGN_DATA = HMAC-SHA256(DATA, KEY) of app `app_id`; the signature is the replay token.
+
+    Pho.to signs no time and no nonce, so a signature is accepted once per key: every accepted
+    one is remembered (data_signatures) until the key is rotated or the app deleted."""
+    row = _signing_app(store, app_id)
+    _check_hmac(store, row, data, signature)
+    digest = hashlib.sha256(signature.lower().encode()).hexdigest()
+    try:
+        with write_tx(store.db) as conn:
+            conn.execute(
+                insert(data_signatures).values(app_id=app_id, digest=digest, created_at=time.time())
+            )
+    except IntegrityError:
+        raise FaceplaneError(
+            Err.SIGNATURE_INVALID, "This SIGN_DATA was used already: the call is a replay."
+        ) from None
+    return _app_principal(row, "signature")

@@ -25,28 +25,28 @@ T = TypeVar("T")
 
 
 def spend(rt: Runtime, payer: Principal, costs: dict[str, int]) -> None:
-    """Spend the credits of operations {name: count}; QUOTA_EXCEEDED spends nothing."""
-    if payer.quota is None:
-        return
+    """Spend the credits of operations {name: count} from every quota of the payer (an app's
+    own, and its owner's cap); QUOTA_EXCEEDED spends nothing from any."""
     period_s = rt.settings.quota_period_s
-    done: list[tuple[str, int]] = []
+    done: list[tuple[str, int, str, int]] = []
     try:
-        for operation, count in costs.items():
-            spend_credits(rt.counters, payer.limit_key, payer.quota, period_s, operation, count)
-            done.append((operation, count))
+        for key, quota in payer.quota_buckets():
+            for operation, count in costs.items():
+                spend_credits(rt.counters, key, quota, period_s, operation, count)
+                done.append((key, quota, operation, count))
     except FaceplaneError:
-        refund(rt, payer, dict(done))
+        for key, quota, operation, count in done:
+            refund_credits(rt.counters, key, quota, period_s, operation, count)
         raise
 
 
 def refund(rt: Runtime, payer: Principal, costs: dict[str, int]) -> None:
     """Give back what `spend` took for {name: count}."""
-    if payer.quota is None:
-        return
     period_s = rt.settings.quota_period_s
-    for operation, count in costs.items():
-        if count:
-            refund_credits(rt.counters, payer.limit_key, payer.quota, period_s, operation, count)
+    for key, quota in payer.quota_buckets():
+        for operation, count in costs.items():
+            if count:
+                refund_credits(rt.counters, key, quota, period_s, operation, count)
 
 
 async def billed(

@@ -395,10 +395,10 @@ def signed(
     return accounts.sign(key, message), message, nonce, timestamp
 
 
-def test_the_signed_message_covers_method_path_timestamp_nonce_and_body_hash() -> None:
+def test_the_signed_message_covers_method_path_query_timestamp_nonce_and_body_hash() -> None:
     msg = accounts.signed_message("post", "/v1/detect", "1700000000", "abc", b"body")
     assert msg == (
-        b"POST\n/v1/detect\n1700000000\nabc\n" + hashlib.sha256(b"body").hexdigest().encode()
+        b"POST\n/v1/detect\n\n1700000000\nabc\n" + hashlib.sha256(b"body").hexdigest().encode()
     )
     changed = [
         accounts.signed_message("get", "/v1/detect", "1700000000", "abc", b"body"),
@@ -406,8 +406,9 @@ def test_the_signed_message_covers_method_path_timestamp_nonce_and_body_hash() -
         accounts.signed_message("post", "/v1/detect", "1700000001", "abc", b"body"),
         accounts.signed_message("post", "/v1/detect", "1700000000", "abd", b"body"),
         accounts.signed_message("post", "/v1/detect", "1700000000", "abc", b"bodz"),
+        accounts.signed_message("post", "/v1/detect", "1700000000", "abc", b"body", "a=1"),
     ]
-    assert len({msg, *changed}) == 6
+    assert len({msg, *changed}) == 7
 
 
 def test_a_good_signature_authenticates_as_the_app(store: Store, company: dict[str, Any]) -> None:

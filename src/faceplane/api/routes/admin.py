@@ -45,13 +45,23 @@ class UserIn(BaseModel):
     role: str = Field(pattern="^(admin|operator|client)$")
 
 
+class UserLimits(BaseModel):
+    """Caps an admin sets on a user: its token's requests and its apps' count against them."""
+
+    model_config = ConfigDict(extra="forbid")
+    rate_limit: int | None = Field(
+        None, ge=1, description="Requests per rate window; null: the default."
+    )
+    quota: int | None = Field(None, ge=0, description="Credits per quota period; null: unlimited.")
+
+
 class AppIn(BaseModel):
     """A new app."""
 
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=200)
-    rate_limit: int | None = Field(None, ge=1, description="Requests per rate window.")
-    quota: int | None = Field(None, ge=0, description="Credits per quota period.")
+    rate_limit: int | None = Field(None, ge=1, description="Requests per rate window (admins).")
+    quota: int | None = Field(None, ge=0, description="Credits per quota period (admins).")
     expires_at: str | float | None = Field(
         None, description="ISO 8601 time (naive = UTC) after which it is refused."
     )
@@ -144,17 +154,23 @@ async def list_my_apps(
 async def create_app(
     body: AppIn, caller: CallerDep, rt: RuntimeDep, s: SettingsDep, request_id: RequestIdDep
 ) -> dict[str, Any]:
-    """Admins and clients (logged in) create apps; operators do not."""
+    """Admins and clients (logged in) create apps; operators do not. Only admins set limits:
+    an app made without them gets its user's caps (which also bound it at every request)."""
     require(caller, Capability.OWN_APPS)
     user = _need_user(caller)
+    sent = body.model_fields_set & {"rate_limit", "quota"}
+    if sent:
+        require(caller, Capability.ADMINISTER)
     expires_at = None if body.expires_at is None else parse_time(body.expires_at, "expires_at")
+    rate_limit = body.rate_limit if "rate_limit" in sent else caller.rate_limit
+    quota = body.quota if "quota" in sent else caller.quota
     app, key = await rt.run_io(
         accounts.create_app,
         rt.store,
         caller.company_id,
         body.name,
-        body.rate_limit or s.default_rate_limit,
-        body.quota,
+        rate_limit or s.default_rate_limit,
+        quota,
         user,
         expires_at,
     )
@@ -219,6 +235,17 @@ async def create_user(
     out = await rt.run_io(
         accounts.create_user, rt.store, caller.company_id, body.email, body.password, body.role
     )
+    return render_result(request_id, out)
+
+
+@router.patch("/admin/users/{user_id}", summary="Cap a user's rate limit and quota")
+async def patch_user(
+    user_id: str, body: UserLimits, caller: AdminDep, rt: RuntimeDep, request_id: RequestIdDep
+) -> dict[str, Any]:
+    """Admins only. The caps bound the user's token and, besides each app's own limits, all
+    the apps the user owns together; null lifts a cap."""
+    changes = body.model_dump(exclude_unset=True)
+    out = await rt.run_io(accounts.set_user_limits, rt.store, user_id, caller.company_id, changes)
     return render_result(request_id, out)
 
 
