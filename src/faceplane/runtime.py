@@ -23,6 +23,7 @@ from faceplane.engine.models.pool import ModelPool
 from faceplane.engine.models.registry import get_spec
 from faceplane.engine.quality import QualityPolicy
 from faceplane.services.limits import Counters, DbCounters, RedisCounters
+from faceplane.services.login_guard import LoginGuard
 from faceplane.settings import Settings
 from faceplane.store import Store
 
@@ -34,20 +35,25 @@ log = logging.getLogger("faceplane")
 
 
 class BlockingPools:
-    """Two bounded thread pools: inference (one job per core) and database / I/O work.
+    """Three bounded thread pools: inference (one job per core), database / I/O work, and
+    password hashing.
 
     Inference is CPU-bound and must not oversubscribe the cores; database and file work
-    mostly waits, so it gets its own wider pool and never queues behind a model.
+    mostly waits, so it gets its own wider pool and never queues behind a model. Password
+    hashes (argon2id, 64 MiB and a core each) get a small pool of their own, so a login flood
+    holds neither of the others and its memory stays bounded.
     """
 
-    def __init__(self, inference_threads: int, io_threads: int) -> None:
+    def __init__(self, inference_threads: int, io_threads: int, password_threads: int = 2) -> None:
         self.inference = ThreadPoolExecutor(inference_threads, thread_name_prefix="fp-infer")
         self.io = ThreadPoolExecutor(io_threads, thread_name_prefix="fp-io")
+        self.passwords = ThreadPoolExecutor(password_threads, thread_name_prefix="fp-pw")
 
     def shutdown(self) -> None:
         """Stop accepting work and wait for running jobs."""
         self.inference.shutdown(wait=True, cancel_futures=True)
         self.io.shutdown(wait=True, cancel_futures=True)
+        self.passwords.shutdown(wait=True, cancel_futures=True)
 
 
 @dataclass
@@ -63,6 +69,8 @@ class Runtime:
     pools: BlockingPools = field(repr=False)
     # URL downloads in flight, per company and in all (services.images.fetch_images).
     fetch_slots: FetchSlots = field(repr=False)
+    # Login throttles and password-hashing slots (services.logins), per server process.
+    login_guard: LoginGuard = field(repr=False)
 
     @classmethod
     def open(cls, settings: Settings) -> Runtime:
@@ -93,9 +101,12 @@ class Runtime:
             if settings.limits_redis_url
             else DbCounters(store.db)
         )
-        pools = BlockingPools(settings.inference_threads, settings.io_threads)
+        pools = BlockingPools(
+            settings.inference_threads, settings.io_threads, settings.login_hash_threads
+        )
         slots = FetchSlots(settings.fetch_max_concurrent_per_company, settings.fetch_max_concurrent)
-        return cls(settings, pool, limits, fetch, store, counters, pools, slots)
+        guard = LoginGuard.from_settings(settings)
+        return cls(settings, pool, limits, fetch, store, counters, pools, slots, guard)
 
     def close(self) -> None:
         """Save the vector indexes and stop the pools."""
@@ -109,6 +120,11 @@ class Runtime:
     async def run_io(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run blocking database, file or network work on the I/O pool, off the event loop."""
         return await _run_on(self.pools.io, fn, *args, **kwargs)
+
+    async def run_password(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run a password hash or check on its own small pool (take a `login_guard` slot
+        first, so nothing queues there)."""
+        return await _run_on(self.pools.passwords, fn, *args, **kwargs)
 
     def analyse_options(self, **overrides: object) -> AnalyseOptions:
         """Analysis options from settings, with per-request overrides."""

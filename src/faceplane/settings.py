@@ -148,6 +148,43 @@ class Settings(BaseSettings):
     quota_period_s: int = Field(30 * 86_400, ge=1, description="The quota (credits) period.")
     access_token_ttl_s: int = Field(900, ge=1, description="Lifetime of an access token.")
     refresh_token_ttl_s: int = Field(7 * 86_400, ge=1, description="Lifetime of a refresh token.")
+    login_max_failures: int = Field(
+        5,
+        ge=1,
+        description="Wrong passwords (and attempts in flight) an account is allowed before "
+        "its logins are refused with RATE_LIMIT_EXCEEDED (429, Retry-After) for "
+        "`login_lockout_s`, doubled at each further failure. Counted per server process.",
+    )
+    login_max_failures_per_address: int = Field(
+        20,
+        ge=1,
+        description="The same, per client address (the peer, or the client a trusted proxy "
+        "names), whichever accounts it tries.",
+    )
+    login_lockout_s: float = Field(
+        1.0, gt=0, description="The first lockout once an account or address is over its limit."
+    )
+    login_max_lockout_s: float = Field(
+        900.0, gt=0, description="The longest lockout: the doubling stops here."
+    )
+    login_failure_window_s: float = Field(
+        900.0,
+        gt=0,
+        description="Failures older than this (since the last one) are forgotten; a correct "
+        "password forgets the account's at once (not its address's).",
+    )
+    login_hash_threads: int = Field(
+        2,
+        ge=1,
+        description="Password hashes (argon2id, 64 MiB each) computed at once per server "
+        "process, on their own pool: a login flood never occupies the inference or I/O pools.",
+    )
+    login_hash_wait_s: float = Field(
+        2.0,
+        ge=0,
+        description="How long a login waits for a free hashing slot before it is answered "
+        "SERVER_BUSY (503, Retry-After).",
+    )
     signature_max_skew_s: float = Field(
         300.0, gt=0, description="A signed request's timestamp may be this far off the clock."
     )

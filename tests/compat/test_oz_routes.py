@@ -66,10 +66,14 @@ def test_login_refresh_and_their_errors(client: TestClient) -> None:
     )
     assert renewed.status_code == 200 and renewed.json()["access_token"] != session["access_token"]
     assert renewed.json()["user"]["user_id"] == user["user_id"]
-    spent = {"expire_token": session["expire_token"]}
-    oz_error(client.post(f"{OZ}/authorize/refresh/", json=spent), 401, 7)
     fresh = as_token(renewed.json()["access_token"])
     assert client.get(f"{OZ}/authorize/session_token/", headers=fresh).status_code == 200
+    # A spent expire_token presented again is a theft: the renewed pair is revoked too.
+    spent = {"expire_token": session["expire_token"]}
+    oz_error(client.post(f"{OZ}/authorize/refresh/", json=spent), 401, 7)
+    oz_error(client.get(f"{OZ}/authorize/session_token/", headers=fresh), 401, 7)
+    again = {"expire_token": renewed.json()["expire_token"]}
+    oz_error(client.post(f"{OZ}/authorize/refresh/", json=again), 401, 7)
 
 
 def test_token_auth_answers_codes_6_to_9(client: TestClient, testdata: Path) -> None:

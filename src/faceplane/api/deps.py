@@ -35,3 +35,9 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 RequestIdDep = Annotated[str, Depends(get_request_id)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 TaskHubDep = Annotated[TaskHub, Depends(get_hub)]
+
+
+def client_address(request: Request) -> str | None:
+    """The client's address as the audit log has it: the peer, or the client a trusted proxy
+    named (`faceplane serve` believes X-Forwarded-For only from FACEPLANE_TRUSTED_PROXIES)."""
+    return request.client.host if request.client else None

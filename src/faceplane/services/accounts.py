@@ -207,6 +207,12 @@ def set_user_limits(
     return public_user(load_user(store, user_id, company_id))
 
 
+def user_company(store: Store, user_id: str) -> str | None:
+    """The company of a user, if the user still exists."""
+    with store.db.connect() as conn:
+        return conn.execute(select(users.c.company_id).where(users.c.id == user_id)).scalar()
+
+
 def list_users(store: Store, company_id: str) -> list[dict[str, Any]]:
     """A company's users."""
     with store.db.connect() as conn:
@@ -472,11 +478,16 @@ def signed_message(
 # ---- user sessions -------------------------------------------------------------------------
 
 
-def _issue(store: Store, user_id: str, access_ttl_s: int, refresh_ttl_s: int) -> dict[str, Any]:
+def _issue(
+    store: Store, user_id: str, access_ttl_s: int, refresh_ttl_s: int, family: str | None = None
+) -> dict[str, Any]:
+    """A token pair of `family`: every token descending from one login shares it (a new
+    family for a login), so a stolen refresh token's reuse can revoke them all."""
     access, refresh = (
         TOKEN_PREFIX + secrets.token_urlsafe(32),
         TOKEN_PREFIX + secrets.token_urlsafe(32),
     )
+    family = family or new_id()
     now = time.time()
     with write_tx(store.db) as conn:
         conn.execute(
@@ -489,6 +500,7 @@ def _issue(store: Store, user_id: str, access_ttl_s: int, refresh_ttl_s: int) ->
                     "expires_at": now + access_ttl_s,
                     "revoked": False,
                     "created_at": now,
+                    "family": family,
                 },
                 {
                     "hash": sha256_hex(refresh),
@@ -497,6 +509,7 @@ def _issue(store: Store, user_id: str, access_ttl_s: int, refresh_ttl_s: int) ->
                     "expires_at": now + refresh_ttl_s,
                     "revoked": False,
                     "created_at": now,
+                    "family": family,
                 },
             ],
         )
@@ -508,26 +521,106 @@ def _issue(store: Store, user_id: str, access_ttl_s: int, refresh_ttl_s: int) ->
     }
 
 
+@dataclass(frozen=True)
+class LoginAccount:
+    """What a login needs of an account before the password is checked."""
+
+    user_id: str | None
+    company_id: str | None
+    password_hash: str
+    active: bool
+
+
+def login_account(store: Store, email: str) -> LoginAccount:
+    """The account of `email`; for an unknown one, a dummy hash to check against, so timing
+    does not reveal which emails exist."""
+    with store.db.connect() as conn:
+        row = conn.execute(select(users).where(users.c.email == email.lower())).mappings().first()
+    if row is None:
+        return LoginAccount(None, None, _dummy_hash(), False)
+    return LoginAccount(row["id"], row["company_id"], row["password_hash"], bool(row["active"]))
+
+
+def password_matches(account: LoginAccount, password: str) -> bool:
+    """Whether `password` is the account's (an argon2id check: CPU and 64 MiB for a while);
+    always False for an unknown or inactive account, after the same work."""
+    try:
+        _hasher.verify(account.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+    return account.user_id is not None and account.active
+
+
+def issue_login(
+    store: Store, account: LoginAccount, access_ttl_s: int, refresh_ttl_s: int
+) -> dict[str, Any]:
+    """The token pair of a checked login: a new family."""
+    assert account.user_id is not None
+    return _issue(store, account.user_id, access_ttl_s, refresh_ttl_s)
+
+
 def login(
     store: Store, email: str, password: str, access_ttl_s: int, refresh_ttl_s: int
 ) -> dict[str, Any]:
-    """Exchange user credentials for an access and a refresh token."""
-    with store.db.connect() as conn:
-        row = conn.execute(select(users).where(users.c.email == email.lower())).mappings().first()
-    try:
-        # Hash even for an unknown user, so timing does not reveal which emails exist.
-        _hasher.verify(row["password_hash"] if row else _dummy_hash(), password)
-    except (VerificationError, InvalidHashError):
-        row = None
-    if row is None or not row["active"]:
+    """Exchange user credentials for an access and a refresh token (no throttle: the server's
+    routes go through services.logins, which throttles and bounds the hashing)."""
+    account = login_account(store, email)
+    if not password_matches(account, password):
         raise FaceplaneError(Err.AUTH_INVALID, "Wrong email or password.")
-    return _issue(store, row["id"], access_ttl_s, refresh_ttl_s)
+    return issue_login(store, account, access_ttl_s, refresh_ttl_s)
+
+
+@dataclass(frozen=True)
+class TokenTheft:
+    """A spent refresh token came back: whose, and how many tokens of its family were revoked."""
+
+    user_id: str
+    family: str | None
+    revoked: int
+
+
+class RefreshReuse(FaceplaneError):
+    """AUTH_INVALID for a refresh token spent already: its family has been revoked."""
+
+    def __init__(self, theft: TokenTheft) -> None:
+        super().__init__(Err.AUTH_INVALID, "The token is not valid.")
+        self.theft = theft
+
+
+def _revoke_family(store: Store, row: dict[str, Any]) -> TokenTheft:
+    # Tokens issued before families existed have none: then every token of the user goes.
+    where = (
+        tokens.c.family == row["family"]
+        if row.get("family")
+        else tokens.c.user_id == row["user_id"]
+    )
+    with write_tx(store.db) as conn:
+        revoked = conn.execute(
+            update(tokens).where(and_(where, tokens.c.revoked.is_(False))).values(revoked=True)
+        ).rowcount
+    return TokenTheft(row["user_id"], row.get("family"), int(revoked or 0))
 
 
 def refresh_tokens(
     store: Store, refresh_token: str, access_ttl_s: int, refresh_ttl_s: int
 ) -> dict[str, Any]:
-    """A new token pair for a valid refresh token, which is spent."""
+    """A new token pair of the same family for a valid refresh token, which is spent.
+
+    A refresh token presented again after it was spent (or revoked) is taken for a stolen
+    one: every token of its family, access and refresh, is revoked, and RefreshReuse (an
+    AUTH_INVALID) says so."""
+    with store.db.connect() as conn:
+        found = (
+            conn.execute(
+                select(tokens).where(
+                    and_(tokens.c.hash == sha256_hex(refresh_token), tokens.c.kind == "refresh")
+                )
+            )
+            .mappings()
+            .first()
+        )
+    if found is not None and found["revoked"]:
+        raise RefreshReuse(_revoke_family(store, dict(found)))
     row = _token_row(store, refresh_token, "refresh")
     with write_tx(store.db) as conn:
         # Spend it only if still unspent: of concurrent refreshes with one token, one wins.
@@ -537,8 +630,9 @@ def refresh_tokens(
             .values(revoked=True)
         ).rowcount
     if spent != 1:
-        raise FaceplaneError(Err.AUTH_INVALID, "The token is not valid.")
-    return _issue(store, row["user_id"], access_ttl_s, refresh_ttl_s)
+        # Another refresh spent it between the read and here: the same token twice.
+        raise RefreshReuse(_revoke_family(store, row))
+    return _issue(store, row["user_id"], access_ttl_s, refresh_ttl_s, row.get("family"))
 
 
 def _token_row(store: Store, token: str, kind: str) -> dict[str, Any]:

@@ -220,7 +220,10 @@ tokens = Table(
     Column("expires_at", Float, nullable=False),
     Column("revoked", Boolean, nullable=False, default=False),
     Column("created_at", Float, nullable=False),
+    # Every token descending from one login (revision 0009); none for older tokens.
+    Column("family", String(32), nullable=True),
 )
+Index("ix_tokens_family", tokens.c.family)
 
 nonces = Table(
     "nonces",

@@ -354,8 +354,30 @@ def test_a_refresh_token_is_spent_by_its_first_use(store: Store, company: dict[s
     assert accounts.authenticate_token(store, second["access_token"]).via == "token"
     err = code_of(lambda: accounts.refresh_tokens(store, first["refresh_token"], 900, 3600))
     assert err is Err.AUTH_INVALID
-    # The new refresh token works once in turn.
-    assert accounts.refresh_tokens(store, second["refresh_token"], 900, 3600)["access_token"]
+    # The reuse of a spent token is taken for a theft: the pair descending from it is revoked.
+    assert code_of(lambda: accounts.authenticate_token(store, second["access_token"])) is (
+        Err.AUTH_INVALID
+    )
+    assert code_of(lambda: accounts.refresh_tokens(store, second["refresh_token"], 900, 3600)) is (
+        Err.AUTH_INVALID
+    )
+
+
+def test_a_new_refresh_token_works_once_in_turn(store: Store, company: dict[str, Any]) -> None:
+    accounts.create_user(store, company["id"], "ann@acme.test", PASSWORD, "admin")
+    first = accounts.login(store, "ann@acme.test", PASSWORD, 900, 3600)
+    second = accounts.refresh_tokens(store, first["refresh_token"], 900, 3600)
+    third = accounts.refresh_tokens(store, second["refresh_token"], 900, 3600)
+    assert accounts.authenticate_token(store, third["access_token"]).via == "token"
+    # Another login is another family: the reuse in this one leaves it alone.
+    other = accounts.login(store, "ann@acme.test", PASSWORD, 900, 3600)
+    assert code_of(lambda: accounts.refresh_tokens(store, first["refresh_token"], 900, 3600)) is (
+        Err.AUTH_INVALID
+    )
+    assert code_of(lambda: accounts.authenticate_token(store, third["access_token"])) is (
+        Err.AUTH_INVALID
+    )
+    assert accounts.authenticate_token(store, other["access_token"]).via == "token"
 
 
 def test_a_refresh_token_used_by_many_callers_at_once_is_spent_only_once(

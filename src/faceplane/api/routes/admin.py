@@ -5,15 +5,15 @@ from __future__ import annotations
 import secrets
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from faceplane.api.auth import AdminDep, CallerDep, Capability, require
-from faceplane.api.deps import RequestIdDep, RuntimeDep, SettingsDep
+from faceplane.api.deps import RequestIdDep, RuntimeDep, SettingsDep, client_address
 from faceplane.api.render import render_result
 from faceplane.errors import Err, FaceplaneError
 from faceplane.runtime import Runtime
-from faceplane.services import accounts, audit
+from faceplane.services import accounts, audit, logins
 from faceplane.services.accounts import Principal
 from faceplane.services.tasks import check_webhook_url
 from faceplane.timestamps import parse_time
@@ -96,32 +96,20 @@ def _need_user(caller: Principal) -> str:
 
 @router.post("/auth/login", summary="Exchange email and password for tokens")
 async def login(
-    body: LoginIn, rt: RuntimeDep, s: SettingsDep, request_id: RequestIdDep
+    body: LoginIn, request: Request, rt: RuntimeDep, request_id: RequestIdDep
 ) -> dict[str, Any]:
-    """An access token (short-lived) and a refresh token."""
-    out = await rt.run_io(
-        accounts.login,
-        rt.store,
-        body.email,
-        body.password,
-        s.access_token_ttl_s,
-        s.refresh_token_ttl_s,
-    )
+    """An access token (short-lived) and a refresh token. Throttled per account and per
+    client address: RATE_LIMIT_EXCEEDED (429, Retry-After) after repeated failures."""
+    out = await logins.check_password(rt, body.email, body.password, client_address(request))
     return render_result(request_id, out)
 
 
 @router.post("/auth/refresh", summary="Trade a refresh token for a new pair")
 async def refresh(
-    body: RefreshIn, rt: RuntimeDep, s: SettingsDep, request_id: RequestIdDep
+    body: RefreshIn, request: Request, rt: RuntimeDep, request_id: RequestIdDep
 ) -> dict[str, Any]:
-    """The refresh token is spent."""
-    out = await rt.run_io(
-        accounts.refresh_tokens,
-        rt.store,
-        body.refresh_token,
-        s.access_token_ttl_s,
-        s.refresh_token_ttl_s,
-    )
+    """The refresh token is spent; presenting it again revokes every token of its login."""
+    out = await logins.refresh(rt, body.refresh_token, client_address(request))
     return render_result(request_id, out)
 
 

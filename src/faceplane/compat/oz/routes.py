@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from faceplane.api.auth import CallerDep, WriterDep
-from faceplane.api.deps import RuntimeDep, TaskHubDep
+from faceplane.api.deps import RuntimeDep, TaskHubDep, client_address
 from faceplane.compat.oz import parse
 from faceplane.compat.oz import render as oz
 from faceplane.errors import Err, FaceplaneError
@@ -58,14 +58,14 @@ def _route(method: str, path: str, status_code: int = 200) -> Callable[[Endpoint
 async def authorize(request: Request, rt: RuntimeDep) -> dict[str, Any]:
     """Exchange `credentials` {email, password} for an access token and an expire_token."""
     email, password = parse.read_credentials(await parse.read_object(request))
-    return oz.render_login(await rt.run_io(logins.log_in, rt, email, password))
+    return oz.render_login(await logins.log_in(rt, email, password, client_address(request)))
 
 
 @_route("POST", "/authorize/refresh/")
 async def refresh(request: Request, rt: RuntimeDep) -> dict[str, Any]:
     """A new token pair for a valid `expire_token`, which is spent."""
     token = parse.read_text(await parse.read_object(request), "expire_token")
-    return oz.render_login(await rt.run_io(logins.renew, rt, token))
+    return oz.render_login(await logins.renew(rt, token, client_address(request)))
 
 
 @_route("GET", "/authorize/session_token/")
