@@ -609,19 +609,10 @@ def refresh_tokens(
     A refresh token presented again after it was spent (or revoked) is taken for a stolen
     one: every token of its family, access and refresh, is revoked, and RefreshReuse (an
     AUTH_INVALID) says so."""
-    with store.db.connect() as conn:
-        found = (
-            conn.execute(
-                select(tokens).where(
-                    and_(tokens.c.hash == sha256_hex(refresh_token), tokens.c.kind == "refresh")
-                )
-            )
-            .mappings()
-            .first()
-        )
+    found = _find_token(store, refresh_token, "refresh")
     if found is not None and found["revoked"]:
-        raise RefreshReuse(_revoke_family(store, dict(found)))
-    row = _token_row(store, refresh_token, "refresh")
+        raise RefreshReuse(_revoke_family(store, found))
+    row = _usable_token(found)
     with write_tx(store.db) as conn:
         # Spend it only if still unspent: of concurrent refreshes with one token, one wins.
         spent = conn.execute(
@@ -635,7 +626,7 @@ def refresh_tokens(
     return _issue(store, row["user_id"], access_ttl_s, refresh_ttl_s, row.get("family"))
 
 
-def _token_row(store: Store, token: str, kind: str) -> dict[str, Any]:
+def _find_token(store: Store, token: str, kind: str) -> dict[str, Any] | None:
     with store.db.connect() as conn:
         row = (
             conn.execute(
@@ -646,16 +637,21 @@ def _token_row(store: Store, token: str, kind: str) -> dict[str, Any]:
             .mappings()
             .first()
         )
+    return dict(row) if row else None
+
+
+def _usable_token(row: dict[str, Any] | None) -> dict[str, Any]:
+    """The token's row when it exists, is not revoked and has not expired."""
     if row is None or row["revoked"]:
         raise FaceplaneError(Err.AUTH_INVALID, "The token is not valid.")
     if row["expires_at"] < time.time():
         raise FaceplaneError(Err.AUTH_EXPIRED, "The token has expired; log in or refresh.")
-    return dict(row)
+    return row
 
 
 def authenticate_token(store: Store, token: str) -> Principal:
     """The user an access token belongs to."""
-    row = _token_row(store, token, "access")
+    row = _usable_token(_find_token(store, token, "access"))
     with store.db.connect() as conn:
         user = conn.execute(select(users).where(users.c.id == row["user_id"])).mappings().first()
     if user is None or not user["active"]:

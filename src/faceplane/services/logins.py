@@ -59,9 +59,10 @@ async def check_password(rt: Runtime, email: str, password: str, address: str | 
     guard.throttle.admit(who)
     verdict: bool | None = None
     try:
+        # The database read first: a hashing slot is held only while a password is checked.
+        account = await rt.run_io(accounts.login_account, rt.store, email)
         await guard.slots.acquire()
         try:
-            account = await rt.run_io(accounts.login_account, rt.store, email)
             verdict = await rt.run_password(accounts.password_matches, account, password)
         finally:
             guard.slots.release()
