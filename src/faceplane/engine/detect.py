@@ -1,4 +1,4 @@
-"""Face detectors: MediaPipe BlazeFace full-range (default) and dlib HOG (fallback)."""
+"""Face detectors: RetinaFace MobileNet-0.25, MediaPipe BlazeFace full-range, dlib HOG."""
 
 from __future__ import annotations
 
@@ -15,6 +15,14 @@ BLAZE_GRID = 48  # full-range model: one anchor per cell of a 48×48 grid (strid
 # BlazeFace keypoint order: right eye, left eye, nose tip, mouth centre, right ear, left ear
 # ("right" is the subject's right, so it appears on the left of the image).
 BLAZE_KEYPOINTS = ("right_eye", "left_eye", "nose_tip", "mouth", "right_ear", "left_ear")
+# RetinaFace's five points, in its order: the eye, then the mouth corner, on the image's left
+# (the subject's right) first.
+RETINA_KEYPOINTS = ("right_eye", "left_eye", "nose_tip", "mouth_right", "mouth_left")
+# RetinaFace MobileNet-0.25's anchors: two square sizes per feature-map level, and the
+# variances its box and point offsets are encoded with.
+RETINA_LEVELS = ((8, (16, 32)), (16, (64, 128)), (32, (256, 512)))
+RETINA_VARIANCES = (0.1, 0.2)
+RETINA_MEAN_BGR = np.array([104.0, 117.0, 123.0], dtype=np.float32)
 
 
 @dataclass
@@ -28,6 +36,7 @@ class Detection:
     score: float
     detector: str
     keypoints: np.ndarray | None = field(default=None, repr=False)
+    keypoint_names: tuple[str, ...] = BLAZE_KEYPOINTS
 
     @property
     def area(self) -> float:
@@ -185,6 +194,101 @@ class BlazeFaceDetector:
             if x2 - x1 < 2 or y2 - y1 < 2:
                 continue
             out.append(Detection(x1, y1, x2 - x1, y2 - y1, score, self.name, kp))
+        return out
+
+
+def retina_priors(height: int, width: int) -> np.ndarray:
+    """RetinaFace's anchors for an input of height × width: (N, 4) centre x, y, w, h in pixels."""
+    out = []
+    for step, sizes in RETINA_LEVELS:
+        rows, cols = -(-height // step), -(-width // step)
+        cy, cx = np.meshgrid(
+            (np.arange(rows, dtype=np.float32) + 0.5) * step,
+            (np.arange(cols, dtype=np.float32) + 0.5) * step,
+            indexing="ij",
+        )
+        centres = np.stack([cx.ravel(), cy.ravel()], axis=1)
+        # Anchor order inside a cell: every size of that cell before the next cell.
+        per_cell = [
+            np.concatenate([centres, np.full((len(centres), 2), size, np.float32)], axis=1)
+            for size in sizes
+        ]
+        out.append(np.stack(per_cell, axis=1).reshape(-1, 4))
+    return np.concatenate(out)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int]:
+    """Indices kept by greedy non-maximum suppression, best score first."""
+    order = list(np.argsort(-scores))
+    keep: list[int] = []
+    while order:
+        i = order.pop(0)
+        keep.append(i)
+        if not order:
+            break
+        rest = np.array(order)
+        order = [int(j) for j in rest[iou(boxes[i], boxes[rest]) < iou_threshold]]
+    return keep
+
+
+class RetinaFaceDetector:
+    """RetinaFace with a MobileNet-0.25 backbone (ONNX, dynamic input size), 5 keypoints."""
+
+    name = "retinaface_mnet025"
+
+    def __init__(self, session: Any, max_side: int = 640, nms_iou: float = 0.4) -> None:
+        self._session = session  # onnxruntime sessions are safe to call from several threads
+        self.max_side = max_side
+        self.nms_iou = nms_iou
+        self._priors: dict[tuple[int, int], np.ndarray] = {}
+
+    def _priors_for(self, h: int, w: int) -> np.ndarray:
+        key = (h, w)
+        if key not in self._priors:
+            self._priors[key] = retina_priors(h, w)
+        return self._priors[key]
+
+    def raw(
+        self, rgb: np.ndarray, threshold: float, scale: float = 1.0
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Candidates before NMS on `rgb` resized by `scale`: boxes (x1, y1, x2, y2), scores
+        and keypoints (N, 5, 2), all in pixels of `rgb`."""
+        h0, w0 = rgb.shape[:2]
+        img = rgb
+        if scale != 1.0:
+            size = (max(round(w0 * scale), 1), max(round(h0 * scale), 1))
+            interp = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
+            img = cv2.resize(rgb, size, interpolation=interp)
+        h, w = img.shape[:2]
+        tensor = (img[:, :, ::-1].astype(np.float32) - RETINA_MEAN_BGR).transpose(2, 0, 1)[None]
+        loc, conf, landmarks = self._session.run(None, {"input": np.ascontiguousarray(tensor)})
+        scores = conf[0, :, 1]
+        keep = scores >= threshold
+        priors = self._priors_for(h, w)[keep]
+        loc, landmarks, scores = loc[0][keep], landmarks[0][keep], scores[keep]
+        v0, v1 = RETINA_VARIANCES
+        centres = priors[:, :2] + loc[:, :2] * v0 * priors[:, 2:]
+        sizes = priors[:, 2:] * np.exp(loc[:, 2:] * v1)
+        boxes = np.concatenate([centres - sizes / 2, centres + sizes / 2], axis=1) / scale
+        kps = priors[:, None, :2] + landmarks.reshape(-1, 5, 2) * v0 * priors[:, None, 2:]
+        return boxes, scores.astype(np.float32), kps / scale
+
+    def detect(self, rgb: np.ndarray, threshold: float) -> list[Detection]:
+        """Detect faces on the image scaled to at most `max_side` on its long side."""
+        h, w = rgb.shape[:2]
+        scale = min(1.0, self.max_side / max(h, w))
+        boxes, scores, kps = self.raw(rgb, threshold, scale)
+        out = []
+        for i in nms(boxes, scores, self.nms_iou):
+            x1, y1 = max(float(boxes[i, 0]), 0.0), max(float(boxes[i, 1]), 0.0)
+            x2, y2 = min(float(boxes[i, 2]), float(w)), min(float(boxes[i, 3]), float(h))
+            if x2 - x1 < 2 or y2 - y1 < 2:
+                continue
+            out.append(
+                Detection(
+                    x1, y1, x2 - x1, y2 - y1, float(scores[i]), self.name, kps[i], RETINA_KEYPOINTS
+                )
+            )
         return out
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from faceplane.engine.detect import BLAZE_KEYPOINTS, Detection
+from faceplane.engine.detect import Detection
 from faceplane.engine.embed import embed_chips, normalise
 from faceplane.engine.models.pool import ModelPool
 from faceplane.engine.quality import Quality, QualityPolicy, measure_quality
@@ -97,7 +97,7 @@ class Face:
         if d.keypoints is not None:
             out["keypoints"] = {
                 name: [round(float(p[0]), 1), round(float(p[1]), 1)]
-                for name, p in zip(BLAZE_KEYPOINTS, d.keypoints, strict=True)
+                for name, p in zip(d.keypoint_names, d.keypoints, strict=True)
             }
         if self.embedding is not None:
             out["embedding"] = [round(float(v), 6) for v in self.embedding]

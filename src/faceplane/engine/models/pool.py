@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from faceplane.engine.detect import BlazeFaceDetector, Detector, HogDetector
+from faceplane.engine.detect import BlazeFaceDetector, Detector, HogDetector, RetinaFaceDetector
 from faceplane.engine.embed import DlibEmbedder, Embedder, OnnxEmbedder
 from faceplane.engine.models.install import is_installed
 from faceplane.engine.models.registry import MODELS, ModelSpec, get_spec
@@ -48,9 +48,13 @@ class ModelPool:
             return obj
 
     def detector(self, name: str = "blazeface") -> Detector:
-        """Return the detector `blazeface` or `hog`."""
+        """Return the detector `blazeface`, `retinaface` or `hog`."""
         if name == "hog":
             return self._load("dlib_hog", _load_hog)
+        if name == "retinaface":
+            return self._load(
+                "retinaface_mnet025", lambda s, p: _load_retinaface(p, self.ort_threads)
+            )
         return self._load("blazeface_full_range", _load_blazeface)
 
     def shape_predictor(self, points: int = 5) -> Any:
@@ -115,7 +119,7 @@ def _load_dlib_embedder(spec: ModelSpec, path: Path | None) -> DlibEmbedder:
     return DlibEmbedder(dlib.face_recognition_model_v1(str(path)))
 
 
-def _load_onnx_embedder(path: Path | None, threads: int) -> OnnxEmbedder:
+def _ort_session(path: Path | None, threads: int) -> Any:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -124,5 +128,12 @@ def _load_onnx_embedder(path: Path | None, threads: int) -> OnnxEmbedder:
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    return OnnxEmbedder(session)
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def _load_onnx_embedder(path: Path | None, threads: int) -> OnnxEmbedder:
+    return OnnxEmbedder(_ort_session(path, threads))
+
+
+def _load_retinaface(path: Path | None, threads: int) -> RetinaFaceDetector:
+    return RetinaFaceDetector(_ort_session(path, threads))
