@@ -51,6 +51,14 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 
 @pytest.fixture(scope="session")
+def research_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """A client on a server with FACEPLANE_MODEL_SET=research (the 68-point landmarks)."""
+    settings = Settings(data_dir=tmp_path_factory.mktemp("research"), model_set="research")
+    with authed_client(settings) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
 def rt(settings: Settings) -> Runtime:
     """One Runtime object (and model pool) for the whole session."""
     return Runtime.open(settings)

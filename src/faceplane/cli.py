@@ -146,7 +146,7 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     from faceplane.engine.models.pool import ModelPool
 
-    status = ModelPool(settings.models_dir).status()
+    status = ModelPool(settings.models_dir, model_set=settings.model_set).status()
     if args.json:
         print(json.dumps(status, indent=2))
         return 0

@@ -124,7 +124,7 @@ class Err(Enum):
               "ailab:ERROR_FACE_IMAGE_ADDITION_FAILED"))
     EXTERNAL_SERVICE_ERROR = _E(502, "An external service failed to answer correctly.",
         (_ERR, -4), "ERROR_GATEWAY", "INTERNAL_ERROR", 11)
-    MODEL_UNAVAILABLE = _E(503, "The model this operation needs is not installed.",
+    MODEL_UNAVAILABLE = _E(503, "A model this needs is missing or not in the model set.",
         (_ERR, -4), "AI_SERVICE_NOT_FOUND", "INTERNAL_ERROR", 2)
     INFERENCE_FAILED = _E(500, "A model failed while processing the image.",
         (_ERR, -1), "AI_SERVICE_ERROR", "INTERNAL_ERROR", 0,

