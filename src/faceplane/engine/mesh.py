@@ -115,6 +115,8 @@ def _floats(wire: int, value: Any) -> list[float]:
     if wire == 5:
         return [struct.unpack("<f", value)[0]]
     if wire == 2:
+        if len(value) % 4:
+            raise ValueError("a packed float field is not a whole number of floats")
         return list(struct.unpack(f"<{len(value) // 4}f", value))
     raise ValueError(f"a float field has wire type {wire}")
 
@@ -300,8 +302,9 @@ _TO_IMAGE_AXES = np.diag([1.0, -1.0, -1.0])
 def mesh_pose(points: np.ndarray, face: CanonicalFace) -> tuple[float, float, float]:
     """Yaw, pitch, roll in degrees of the canonical face fitted to a mesh (weak perspective).
 
-    Conventions as `quality.head_pose`: positive yaw, the face turns towards the image's right;
-    positive pitch, chin up; positive roll, the head tilts clockwise in the image.
+    The signs are `quality.head_pose`'s: positive yaw, the subject turns to their right (the
+    nose points to the image's left); positive pitch, the chin goes down (the nose points down
+    the image); positive roll, the head tilts clockwise in the image.
     """
     ids = face.basis_ids
     src = face.vertices[ids] @ _TO_IMAGE_AXES
@@ -353,8 +356,10 @@ def region_mask(
     width, height = size
     mask = np.zeros((height, width), dtype=np.uint8)
     for name, poly in region_polygons(points, regions).items():
-        cv2.fillPoly(mask, [np.round(poly).astype(np.int32)], 255)
+        part = np.zeros_like(mask)
+        cv2.fillPoly(part, [np.round(poly).astype(np.int32)], 255)
         if name == "lips":
             inner = np.round(points[list(INNER_LIPS), :2]).astype(np.int32)
-            cv2.fillPoly(mask, [inner], 0)
+            cv2.fillPoly(part, [inner], 0)
+        mask |= part
     return mask

@@ -122,8 +122,10 @@ class QualityPolicy:
 def head_pose(points: np.ndarray, width: int, height: int) -> tuple[float, float, float]:
     """Yaw, pitch, roll in degrees from BlazeFace keypoints (6) or dlib's 5 points.
 
-    Positive yaw: the face turns towards the image's right; positive pitch: chin up;
-    positive roll: the head tilts clockwise in the image.
+    Positive yaw: the subject turns to their right (the nose points to the image's left);
+    positive pitch: the chin goes down (the nose points down the image); positive roll: the
+    head tilts clockwise in the image. (Checked on real photos, and the same signs as
+    `mesh.mesh_pose`.)
     """
     model = _HEAD_BLAZE if len(points) == 6 else _HEAD_DLIB5
     focal = float(max(width, height))
