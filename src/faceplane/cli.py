@@ -322,7 +322,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--max-faces", type=int)
     d.add_argument("--min-face-size", type=int)
     d.add_argument("--det-threshold", type=float)
-    d.add_argument("--landmarks", type=int, choices=(5, 68), default=5)
+    d.add_argument(
+        "--landmarks",
+        type=lambda v: v if v == "mesh" else int(v),
+        choices=(5, 68, "mesh"),
+        default=5,
+        help="5, 68 or mesh (the 468-point face mesh in --json)",
+    )
     d.add_argument("--embedding", action="store_true", help="include embeddings")
     d.add_argument("--detector", choices=("blazeface", "hog"))
     d.add_argument("--server", help="call a running server at this URL instead of local models")

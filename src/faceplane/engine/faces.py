@@ -10,6 +10,7 @@ import numpy as np
 
 from faceplane.engine.detect import Detection
 from faceplane.engine.embed import embed_chips, normalise
+from faceplane.engine.mesh import CanonicalFace, FaceMesh, FaceMesher, face_roi
 from faceplane.engine.models.pool import ModelPool
 from faceplane.engine.quality import Quality, QualityPolicy, measure_quality
 
@@ -59,7 +60,10 @@ class AnalyseOptions:
     det_threshold: float = 0.5
     min_face_size: int = 20
     max_faces: int = 100
-    landmarks: int = 5  # 5 or 68
+    landmarks: int | str = 5  # 5, 68 or "mesh" (the 5 points plus the 468-point mesh)
+    # Run the face mesh for quality (mesh pose, eye and mouth openness) whenever it is
+    # installed, even when `landmarks` does not ask for it.
+    mesh_quality: bool = True
     embeddings: bool = False
     tta: str = "flip"  # none | flip | multi (see Settings.embed_tta)
     detect_max_side: int = 1920
@@ -74,6 +78,7 @@ class Face:
     landmarks: np.ndarray  # (5, 2) or (68, 2), in the order of LANDMARKS_5 / LANDMARKS_68
     quality: Quality
     embedding: np.ndarray | None = None  # L2-normalised 128-d
+    mesh: FaceMesh | None = None  # with landmarks="mesh" only
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form, coordinates rounded to 0.1 px."""
@@ -99,6 +104,9 @@ class Face:
                 name: [round(float(p[0]), 1), round(float(p[1]), 1)]
                 for name, p in zip(d.keypoint_names, d.keypoints, strict=True)
             }
+        if self.mesh is not None:
+            out["mesh"] = [[round(float(v), 1) for v in p] for p in self.mesh.points]
+            out["mesh_score"] = round(self.mesh.presence, 4)
         if self.embedding is not None:
             out["embedding"] = [round(float(v), 6) for v in self.embedding]
         return out
@@ -132,6 +140,36 @@ def _detect(pool: ModelPool, rgb: np.ndarray, opts: AnalyseOptions) -> list[Dete
     return found
 
 
+MESH_MIN_PRESENCE = 0.5
+
+
+def _mesh_models(
+    pool: ModelPool, opts: AnalyseOptions, needed: bool
+) -> tuple[FaceMesher | None, CanonicalFace | None]:
+    """The mesh model and canonical face to use: required (MODEL_UNAVAILABLE when missing)
+    with landmarks="mesh", else used for quality when installed; the canonical face (for the
+    mesh pose) only when installed."""
+    if not needed:
+        if opts.landmarks == "mesh":
+            pool.mesh()  # a missing model is refused even on an image without faces
+        return None, None
+    if opts.landmarks == "mesh" or (opts.mesh_quality and pool.present("mediapipe_face_mesh")):
+        mesher = pool.mesh()
+        canonical = pool.face_geometry() if pool.present("mediapipe_face_geometry") else None
+        return mesher, canonical
+    return None, None
+
+
+def _run_mesh(mesher: FaceMesher, rgb: np.ndarray, d: Detection, pts5: np.ndarray) -> FaceMesh:
+    """The mesh of one face, its crop turned upright by the detector's eye keypoints (dlib's
+    5 points when the detector has none)."""
+    if d.keypoints is not None:
+        right_eye, left_eye = d.keypoints[0], d.keypoints[1]
+    else:
+        right_eye, left_eye = pts5[2:4].mean(0), pts5[0:2].mean(0)
+    return mesher.run(rgb, face_roi((d.x, d.y, d.w, d.h), right_eye, left_eye))
+
+
 def analyse_image(pool: ModelPool, rgb: np.ndarray, opts: AnalyseOptions) -> Analysis:
     """Find, measure and optionally embed every face of an RGB uint8 image."""
     import dlib
@@ -148,6 +186,10 @@ def analyse_image(pool: ModelPool, rgb: np.ndarray, opts: AnalyseOptions) -> Ana
     if opts.landmarks == 68:
         models["landmarks"] = "dlib_68pt"
 
+    mesher, canonical = _mesh_models(pool, opts, bool(found))
+    if mesher is not None:
+        models["mesh"] = mesher.name
+
     faces: list[Face] = []
     shapes = []
     for d in found:
@@ -161,8 +203,13 @@ def analyse_image(pool: ModelPool, rgb: np.ndarray, opts: AnalyseOptions) -> Ana
             s68 = predictor68(rgb, rect)
             pts = np.array([[p.x, p.y] for p in s68.parts()], dtype=np.float32)
         pose_points = d.keypoints if d.keypoints is not None else pts5
-        quality = measure_quality(rgb, (d.x, d.y, d.w, d.h), pose_points, opts.quality)
-        faces.append(Face(d, pts, quality))
+        mesh = _run_mesh(mesher, rgb, d, pts5) if mesher is not None else None
+        # A crop the mesh model does not see a face in gives no mesh-based measures.
+        usable = mesh.points if mesh is not None and mesh.presence >= MESH_MIN_PRESENCE else None
+        quality = measure_quality(
+            rgb, (d.x, d.y, d.w, d.h), pose_points, opts.quality, usable, canonical
+        )
+        faces.append(Face(d, pts, quality, mesh=mesh if opts.landmarks == "mesh" else None))
 
     if opts.embeddings and faces:
         embedder = pool.embedder()

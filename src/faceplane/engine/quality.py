@@ -8,6 +8,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from faceplane.engine.mesh import CanonicalFace, eye_openness, mesh_pose, mouth_openness
+
 # A generic head, in millimetres, image axes (x right, y down, z towards the camera), nose tip
 # at the origin. Points follow BlazeFace's keypoints: right eye, left eye, nose tip, mouth,
 # right ear tragion, left ear tragion (the subject's right appears on the image's left).
@@ -48,18 +50,28 @@ class Quality:
     pitch: float
     roll: float
     issues: list[str] = field(default_factory=list)
+    # Only when the face mesh ran (see engine/mesh.py): each eye's aspect ratio (the subject's
+    # `left` and `right`) and the inner-lip gap over the mouth's width.
+    eye_openness: dict[str, float] | None = None
+    mouth_openness: float | None = None
+    pose_source: str = "keypoints"  # "mesh" when yaw/pitch/roll come from the mesh fit
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready form."""
-        return {
+        out: dict[str, object] = {
             "face_size": self.face_size,
             "sharpness": round(self.sharpness, 4),
             "brightness": round(self.brightness, 4),
             "yaw": round(self.yaw, 1),
             "pitch": round(self.pitch, 1),
             "roll": round(self.roll, 1),
-            "issues": self.issues,
         }
+        if self.eye_openness is not None:
+            out["eye_openness"] = {k: round(v, 3) for k, v in sorted(self.eye_openness.items())}
+        if self.mouth_openness is not None:
+            out["mouth_openness"] = round(self.mouth_openness, 3)
+        out["issues"] = self.issues
+        return out
 
 
 # The policy's checks, in report order: (reason, measure, bound, limit field). `min` refuses a
@@ -110,8 +122,10 @@ class QualityPolicy:
 def head_pose(points: np.ndarray, width: int, height: int) -> tuple[float, float, float]:
     """Yaw, pitch, roll in degrees from BlazeFace keypoints (6) or dlib's 5 points.
 
-    Positive yaw: the face turns towards the image's right; positive pitch: chin up;
-    positive roll: the head tilts clockwise in the image.
+    Positive yaw: the subject turns to their right (the nose points to the image's left);
+    positive pitch: the chin goes down (the nose points down the image); positive roll: the
+    head tilts clockwise in the image. (Checked on real photos, and the same signs as
+    `mesh.mesh_pose`.)
     """
     model = _HEAD_BLAZE if len(points) == 6 else _HEAD_DLIB5
     focal = float(max(width, height))
@@ -134,8 +148,14 @@ def measure_quality(
     box: tuple[float, float, float, float],
     points: np.ndarray,
     policy: QualityPolicy,
+    mesh: np.ndarray | None = None,
+    canonical: CanonicalFace | None = None,
 ) -> Quality:
-    """Measure one face (size, Laplacian sharpness, brightness, pose) and `policy`'s issues."""
+    """Measure one face (size, Laplacian sharpness, brightness, pose) and `policy`'s issues.
+
+    With a face `mesh` (468 points), eye and mouth openness come from it, and so does the pose
+    when the `canonical` face is there to fit; otherwise the pose comes from `points`.
+    """
     x, y, w, h = box
     x1, y1 = max(int(x), 0), max(int(y), 0)
     x2, y2 = min(int(x + w), rgb.shape[1]), min(int(y + h), rgb.shape[0])
@@ -146,7 +166,16 @@ def measure_quality(
     lap_var = float(cv2.Laplacian(norm, cv2.CV_64F).var())
     sharpness = lap_var / (lap_var + 100.0)
     brightness = float(norm.mean()) / 255.0
-    yaw, pitch, roll = head_pose(points, rgb.shape[1], rgb.shape[0])
+    if mesh is not None and canonical is not None:
+        yaw, pitch, roll = mesh_pose(mesh, canonical)
+        source = "mesh"
+    else:
+        yaw, pitch, roll = head_pose(points, rgb.shape[1], rgb.shape[0])
+        source = "keypoints"
     quality = Quality(round(min(w, h)), sharpness, brightness, yaw, pitch, roll)
+    quality.pose_source = source
+    if mesh is not None:
+        quality.eye_openness = eye_openness(mesh)
+        quality.mouth_openness = mouth_openness(mesh)
     quality.issues = policy.issues(quality)
     return quality

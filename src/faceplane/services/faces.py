@@ -23,7 +23,7 @@ class DetectRequest:
     max_faces: int | None = None
     min_face_size: int | None = None
     det_threshold: float | None = None
-    landmarks: int = 5
+    landmarks: int | str = 5  # 5, 68 or "mesh"
     return_embedding: bool = False
     detector: str | None = None
 
@@ -99,6 +99,7 @@ def _side_vector(
     used = face.as_dict()
     used.pop("embedding", None)
     used.pop("landmarks", None)
+    used.pop("mesh", None)
     used["index"] = side.face_index
     return face.embedding, used, analysis.models.get("embedder")
 

@@ -14,8 +14,11 @@ class DetectParams(BaseModel):
     max_faces: int | None = Field(None, ge=1, le=1000, description="Largest faces returned.")
     min_face_size: int | None = Field(None, ge=0, description="Smallest face side, in pixels.")
     det_threshold: float | None = Field(None, ge=0.0, le=1.0, description="Detection score cut.")
-    landmarks: int = Field(
-        5, description="5 points, or 68 on request.", json_schema_extra={"enum": [5, 68]}
+    landmarks: int | str = Field(
+        5,
+        description="5 points, 68 on request, or `mesh`: the 5 points plus the 468-point "
+        "face mesh (`mesh`, [x, y, z] each).",
+        json_schema_extra={"enum": [5, 68, "mesh"]},
     )
     return_embedding: bool = Field(False, description="Return each face's 128-d embedding.")
     detector: Literal["blazeface", "hog"] | None = Field(None, description="Face detector.")
@@ -25,12 +28,20 @@ class DetectParams(BaseModel):
         "always do).",
     )
 
-    @field_validator("landmarks")
+    @field_validator("landmarks", mode="before")
     @classmethod
-    def _five_or_68(cls, v: int) -> int:
-        if v not in (5, 68):
-            raise ValueError("must be 5 or 68")
-        return v
+    def _five_68_or_mesh(cls, v: object) -> int | str:
+        # Forms send text: "68" is 68; "mesh" in any case is the mesh; nothing else passes
+        # (not 5.0, not True).
+        if isinstance(v, str):
+            text = v.strip().lower()
+            if text == "mesh":
+                return "mesh"
+            if text in ("5", "68"):
+                return int(text)
+        elif isinstance(v, int) and not isinstance(v, bool) and v in (5, 68):
+            return v
+        raise ValueError("must be 5, 68 or mesh")
 
 
 class CompareParams(DetectParams):

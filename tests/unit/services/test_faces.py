@@ -36,7 +36,7 @@ def test_the_group_photo_has_six_faces_largest_first(rt: Runtime, testdata: Path
     assert len(out["faces"]) == 6 and out["image"] == {"width": 1280, "height": 886}
     areas = [f["box"]["width"] * f["box"]["height"] for f in out["faces"]]
     assert areas == sorted(areas, reverse=True)
-    assert set(out["models"]) == {"detector", "landmarks"}
+    assert set(out["models"]) == {"detector", "landmarks", "mesh"}  # the mesh measures quality
 
 
 def test_detect_options_filter_and_add(rt: Runtime, testdata: Path) -> None:

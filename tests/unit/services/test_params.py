@@ -97,6 +97,8 @@ def test_form_style_strings_are_read_as_their_types() -> None:
         {"max_faces": "3", "det_threshold": "0.5", "landmarks": "68", "all_faces": "true"},
     )
     assert (p.max_faces, p.det_threshold, p.landmarks, p.all_faces) == (3, 0.5, 68, True)
+    assert valid("detect", {"landmarks": "5"}).landmarks == 5
+    assert valid("detect", {"landmarks": "Mesh"}).landmarks == "mesh"
 
 
 @pytest.mark.parametrize(
@@ -108,6 +110,8 @@ def test_form_style_strings_are_read_as_their_types() -> None:
         ("detect", {"det_threshold": 0.0}),
         ("detect", {"det_threshold": 1.0}),
         ("detect", {"landmarks": 68}),
+        ("detect", {"landmarks": 5}),
+        ("detect", {"landmarks": "mesh"}),
         ("detect", {"detector": "hog"}),
         ("detect", {"detector": "blazeface"}),
         ("crop", {"margin": 0.0}),
@@ -150,6 +154,9 @@ def test_unknown_options_are_ignored_not_refused() -> None:
         ("detect", {"det_threshold": 1.01}, "det_threshold"),
         ("detect", {"det_threshold": float("nan")}, "det_threshold"),
         ("detect", {"landmarks": 7}, "landmarks"),
+        ("detect", {"landmarks": "meshes"}, "landmarks"),
+        ("detect", {"landmarks": "468"}, "landmarks"),
+        ("detect", {"landmarks": True}, "landmarks"),
         ("detect", {"detector": "cnn"}, "detector"),
         ("detect", {"return_embedding": "perhaps"}, "return_embedding"),
         ("compare", {"face_index1": -1}, "face_index1"),

@@ -9,6 +9,7 @@ from typing import Any
 
 from faceplane.engine.detect import BlazeFaceDetector, Detector, HogDetector, RetinaFaceDetector
 from faceplane.engine.embed import DlibEmbedder, Embedder, OnnxEmbedder
+from faceplane.engine.mesh import CanonicalFace, FaceMesher, load_geometry
 from faceplane.engine.models.install import is_installed
 from faceplane.engine.models.registry import MODELS, ModelSpec, get_spec
 from faceplane.errors import Err, FaceplaneError
@@ -81,6 +82,14 @@ class ModelPool:
         """Return dlib's 5-point (alignment) or 68-point shape predictor."""
         return self._load(f"dlib_{points}pt", _load_shape_predictor)
 
+    def mesh(self) -> FaceMesher:
+        """The MediaPipe 468-point face mesh model."""
+        return self._load("mediapipe_face_mesh", _load_mesh)
+
+    def face_geometry(self) -> CanonicalFace:
+        """MediaPipe's canonical 3D face (the mesh's head-pose reference)."""
+        return self._load("mediapipe_face_geometry", lambda s, p: load_geometry(_path(p)))
+
     def embedder_name(self) -> str:
         """The name of the embedder `embedder()` gives, without loading it."""
         choice = self.embedder_choice
@@ -121,6 +130,18 @@ def _load_blazeface(spec: ModelSpec, path: Path | None) -> BlazeFaceDetector:
     from ai_edge_litert.interpreter import Interpreter
 
     return BlazeFaceDetector(lambda: Interpreter(model_path=str(path), num_threads=1))
+
+
+def _path(path: Path | None) -> Path:
+    assert path is not None
+    return path
+
+
+def _load_mesh(spec: ModelSpec, path: Path | None) -> FaceMesher:
+    from ai_edge_litert.interpreter import Interpreter
+
+    # One interpreter per worker thread (LiteRT interpreters are not thread-safe).
+    return FaceMesher(lambda: Interpreter(model_path=str(path), num_threads=1))
 
 
 def _load_hog(spec: ModelSpec, path: Path | None) -> HogDetector:
