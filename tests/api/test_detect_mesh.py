@@ -69,7 +69,8 @@ def test_without_the_mesh_model_mesh_is_unavailable_and_quality_falls_back(
 ) -> None:
     assert any(m.file == MESH_FILE for m in MODELS)
     models = _models_without_mesh(settings, tmp_path / "models")
-    with authed_client(Settings(models_dir=models, data_dir=tmp_path / "data")) as client:
+    without_mesh = Settings(models_dir=models, data_dir=tmp_path / "data", model_set="research")
+    with authed_client(without_mesh) as client:
         resp = client.post(
             "/v1/detect", files={"image": ("a.jpg", astronaut)}, data={"landmarks": "mesh"}
         )
