@@ -141,3 +141,17 @@ def test_no_function_defaults_the_tenant() -> None:
                     and isinstance(kw.value.value, str)
                 ]
     assert offenders == []
+
+
+@pytest.mark.parametrize("path", _modules("api", "compat"), ids=lambda p: str(p.relative_to(SRC)))
+def test_http_layers_reach_storage_only_through_services(path: Path) -> None:
+    """No raw SQL or file access behind the import ban: a route that holds the runtime does not
+    open its database, blobs or indexes itself (`rt.store.db.connect()` + a SQL string)."""
+    tree = ast.parse(path.read_text(), str(path))
+    reached = sorted(
+        f"{path.relative_to(SRC)}:{node.lineno} .{node.attr}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and node.attr in {"db", "blobs", "indexes", "exec_driver_sql"}
+    )
+    assert reached == []
