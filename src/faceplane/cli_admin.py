@@ -111,11 +111,11 @@ def _dispatch(args: argparse.Namespace, settings: Settings, store: Store) -> Any
         company = _company(store, args.company, create=False)
         return accounts.list_apps(store, company["id"])
     if action == "rotate":
-        app, key = accounts.rotate_key(store, args.app_id)
+        app, key = accounts.rotate_key(store, args.app_id, None)
         return {**app, "key": key}
     if action in ("deactivate", "activate"):
         status = "deactivated" if action == "deactivate" else "active"
-        return accounts.update_app(store, args.app_id, {"status": status})
+        return accounts.update_app(store, args.app_id, {"status": status}, None)
     changes: dict[str, Any] = {}
     if args.rate_limit is not None:
         changes["rate_limit"] = args.rate_limit
@@ -123,7 +123,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings, store: Store) -> Any
         changes["quota"] = args.quota if args.quota >= 0 else None
     if args.expires is not None:
         changes["expires_at"] = args.expires.at
-    return accounts.update_app(store, args.app_id, changes)
+    return accounts.update_app(store, args.app_id, changes, None)
 
 
 def add_admin_parser(sub: Any) -> None:

@@ -124,7 +124,7 @@ def test_every_route_refuses_a_deactivated_and_an_expired_app(
 ) -> None:
     store = app_client.app.state.rt.store  # type: ignore[attr-defined]
     off, off_key = accounts.create_app(store, acme.company["id"], "off", 100)
-    accounts.update_app(store, off["app_id"], {"status": "deactivated"})
+    accounts.update_app(store, off["app_id"], {"status": "deactivated"}, acme.company["id"])
     _, old_key = accounts.create_app(
         store, acme.company["id"], "old", 100, expires_at=time.time() - 1
     )

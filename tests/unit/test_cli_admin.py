@@ -30,7 +30,7 @@ def create_app(capsys: pytest.CaptureFixture[str], *extra: str) -> str:
 def stored_expiry(data_dir: Path, app_id: str) -> float | None:
     """The expiry the database holds for the app (epoch seconds)."""
     store = Store.open(Settings(data_dir=data_dir))
-    value = accounts.load_app(store, app_id)["expires_at"]
+    value = accounts.load_app(store, app_id, None)["expires_at"]
     return None if value is None else float(value)
 
 

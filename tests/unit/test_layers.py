@@ -102,6 +102,56 @@ def test_blocking_work_has_one_way_off_the_event_loop() -> None:
                 if isinstance(node, ast.Name)
                 else None
             )
-            if name in {"run_in_threadpool", "to_thread"}:
+            if name in {"run_in_threadpool", "to_thread", "BlockingDep"} or (
+                name == "run_in_executor" and path != SRC / "runtime.py"
+            ):
                 offenders.append(f"{path.relative_to(SRC)}:{node.lineno} {name}")
     assert offenders == []
+
+
+TENANT_PARAMETERS = {"company_id", "company", "owner", "tenant"}
+
+
+def test_no_function_defaults_the_tenant() -> None:
+    """Every caller names the company it acts for: a tenant parameter has no default (an
+    `owner="default"` once put the CLI's collections in a company nobody could see), and no
+    call passes a made-up tenant such as "default". (The engine only counts per company.)"""
+    offenders = []
+    for path in (p for p in _modules(".") if p.relative_to(SRC).parts[0] != "engine"):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                a = node.args
+                positional = a.posonlyargs + a.args
+                with_defaults = positional[len(positional) - len(a.defaults) :]
+                with_defaults += [
+                    arg for arg, d in zip(a.kwonlyargs, a.kw_defaults, strict=True) if d
+                ]
+                offenders += [
+                    f"{path.relative_to(SRC)}:{node.lineno} {node.name}({arg.arg}=...)"
+                    for arg in with_defaults
+                    if arg.arg in TENANT_PARAMETERS
+                ]
+            elif isinstance(node, ast.Call):
+                offenders += [
+                    f"{path.relative_to(SRC)}:{node.lineno} {kw.arg}={kw.value.value!r}"
+                    for kw in node.keywords
+                    if kw.arg in TENANT_PARAMETERS
+                    and isinstance(kw.value, ast.Constant)
+                    and isinstance(kw.value.value, str)
+                ]
+    assert offenders == []
+
+
+@pytest.mark.parametrize("path", _modules("api", "compat"), ids=lambda p: str(p.relative_to(SRC)))
+def test_http_layers_reach_storage_only_through_services(path: Path) -> None:
+    """No raw SQL or file access behind the import ban: a route that holds the runtime does not
+    open its database, blobs or indexes itself (`rt.store.db.connect()` + a SQL string)."""
+    tree = ast.parse(path.read_text(), str(path))
+    reached = sorted(
+        f"{path.relative_to(SRC)}:{node.lineno} .{node.attr}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and node.attr in {"db", "blobs", "indexes", "exec_driver_sql"}
+    )
+    assert reached == []

@@ -282,8 +282,9 @@ def create_app(
     return public_app(row), key
 
 
-def load_app(store: Store, app_id: str, company_id: str | None = None) -> dict[str, Any]:
-    """An app by APP_ID (within a company when given), or APP_NOT_FOUND."""
+def load_app(store: Store, app_id: str, company_id: str | None) -> dict[str, Any]:
+    """An app by APP_ID within `company_id` (None: any company, for authentication and the
+    operator's CLI), or APP_NOT_FOUND."""
     query = select(apps).where(apps.c.id == app_id)
     if company_id is not None:
         query = query.where(apps.c.company_id == company_id)
@@ -308,8 +309,9 @@ def list_apps(store: Store, company_id: str, user_id: str | None = None) -> list
         ]
 
 
-def rotate_key(store: Store, app_id: str, company_id: str | None = None) -> tuple[dict, str]:
-    """Give an app a new KEY; the old one stops working at once."""
+def rotate_key(store: Store, app_id: str, company_id: str | None) -> tuple[dict, str]:
+    """Give an app of `company_id` (None: any, the operator's CLI) a new KEY; the old one
+    stops working at once."""
     load_app(store, app_id, company_id)
     key = _new_key()
     with write_tx(store.db) as conn:
@@ -325,13 +327,14 @@ def rotate_key(store: Store, app_id: str, company_id: str | None = None) -> tupl
                 rotated_at=time.time(),
             )
         )
-    return public_app(load_app(store, app_id)), key
+    return public_app(load_app(store, app_id, company_id)), key
 
 
 def update_app(
-    store: Store, app_id: str, changes: dict[str, Any], company_id: str | None = None
+    store: Store, app_id: str, changes: dict[str, Any], company_id: str | None
 ) -> dict[str, Any]:
-    """Change an app's status, expiry, rate limit or quota."""
+    """Change the status, expiry, rate limit or quota of an app of `company_id` (None: any,
+    the operator's CLI)."""
     load_app(store, app_id, company_id)
     allowed = {
         k: v
@@ -347,7 +350,7 @@ def update_app(
     if allowed:
         with write_tx(store.db) as conn:
             conn.execute(update(apps).where(apps.c.id == app_id).values(**allowed))
-    return public_app(load_app(store, app_id))
+    return public_app(load_app(store, app_id, company_id))
 
 
 def app_webhook(store: Store, app_id: str) -> tuple[str | None, str | None]:

@@ -211,7 +211,7 @@ def test_an_app_status_other_than_active_or_deactivated_is_refused(
     store: Store, company: dict[str, Any]
 ) -> None:
     app, key = accounts.create_app(store, company["id"], "web", rate_limit=60)
-    err = code_of(lambda: accounts.update_app(store, app["app_id"], {"status": "paused"}))
+    err = code_of(lambda: accounts.update_app(store, app["app_id"], {"status": "paused"}, None))
     assert err is Err.INVALID_ARGUMENT
     assert accounts.authenticate_key(store, key).app_id == app["app_id"]
 
@@ -225,6 +225,7 @@ def test_updating_an_app_ignores_fields_that_are_not_changeable(
         store,
         app["app_id"],
         {"rate_limit": 5, "company_id": other["id"], "key_hash": "x", "name": "renamed"},
+        company["id"],
     )
     assert (changed["rate_limit"], changed["name"]) == (5, "renamed")
     assert changed["company_id"] == company["id"]
@@ -240,6 +241,7 @@ def test_an_app_webhook_is_read_back_and_an_unknown_app_has_none(
         store,
         app["app_id"],
         {"webhook_url": "https://hooks.test/x", "webhook_secret": "s3cret-of-16-bytes"},
+        company["id"],
     )
     assert accounts.app_webhook(store, app["app_id"]) == (
         "https://hooks.test/x",
@@ -268,7 +270,7 @@ def test_another_companys_app_is_not_found_by_any_finder(store: Store) -> None:
 
 def test_an_unknown_app_id_is_app_not_found_when_authenticating(store: Store) -> None:
     # Without a company (a caller authenticating by APP_ID) the code is the vendor's "bad APP_ID".
-    assert code_of(lambda: accounts.load_app(store, "app_missing")) is Err.APP_NOT_FOUND
+    assert code_of(lambda: accounts.load_app(store, "app_missing", None)) is Err.APP_NOT_FOUND
 
 
 def test_a_users_own_apps_are_listed_apart_from_the_companys(
@@ -472,7 +474,7 @@ def test_a_signature_by_a_rotated_away_key_is_invalid(
     store: Store, company: dict[str, Any]
 ) -> None:
     app, old = accounts.create_app(store, company["id"], "web", rate_limit=60)
-    _, new = accounts.rotate_key(store, app["app_id"])
+    _, new = accounts.rotate_key(store, app["app_id"], company["id"])
     sig, message, nonce, ts = signed(old)
     err = code_of(
         lambda: accounts.authenticate_signature(
@@ -531,7 +533,7 @@ def test_a_replayed_nonce_is_refused_but_another_app_may_use_the_same_nonce(
 
 def test_a_deactivated_app_cannot_sign_requests(store: Store, company: dict[str, Any]) -> None:
     app, key = accounts.create_app(store, company["id"], "web", rate_limit=60)
-    accounts.update_app(store, app["app_id"], {"status": "deactivated"})
+    accounts.update_app(store, app["app_id"], {"status": "deactivated"}, company["id"])
     sig, message, nonce, ts = signed(key)
     err = code_of(
         lambda: accounts.authenticate_signature(
