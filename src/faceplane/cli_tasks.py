@@ -68,7 +68,9 @@ def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
             extra = f"{len(faces)} face(s)" if isinstance(faces, list) else ""
             if "match" in state.get("result", {}):
                 r = state["result"]
-                extra = f"match={r['match']} similarity={r['similarity']:.4f}"
+                extra = f"match={r['match']} similarity={r['similarity']:.2f}"
+                if "far" in r:
+                    extra += f" far={r['far']:.1g}"
             print(f"{names}: ok {extra} {state.get('result_url', '')}".rstrip())
         if state["status"] != "succeeded":
             failed += 1
