@@ -16,7 +16,7 @@ from faceplane.cli_calibrate import add_calibrate_arguments
 from faceplane.cli_db import add_db_parser
 from faceplane.cli_gallery import add_gallery_parsers
 from faceplane.cli_tasks import add_task_parsers
-from faceplane.client import cli_errors
+from faceplane.client import cli_errors, far_text
 from faceplane.errors import FaceplaneError
 from faceplane.runtime import Runtime
 from faceplane.settings import Settings
@@ -134,8 +134,8 @@ def compare_line(result: dict[str, Any]) -> str:
     """`SAME person: similarity 0.83 (FAR 3e-06) ...`: the scale is read to two decimals."""
     verdict = "SAME person" if result["match"] else "DIFFERENT people"
     return (
-        f"{verdict}: similarity {result['similarity']:.2f} (FAR {result['far']:.1g}); "
-        f"threshold {result['threshold']:.2f} (FAR {result['threshold_far']:.1g}), "
+        f"{verdict}: similarity {result['similarity']:.2f} (FAR {far_text(result['far'])}); "
+        f"threshold {result['threshold']:.2f} (FAR {far_text(result['threshold_far'])}), "
         f"distance {result['distance']:.4f}, model {result['model']}"
     )
 

@@ -122,15 +122,25 @@ def cmd_calibrate(args: argparse.Namespace, settings: Settings) -> int:
     lfw = Path(args.lfw)
     pairs = lfw / args.pairs if not Path(args.pairs).is_absolute() else Path(args.pairs)
     root = lfw / "images"
-    files = read_pair_images(pairs)
     modes = args.modes.split(",") if args.modes else list(TTA_MODES)
     wanted = args.spaces.split(",") if args.spaces else list(SPACE_SETTINGS)
+    unknown = [s for s in wanted if s not in SPACE_SETTINGS] + [
+        m for m in modes if m not in TTA_MODES
+    ]
+    if unknown:
+        print(
+            f"error: unknown {', '.join(unknown)}; spaces: {', '.join(SPACE_SETTINGS)}, "
+            f"modes: {', '.join(TTA_MODES)}",
+            file=sys.stderr,
+        )
+        return 2
+    if not pairs.is_file() or not root.is_dir():
+        print(f"error: {pairs} or {root} not found", file=sys.stderr)
+        return 2
+    files = read_pair_images(pairs)
     out_dir = Path(args.out) if args.out else calibration_dir()
     status = 0
     for space in wanted:
-        if space not in SPACE_SETTINGS:
-            print(f"error: unknown space {space}; known: {', '.join(SPACE_SETTINGS)}")
-            return 2
         overrides: dict[str, Any] = {"models_dir": settings.models_dir, **SPACE_SETTINGS[space]}
         try:
             pool = ModelPool(settings.models_dir, 1, str(overrides.get("embedder", "auto")))

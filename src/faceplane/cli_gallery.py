@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from faceplane.client import cli_errors
+from faceplane.client import cli_errors, far_text
 from faceplane.errors import Err, FaceplaneError
 from faceplane.runtime import Runtime
 from faceplane.settings import Settings
@@ -139,7 +139,7 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
             print("  no match: unknown")
         for m in face["matches"]:
             print(
-                f"  {m['similarity']:.2f} (FAR {m['far']:.1g})  {m['subject_name']}  "
+                f"  {m['similarity']:.2f} (FAR {far_text(m['far'])})  {m['subject_name']}  "
                 f"({m['subject_id']})"
             )
     return 0

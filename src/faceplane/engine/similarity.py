@@ -226,14 +226,17 @@ def fit_calibration(
 
     A knot's FAR is measured when at least `min_count` impostor pairs lie above it; otherwise
     it comes from the exponential tail fitted above the highest `tail_exceedances` impostor
-    scores (at most the FAR 1e-3 quantile, so the tail never starts in the body).
+    scores (at most the FAR 1e-3 quantile, so the tail does not start in the body when there
+    are enough pairs; at least `min_count` scores when there are few).
     """
     imp = np.sort(np.asarray(impostor, dtype=np.float64))[::-1]
     gen = np.asarray(genuine, dtype=np.float64)
     n = len(imp)
     if n < 1000 or len(gen) < 10:
         raise ValueError(f"too few pairs to calibrate ({len(gen)} genuine, {n} impostor)")
-    tail = fit_tail(imp, min(1e-3, tail_exceedances / n))
+    # Few pairs (a small check, not a shipped table): the tail starts where the measurable
+    # knots end, so every knot is either measured or modelled on at least `min_count` pairs.
+    tail = fit_tail(imp, max(min(1e-3, tail_exceedances / n), min_count / n))
     rows: list[Knot] = []
     for far in (*LOW_FARS, *DECADE_FARS):
         measured = far * n >= min_count
