@@ -117,6 +117,8 @@ def test_compare_same_person_on_real_photos(client: TestClient, testdata: Path) 
     assert (data["threshold"], data["threshold_far"]) == (0.7, 1e-4)
     assert 0 < data["far"] < data["threshold_far"]
     assert data["face_target"]["box"] and data["face_template"]["box"]
+    loose = ok(client.post(COMPARE, files=files, data={"far": "0.001"}))["data"]
+    assert (loose["threshold"], loose["threshold_far"]) == (0.6, 1e-3)
     assert "face1" not in data and "face2" not in data
 
 
