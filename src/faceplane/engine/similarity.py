@@ -18,9 +18,12 @@ The table is fitted (`fit_calibration`) from the scores of labelled genuine (sam
 impostor (different-person) pairs. A FAR is measured from the impostor scores where enough
 impostor pairs lie above the knot (`min_count`); smaller FARs cannot be measured on the data
 and come from a fitted tail model: an exponential tail (a generalised Pareto tail of shape 0)
-above a high impostor quantile. Face-score tails fall at least that fast (their log-FAR is
-concave in the score), so the extrapolated thresholds err on the safe side: the FAR really
-met there is at most the one claimed. Each knot says whether it was measured or extrapolated.
+above a high impostor quantile. On the face scores measured here the tail falls faster than
+that (each decade of FAR is narrower than the one before: log-FAR is concave in the score),
+so an exponential fitted where the tail starts puts the extrapolated thresholds on the safe
+side (higher scores than the data's own sparse quantiles); bench/identify.py checks the
+claimed FARs on people outside the calibration. Each knot says whether it was measured or
+extrapolated.
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ import numpy as np
 SCALE_BASE = 0.3
 SCALE_STEP = 0.1
 DECADE_FARS = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
-# Knots below FAR 1e-1, so the bottom of the scale follows the impostor distribution too.
+# Knots at FARs above 1e-1 (lower scores), so the bottom of the scale follows the impostor
+# distribution too.
 LOW_FARS = (0.99, 0.9, 0.5, 0.2)
 SCORE_MIN, SCORE_MAX = -1.0, 1.0
 
