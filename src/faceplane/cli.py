@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from faceplane.cli_admin import add_admin_parser
+from faceplane.cli_calibrate import add_calibrate_arguments
 from faceplane.cli_db import add_db_parser
 from faceplane.cli_gallery import add_gallery_parsers
 from faceplane.cli_tasks import add_task_parsers
-from faceplane.client import cli_errors
+from faceplane.client import cli_errors, far_text
 from faceplane.errors import FaceplaneError
 from faceplane.runtime import Runtime
 from faceplane.settings import Settings
@@ -116,25 +117,35 @@ def cmd_compare(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.server:
         files = {"image1": Path(args.a), "image2": Path(args.b)}
-        result = _call_server(args.server, "/v1/compare", files, {})
+        data = {} if args.far is None else {"far": repr(args.far)}
+        result = _call_server(args.server, "/v1/compare", files, data)
     else:
         a = CompareSide(ImageSource("image1", data=Path(args.a).read_bytes()))
         b = CompareSide(ImageSource("image2", data=Path(args.b).read_bytes()))
-        result = compare_faces(_services(settings), a, b, DetectRequest())
+        result = compare_faces(_services(settings), a, b, DetectRequest(), args.far)
     if args.json:
         print(json.dumps(result))
         return 0
-    verdict = "SAME person" if result["match"] else "DIFFERENT people"
-    print(
-        f"{verdict}: similarity {result['similarity']:.4f} "
-        f"(threshold {result['threshold']:.4f}, distance {result['distance']:.4f}, "
-        f"model {result['model']})"
-    )
+    print(compare_line(result))
     return 0
 
 
+def compare_line(result: dict[str, Any]) -> str:
+    """`SAME person: similarity 0.83 (FAR 3e-06) ...`: the scale is read to two decimals."""
+    verdict = "SAME person" if result["match"] else "DIFFERENT people"
+    return (
+        f"{verdict}: similarity {result['similarity']:.2f} (FAR {far_text(result['far'])}); "
+        f"threshold {result['threshold']:.2f} (FAR {far_text(result['threshold_far'])}), "
+        f"distance {result['distance']:.4f}, model {result['model']}"
+    )
+
+
 def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
-    """Install the models, or list them."""
+    """Install the models, list them, or re-fit the similarity calibration."""
+    if args.action == "calibrate":
+        from faceplane.cli_calibrate import cmd_calibrate
+
+        return cmd_calibrate(args, settings)
     if args.action == "install":
         from faceplane.engine.models.install import install_models
 
@@ -338,6 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("a", metavar="A")
     c.add_argument("b", metavar="B")
     c.add_argument("--json", action="store_true")
+    c.add_argument(
+        "--far", type=float, help="false-accept rate of the match (default FACEPLANE_COMPARE_FAR)"
+    )
     c.add_argument("--server", help="call a running server at this URL instead of local models")
     c.set_defaults(fn=cmd_compare)
 
@@ -346,9 +360,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_admin_parser(sub)
     add_db_parser(sub)
 
-    m = sub.add_parser("models", help="install or list models")
-    m.add_argument("action", choices=("install", "list"))
+    m = sub.add_parser("models", help="install or list models, or re-fit the similarity scale")
+    m.add_argument("action", choices=("install", "list", "calibrate"))
     m.add_argument("--json", action="store_true")
+    add_calibrate_arguments(m)
     m.set_defaults(fn=cmd_models)
 
     e = sub.add_parser("errors-doc", help="print the error catalogue as Markdown")

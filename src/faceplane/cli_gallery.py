@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from faceplane.client import cli_errors
+from faceplane.client import cli_errors, far_text
 from faceplane.errors import Err, FaceplaneError
 from faceplane.runtime import Runtime
 from faceplane.settings import Settings
@@ -133,12 +133,15 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
         b = face["box"]
         print(
             f"face {i} at {b['x']:.0f},{b['y']:.0f} {b['width']:.0f}×{b['height']:.0f} "
-            f"(threshold {face['threshold']:.4f}, far {result['far']:g}):"
+            f"(threshold {face['threshold']:.2f}, FAR {result['far']:g}):"
         )
         if not face["matches"]:
             print("  no match: unknown")
         for m in face["matches"]:
-            print(f"  {m['similarity']:.4f}  {m['subject_name']}  ({m['subject_id']})")
+            print(
+                f"  {m['similarity']:.2f} (FAR {far_text(m['far'])})  {m['subject_name']}  "
+                f"({m['subject_id']})"
+            )
     return 0
 
 

@@ -20,7 +20,7 @@ def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
     """Submit one task per file (per pair for compare) to a running server."""
     import httpx
 
-    from faceplane.client import Progress, auth_headers, submit_files, wait_all
+    from faceplane.client import Progress, auth_headers, far_text, submit_files, wait_all
 
     fields = ("image1", "image2") if args.operation == "compare" else ("image",)
     readable: list[Path] = []
@@ -68,7 +68,9 @@ def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
             extra = f"{len(faces)} face(s)" if isinstance(faces, list) else ""
             if "match" in state.get("result", {}):
                 r = state["result"]
-                extra = f"match={r['match']} similarity={r['similarity']:.4f}"
+                extra = f"match={r['match']} similarity={r['similarity']:.2f}"
+                if "far" in r:
+                    extra += f" far={far_text(r['far'])}"
             print(f"{names}: ok {extra} {state.get('result_url', '')}".rstrip())
         if state["status"] != "succeeded":
             failed += 1

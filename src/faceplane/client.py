@@ -117,3 +117,11 @@ def cli_errors(fn: Callable[..., int]) -> Callable[..., int]:
         return 2
 
     return wrapper
+
+
+def far_text(far: float) -> str:
+    """A false-accept rate for people: `0.37`, `3e-6`, `1e-4`."""
+    if far >= 0.01:
+        return f"{far:.2g}"
+    mantissa, exponent = f"{far:.0e}".split("e")
+    return f"{mantissa}e{int(exponent)}"

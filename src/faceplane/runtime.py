@@ -20,8 +20,10 @@ from faceplane.engine.faces import AnalyseOptions
 from faceplane.engine.fetch import FetchPolicy, FetchSlots
 from faceplane.engine.image import ImageLimits
 from faceplane.engine.models.pool import ModelPool
-from faceplane.engine.models.registry import get_spec
+from faceplane.engine.models.registry import calibration, space_of
 from faceplane.engine.quality import QualityPolicy
+from faceplane.engine.similarity import Calibration
+from faceplane.errors import Err, FaceplaneError
 from faceplane.services.limits import Counters, DbCounters, RedisCounters
 from faceplane.services.login_guard import LoginGuard
 from faceplane.settings import Settings
@@ -111,6 +113,11 @@ class Runtime:
         )
         slots = FetchSlots(settings.fetch_max_concurrent_per_company, settings.fetch_max_concurrent)
         guard = LoginGuard.from_settings(settings)
+        if settings.compare_threshold is not None:
+            log.warning(
+                "FACEPLANE_COMPARE_THRESHOLD is deprecated: set FACEPLANE_COMPARE_FAR (the "
+                "similarity scale is calibrated by false-accept rate; see the README)"
+            )
         return cls(settings, pool, limits, fetch, store, counters, pools, slots, guard)
 
     def close(self) -> None:
@@ -158,19 +165,38 @@ class Runtime:
             max_pitch_deg=s.quality_max_pitch_deg,
         )
 
-    def calibration(self, embedder_name: str) -> tuple[float, float]:
-        """The similarity calibration of an embedder, for the augmentation in force."""
-        cal = get_spec(embedder_name).calibration
-        assert cal is not None
-        return cal[self.settings.embed_tta]
+    def calibration(self, embedder_name: str | None = None) -> Calibration:
+        """The similarity scale of an embedder's space (default: the embedder in force), for
+        the augmentation in force."""
+        name = embedder_name or self.pool.embedder_name()
+        return calibration(space_of(name), self.settings.embed_tta)
 
-    def compare_threshold(self, embedder_name: str) -> float:
-        """The similarity threshold for a match: the setting, else the model's calibration."""
-        if self.settings.compare_threshold is not None:
-            return self.settings.compare_threshold
-        threshold = get_spec(embedder_name).threshold
-        assert threshold is not None
-        return threshold
+    def far_threshold(self, far: float, embedder_name: str | None = None) -> float:
+        """The similarity threshold whose false-accept rate is `far`; INVALID_ARGUMENT when the
+        table does not reach that far (or it is not a rate)."""
+        cal = self.calibration(embedder_name)
+        try:
+            return cal.threshold(far)
+        except ValueError as exc:
+            raise FaceplaneError(
+                Err.INVALID_ARGUMENT,
+                f"No threshold is calibrated for far={far:g}; the smallest is {cal.min_far:g}.",
+                field="far",
+                far=far,
+                min_far=cal.min_far,
+            ) from exc
+
+    def compare_threshold(
+        self, embedder_name: str | None = None, far: float | None = None
+    ) -> tuple[float, float]:
+        """(similarity threshold, its FAR) for a compare `match`: the request's `far`, else
+        the deprecated FACEPLANE_COMPARE_THRESHOLD, else FACEPLANE_COMPARE_FAR."""
+        if far is None and self.settings.compare_threshold is not None:
+            threshold = self.settings.compare_threshold
+            cal = self.calibration(embedder_name)
+            return threshold, cal.far(cal.score_for_similarity(threshold))
+        chosen = self.settings.compare_far if far is None else far
+        return self.far_threshold(chosen, embedder_name), chosen
 
 
 async def _run_on(

@@ -322,9 +322,20 @@ class Settings(BaseSettings):
     det_threshold: float = Field(0.5, ge=0.0, le=1.0, description="Default detection score.")
     min_face_size_px: int = Field(20, ge=0, description="Default smallest face side reported.")
     max_faces: int = Field(100, ge=1, description="Largest number of faces returned.")
+    compare_far: float = Field(
+        1e-4,
+        gt=0,
+        lt=1,
+        description="False-accept rate of compare's `match` (per request: `far`). 1e-4, one "
+        "different person in 10,000 accepted, is the FIDO biometric bar for verification; "
+        "the threshold is the similarity of that FAR on the calibrated scale (0.7).",
+    )
     compare_threshold: float | None = Field(
         None,
-        description="Override of the calibrated compare threshold (similarity in [0, 1]).",
+        ge=0,
+        le=1,
+        description="Deprecated (use FACEPLANE_COMPARE_FAR): a fixed compare threshold on the "
+        "similarity scale, used when a request gives no `far`.",
     )
 
     @field_validator("trusted_proxies", mode="before")

@@ -113,7 +113,12 @@ def test_compare_same_person_on_real_photos(client: TestClient, testdata: Path) 
     }
     data = ok(client.post(COMPARE, files=files))["data"]
     assert data["match"] is True and data["similarity"] >= data["threshold"]
+    # The native scale: the default FAR 1e-4 reads 0.7, and the pair's own FAR is below it.
+    assert (data["threshold"], data["threshold_far"]) == (0.7, 1e-4)
+    assert 0 < data["far"] < data["threshold_far"]
     assert data["face_target"]["box"] and data["face_template"]["box"]
+    loose = ok(client.post(COMPARE, files=files, data={"far": "0.001"}))["data"]
+    assert (loose["threshold"], loose["threshold_far"]) == (0.6, 1e-3)
     assert "face1" not in data and "face2" not in data
 
 

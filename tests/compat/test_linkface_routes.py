@@ -139,6 +139,7 @@ def test_verification_on_real_photos(
         "/compat/linkface/identity/verification", data=creds, files=files, headers={"X-API-Key": ""}
     ).json()
     assert body["status"] == "OK" and body["is_same_person"] is True
+    assert body["confidence"] >= body["threshold"] == 0.7 and 0 < body["far"] < 1e-4
     no_face = client.post(
         "/compat/linkface/identity/verification",
         data=creds,

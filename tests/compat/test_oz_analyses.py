@@ -59,6 +59,9 @@ def test_biometry_matches_the_same_person_and_declines_others(
     data = match["results_data"]
     assert data["min_confidence"] == data["max_confidence"]
     assert data["min_confidence"] >= match["technical_meta_data"]["threshold"]
+    measures = match["technical_meta_data"]
+    assert (measures["threshold"], measures["threshold_far"]) == (0.7, 1e-4)
+    assert 0 < measures["far"] < measures["threshold_far"]
     differ = finished(client, oz, started["other"])
     assert differ["state"] == "FINISHED" and differ["resolution_status"] == "DECLINED", differ
     assert differ["results_data"]["min_confidence"] < differ["technical_meta_data"]["threshold"]

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 from faceplane.cli import main
+from faceplane.client import far_text
+from faceplane.engine.similarity import tables_from_json
 
 
 @pytest.fixture
@@ -106,3 +110,62 @@ def test_enroll_and_search_work_on_the_default_company(
     assert main(["search", "vip", str(probe), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["faces"][0]["matches"][0]["subject_name"] == "eileen"
+
+
+def test_compare_prints_the_scale_to_two_decimals_and_the_far(
+    testdata: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = testdata / "faces/face_recognition/examples"
+    a, b = str(root / "obama.jpg"), str(root / "obama2.jpg")
+    assert main(["compare", a, b]) == 0
+    line = capsys.readouterr().out.strip()
+    # e.g. "SAME person: similarity 0.92 (FAR 3e-7); threshold 0.70 (FAR 1e-4), distance ..."
+    assert re.match(
+        r"SAME person: similarity 0\.\d\d \(FAR \de-\d+\); threshold 0\.70 \(FAR 1e-4\)", line
+    )
+    assert main(["compare", "--far", "1e-6", "--json", a, b]) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert (body["threshold"], body["threshold_far"]) == (0.9, 1e-6)
+    assert main(["compare", "--far", "1e-9", a, b]) == 2
+    assert "INVALID_ARGUMENT" in capsys.readouterr().err
+
+
+def test_far_text_reads_as_a_person_would_write_it() -> None:
+    assert [far_text(f) for f in (0.37, 0.05, 1e-4, 3.3e-7, 2.6e-7)] == [
+        "0.37",
+        "0.05",
+        "1e-4",
+        "3e-7",
+        "3e-7",
+    ]
+
+
+def test_models_calibrate_fits_and_writes_a_table(
+    tmp_path: Path, testdata: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The re-fit command end to end, on a small LFW-shaped folder of other photos."""
+    src = testdata / "faces/deepface/images"
+    lfw = tmp_path / "lfw"
+    pairs = []
+    for row in csv.DictReader((src / "identities.csv").open()):
+        who = row["identity"].replace(" ", "_")
+        folder = lfw / "images" / who
+        folder.mkdir(parents=True, exist_ok=True)
+        n = len(list(folder.iterdir())) + 1
+        (folder / f"{who}_{n:04d}.jpg").symlink_to(src / row["file"])
+        pairs.append(f"{who}\t{n}\t{n}")
+    (lfw / "pairs.txt").write_text("1\n" + "\n".join(pairs) + "\n")
+    out = tmp_path / "tables"
+    args = ["models", "calibrate", "--lfw", str(lfw), "--pairs", "pairs.txt", "--modes", "none"]
+    assert main([*args, "--workers", "1", "--out", str(out), "--write"]) == 0
+    printed = capsys.readouterr().out
+    assert "| 0.001 |" in printed and "wrote" in printed
+    tables = tables_from_json(json.loads((out / "dlib_resnet_v1.json").read_text()))
+    cal = tables["none"]
+    assert cal.threshold(1e-3) == pytest.approx(0.6) and cal.min_far == 1e-6
+    # About 2,000 impostor pairs: below FAR 2.5e-2 nothing is measurable, the tail model says it.
+    assert {k.source for k in cal.knots[1:-1] if k.far <= 1e-3} == {"tail model"}
+    assert main(["models", "calibrate", "--lfw", str(lfw), "--spaces", "nope_v1"]) == 2
+    assert main(["models", "calibrate", "--lfw", str(lfw), "--modes", "sideways"]) == 2
+    assert main(["models", "calibrate", "--lfw", str(tmp_path / "nowhere")]) == 2
+    assert main(["models", "calibrate"]) == 2

@@ -278,15 +278,36 @@ def test_analysis_options_come_from_settings_with_per_request_overrides(
     assert (over.max_faces, over.detector, over.landmarks, over.embeddings) == (2, "hog", 68, True)
 
 
-def test_the_compare_threshold_is_the_setting_else_the_models_calibration(
+def test_the_compare_threshold_is_the_requests_far_else_the_settings(
     make_rt: MakeRuntime,
 ) -> None:
-    spec = get_spec("dlib_resnet")
-    assert make_rt().compare_threshold("dlib_resnet") == spec.threshold
-    assert make_rt(compare_threshold=0.8).compare_threshold("dlib_resnet") == 0.8
-    assert spec.calibration is not None
+    rt = make_rt()
+    # The default FAR (FACEPLANE_COMPARE_FAR, 1e-4) reads as 0.7 on the scale.
+    assert rt.settings.compare_far == 1e-4
+    threshold, far = rt.compare_threshold("dlib_resnet")
+    assert (round(threshold, 9), far) == (0.7, 1e-4)
+    assert make_rt(compare_far=1e-3).compare_threshold("dlib_resnet")[0] == pytest.approx(0.6)
+    assert rt.compare_threshold("dlib_resnet", far=1e-5)[0] == pytest.approx(0.8)
+    # The deprecated fixed threshold still holds when a request names no FAR, and says its FAR.
+    fixed = make_rt(compare_threshold=0.8)
+    threshold, far = fixed.compare_threshold("dlib_resnet")
+    assert threshold == 0.8 and far == pytest.approx(1e-5, rel=1e-6)
+    assert fixed.compare_threshold("dlib_resnet", far=1e-3)[0] == pytest.approx(0.6)
+    with pytest.raises(FaceplaneError) as info:
+        rt.compare_threshold("dlib_resnet", far=1e-8)
+    assert info.value.err is Err.INVALID_ARGUMENT and info.value.details["field"] == "far"
+
+
+def test_each_augmentation_mode_has_its_own_scale_of_the_embedders_space(
+    make_rt: MakeRuntime,
+) -> None:
+    cuts = set()
     for tta in ("none", "flip", "multi"):
-        assert make_rt(embed_tta=tta).calibration("dlib_resnet") == spec.calibration[tta]
+        cal = make_rt(embed_tta=tta).calibration("dlib_resnet")
+        assert (cal.space, cal.mode) == (get_spec("dlib_resnet").space, tta)
+        assert make_rt(embed_tta=tta).calibration("dlib_resnet_onnx") == cal
+        cuts.add(cal.score_for_far(1e-4))
+    assert len(cuts) == 3
 
 
 # ---- close ---------------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import threading
 from typing import Any, Protocol
 
@@ -75,16 +74,3 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
     """L2-normalise rows; a zero row stays zero."""
     norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
     return np.asarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)
-
-
-def similarity(
-    a: np.ndarray, b: np.ndarray, calibration: tuple[float, float]
-) -> tuple[float, float]:
-    """Return (calibrated similarity in [0, 1], euclidean distance in [0, 2]) of two descriptors.
-
-    The similarity is sigmoid(slope · cosine + bias), the model's calibration.
-    """
-    na, nb = normalise(a.reshape(1, -1))[0], normalise(b.reshape(1, -1))[0]
-    cos = float(np.clip(np.dot(na, nb), -1.0, 1.0))
-    slope, bias = calibration
-    return 1.0 / (1.0 + math.exp(-(slope * cos + bias))), math.sqrt(max(0.0, 2.0 - 2.0 * cos))

@@ -7,8 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from faceplane.engine.embed import normalise, similarity
+from faceplane.engine.embed import normalise
 from faceplane.engine.faces import AnalyseOptions, Analysis, analyse_image
+from faceplane.engine.similarity import raw_score
 from faceplane.errors import Err, FaceplaneError
 from faceplane.runtime import Runtime
 from faceplane.services.images import ImageSource, load_image
@@ -104,21 +105,31 @@ def _side_vector(
     return face.embedding, used, analysis.models.get("embedder")
 
 
+def far_value(far: float) -> float:
+    """A FAR as answered: three significant digits (it is a rate, not a measurement to 1e-6)."""
+    return float(f"{far:.3g}")
+
+
 def compare_faces(
-    rt: Runtime, a: CompareSide, b: CompareSide, req: DetectRequest
+    rt: Runtime, a: CompareSide, b: CompareSide, req: DetectRequest, far: float | None = None
 ) -> dict[str, Any]:
-    """Compare two faces 1:1 and decide with the calibrated threshold."""
+    """Compare two faces 1:1: the similarity on the calibrated scale, the FAR its score
+    corresponds to, and `match` at the FAR asked for (else FACEPLANE_COMPARE_FAR)."""
+    rt.compare_threshold(None, far)  # a FAR the table cannot reach fails before any work
     # Each side's errors name the field the client sent it in.
     va, face_a, model_a = _side_vector(rt, a, a.image.field if a.image else "image1", req)
     vb, face_b, model_b = _side_vector(rt, b, b.image.field if b.image else "image2", req)
-    model = model_a or model_b or rt.pool.embedder().name
-    calibration = rt.calibration(model)
-    sim, dist = similarity(va, vb, calibration)
-    threshold = rt.compare_threshold(model)
+    model = model_a or model_b or rt.pool.embedder_name()
+    threshold, threshold_far = rt.compare_threshold(model, far)
+    cal = rt.calibration(model)
+    score, dist = raw_score(va, vb)
+    sim = cal.similarity(score)
     return {
         "similarity": round(sim, 6),
+        "far": far_value(cal.far(score)),
         "distance": round(dist, 6),
-        "threshold": threshold,
+        "threshold": round(threshold, 6),
+        "threshold_far": far_value(threshold_far),
         "match": sim >= threshold,
         "model": model,
         "face1": face_a,

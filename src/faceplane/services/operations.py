@@ -89,7 +89,7 @@ def run_compare(
 ) -> OperationResult:
     """Compare the faces of `image1` and `image2` (or two embeddings)."""
     a, b = compare_sides(images, p)
-    return OperationResult(compare_faces(rt, a, b, DetectRequest.from_params(p)))
+    return OperationResult(compare_faces(rt, a, b, DetectRequest.from_params(p), p.far))
 
 
 def run_crop(

@@ -51,6 +51,13 @@ class CompareParams(DetectParams):
     face_index2: int = Field(0, ge=0, description="Which face of image2 (0 = the largest).")
     embedding1: list[float] | None = Field(None, description="A 128-d embedding instead of image1.")
     embedding2: list[float] | None = Field(None, description="A 128-d embedding instead of image2.")
+    far: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="False-accept rate `match` is decided at (default FACEPLANE_COMPARE_FAR, "
+        "1e-4); the smallest calibrated is 1e-6.",
+    )
 
 
 class CropParams(DetectParams):
@@ -88,7 +95,9 @@ class SearchParams(BaseModel):
     face_token: str | None = Field(None, description="Probe with an enrolled face.")
     all_faces: bool = Field(False, description="Search every face of the image.")
     k: int = Field(5, ge=1, le=100, description="Subjects returned per probe face.")
-    far: float | None = Field(None, gt=0, lt=1, description="False-accept rate (1e-3, 1e-4…).")
+    far: float | None = Field(
+        None, gt=0, lt=1, description="False-accept rate of the threshold (1e-3 … 1e-6)."
+    )
 
 
 class BlacklistParams(BaseModel):
@@ -97,4 +106,6 @@ class BlacklistParams(BaseModel):
     model_config = ConfigDict(extra="ignore")
     embedding: list[float] | None = Field(None, description="Probe with a 128-d embedding.")
     k: int = Field(5, ge=1, le=100, description="Entries returned per blacklist and face.")
-    far: float | None = Field(None, gt=0, lt=1, description="False-accept rate (1e-3, 1e-4…).")
+    far: float | None = Field(
+        None, gt=0, lt=1, description="False-accept rate of the threshold (1e-3 … 1e-6)."
+    )

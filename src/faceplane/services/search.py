@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -10,10 +9,10 @@ from sqlalchemy import and_, select
 
 from faceplane.engine.embed import normalise
 from faceplane.engine.faces import analyse_image
-from faceplane.engine.models.registry import get_spec
 from faceplane.errors import Err, FaceplaneError
 from faceplane.runtime import Runtime
 from faceplane.services.collections import check_space, load_collection, load_face
+from faceplane.services.faces import far_value
 from faceplane.services.images import ImageSource, load_image
 from faceplane.store.db import collections, faces, subjects
 
@@ -21,31 +20,9 @@ EMBEDDING_DIM = 128
 
 
 def far_threshold(rt: Runtime, far: float) -> tuple[float, float]:
-    """(similarity threshold, the FAR it was measured at) for a requested false-accept rate.
-
-    The shipped table is indexed by FAR; a FAR between two rows takes the stricter one.
-    """
-    name = rt.pool.embedder_name()
-    spec = get_spec(name)
-    assert spec.far_cosine and spec.calibration
-    mode = rt.settings.embed_tta
-    table = spec.far_cosine[mode]
-    usable = sorted((f for f in table if f <= far), reverse=True)
-    if not usable:
-        raise FaceplaneError(
-            Err.INVALID_ARGUMENT,
-            f"No threshold is calibrated for far={far:g}; the smallest is {min(table):g}.",
-            far=far,
-            calibrated=sorted(table),
-        )
-    chosen = usable[0]
-    slope, bias = spec.calibration[mode]
-    return 1.0 / (1.0 + math.exp(-(slope * table[chosen] + bias))), chosen
-
-
-def _to_similarity(rt: Runtime, cosines: np.ndarray) -> np.ndarray:
-    slope, bias = rt.calibration(rt.pool.embedder_name())
-    return np.asarray(1.0 / (1.0 + np.exp(-(slope * cosines + bias))))
+    """(similarity threshold, its FAR) for a requested false-accept rate, on the calibrated
+    scale compare speaks too (FAR 1e-4 → 0.7); INVALID_ARGUMENT below the table's reach."""
+    return rt.far_threshold(far), far
 
 
 def _probes(
@@ -104,10 +81,12 @@ def _matches(
         return []
     # Several faces may belong to one subject: look a little deeper than k subjects.
     keys, cos = index.search(vec[None].astype(np.float32), min(len(index), k * 4))
-    sims = _to_similarity(rt, cos[0].astype(np.float64))
+    cal = rt.calibration()
+    scores = cos[0].astype(np.float64)
+    sims, fars = cal.similarity(scores), cal.far(scores)
     hits = [
-        (int(key), float(s))
-        for key, s in zip(keys[0], sims, strict=True)
+        (int(key), float(s), float(f))
+        for key, s, f in zip(keys[0], sims, fars, strict=True)
         if key >= 0 and s >= threshold
     ]
     if not hits:
@@ -122,7 +101,7 @@ def _matches(
         ).all()
     by_seq = {r[0]: r for r in rows}
     best: dict[str, dict[str, Any]] = {}
-    for seq, sim in hits:
+    for seq, sim, far in hits:
         row = by_seq.get(seq)
         if row is None or row[2] in best:  # deleted meanwhile, or a weaker face of a subject
             continue
@@ -132,6 +111,7 @@ def _matches(
             "external_id": row[4],
             "face_token": row[1],
             "similarity": round(sim, 6),
+            "far": far_value(far),
         }
     return sorted(best.values(), key=lambda m: -m["similarity"])[:k]
 
@@ -153,11 +133,11 @@ def search_collection(
     with store.db.connect() as conn:
         coll = load_collection(conn, company_id, collection_id)
     check_space(rt, coll)
-    threshold, measured_far = far_threshold(rt, far or rt.settings.search_default_far)
+    threshold, threshold_far = far_threshold(rt, far or rt.settings.search_default_far)
     probes = _probes(rt, company_id, collection_id, image, embedding, face_token, all_faces)
     return {
         "collection_id": collection_id,
-        "far": measured_far,
+        "far": threshold_far,
         "faces": [
             {
                 "box": box,
@@ -190,7 +170,7 @@ def check_blacklists(
     for row in lists:
         check_space(rt, row)
     ids = [(row["id"], row["name"]) for row in lists]
-    threshold, measured_far = far_threshold(rt, far or rt.settings.search_default_far)
+    threshold, threshold_far = far_threshold(rt, far or rt.settings.search_default_far)
     probes = _probes(rt, company_id, "", image, embedding, None, True)
     entries = []
     for box, vec in probes:
@@ -202,6 +182,6 @@ def check_blacklists(
         "hit": bool(entries),
         "matches": entries,
         "threshold": round(threshold, 6),
-        "far": measured_far,
+        "far": threshold_far,
         "blacklists": len(ids),
     }

@@ -35,15 +35,24 @@ def test_detection_lists_the_faces_and_the_image_size() -> None:
 
 
 def test_verification_is_confidence_and_is_same_person() -> None:
-    native = {"similarity": 0.8, "match": True, "threshold": 0.6, "distance": 0.4, "model": "m"}
+    native = {
+        "similarity": 0.8,
+        "far": 1e-5,
+        "match": True,
+        "threshold": 0.7,
+        "threshold_far": 1e-4,
+        "distance": 0.4,
+        "model": "m",
+    }
     _, body = render.render_verification("r", native)
     assert body == {
         "status": "OK",
         "request_id": "r",
         "confidence": 0.8,
         "is_same_person": True,
-        "threshold": 0.6,
+        "threshold": 0.7,
         "distance": 0.4,
+        "far": 1e-5,
     }
 
 

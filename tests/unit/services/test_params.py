@@ -126,6 +126,7 @@ def test_form_style_strings_are_read_as_their_types() -> None:
         ("search", {"collection_id": "c", "far": 1e-4}),
         ("blacklist_check", {"k": 100, "far": 0.999}),
         ("compare", {"face_index1": 3, "embedding2": [0.5] * 128}),
+        ("compare", {"far": 1e-6}),
     ],
 )
 def test_values_at_the_bounds_are_accepted(operation: str, options: dict[str, Any]) -> None:
@@ -180,6 +181,9 @@ def test_unknown_options_are_ignored_not_refused() -> None:
         ("search", {"collection_id": "c", "far": 1}, "far"),
         ("blacklist_check", {"k": 0}, "k"),
         ("blacklist_check", {"far": 1.5}, "far"),
+        ("compare", {"far": 0}, "far"),
+        ("compare", {"far": 1}, "far"),
+        ("compare", {"far": "often"}, "far"),
     ],
 )
 def test_a_bad_value_is_an_invalid_argument_naming_its_field(

@@ -55,6 +55,9 @@ def test_each_john_is_found_first_above_the_threshold(rt: Runtime, johns: dict[s
         assert face["matches"][0]["subject_id"] == johns["subjects"][name], (name, face)
         assert face["matches"][0]["similarity"] >= face["threshold"]
         assert len({m["subject_id"] for m in face["matches"]}) == len(face["matches"])
+        # Every match says the FAR of its score, within the FAR the threshold was asked at.
+        assert face["threshold"] == pytest.approx(0.6) and out["far"] == 1e-3
+        assert all(0 < m["far"] <= 1e-3 * 1.001 for m in face["matches"])
 
 
 def test_a_stranger_matches_nobody(rt: Runtime, johns: dict[str, Any], astronaut: bytes) -> None:
@@ -88,9 +91,10 @@ def test_probe_arguments_are_checked(rt: Runtime, johns: dict[str, Any]) -> None
 
 def test_stricter_far_means_a_higher_threshold_and_too_strict_is_refused(rt: Runtime) -> None:
     thresholds = [far_threshold(rt, far)[0] for far in (1e-3, 1e-4, 1e-5, 1e-6)]
-    assert thresholds == sorted(thresholds) and len(set(thresholds)) == 4
-    # A FAR between two calibrated rows takes the stricter row.
-    assert far_threshold(rt, 5e-4) == far_threshold(rt, 1e-4)
+    # The scale compare speaks too: one tenth of similarity per decade of FAR.
+    assert thresholds == pytest.approx([0.6, 0.7, 0.8, 0.9])
+    # A FAR between two knots is interpolated on the same rule, not rounded to a row.
+    assert far_threshold(rt, 5e-4) == (pytest.approx(0.3 + 0.1 * 3.30103, abs=1e-6), 5e-4)
     with pytest.raises(FaceplaneError) as exc:
         far_threshold(rt, 1e-9)
     assert exc.value.err is Err.INVALID_ARGUMENT
@@ -109,6 +113,9 @@ def test_blacklists_are_checked_every_one_and_only_the_callers(
     hit = check_blacklists(rt, company, image(photos[-1]))
     assert hit["hit"] and hit["blacklists"] == 2
     assert {m["collection_name"] for m in hit["matches"]} == {"first list", "second list"}
+    # The default FAR (1e-4) on the one scale, and each entry's own FAR below it.
+    assert hit["threshold"] == pytest.approx(0.7) and hit["far"] == 1e-4
+    assert all(0 < m["far"] <= 1e-4 * 1.001 for m in hit["matches"])
     assert not check_blacklists(rt, company, ImageSource("image", data=astronaut))["hit"]
     # Another company has no blacklists: the same face is no hit there.
     elsewhere = check_blacklists(rt, "company-clean", image(photos[-1]))

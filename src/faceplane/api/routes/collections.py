@@ -317,8 +317,9 @@ async def search(
     request_id: RequestIdDep,
     caller: CallerDep,
 ) -> dict[str, Any]:
-    """`faces: [{box, matches: [{subject_id, subject_name, similarity}], threshold}]`;
-    `matches` is empty when nobody passes the threshold chosen by `far`."""
+    """`far` and `faces: [{box, matches: [{subject_id, subject_name, similarity, far}],
+    threshold}]`; `matches` is empty when nobody passes the threshold of `far` (the same
+    similarity scale as compare: FAR 1e-4 → 0.7)."""
     return await run_sync("search", request, request_id, caller, collection_id=collection_id)
 
 

@@ -45,7 +45,7 @@ async def detect(
 
 @router.post(
     "/compare",
-    summary="Compare two faces 1:1 with the calibrated threshold",
+    summary="Compare two faces 1:1 at a false-accept rate",
     openapi_extra=image_body_schema(OPERATIONS["compare"].image_fields, CompareParams),
 )
 async def compare(
@@ -53,5 +53,8 @@ async def compare(
     request_id: RequestIdDep,
     caller: CallerDep,
 ) -> dict[str, Any]:
-    """Similarity in [0, 1], distance, threshold, match, and the face used on each side."""
+    """`similarity` in [0, 1] and `far` (the false-accept rate of the score) on the
+    FAR-calibrated scale (0.6/0.7/0.8/0.9 = FAR 1e-3/1e-4/1e-5/1e-6), `distance`, `threshold`
+    and `threshold_far` (`far` of the request, default FACEPLANE_COMPARE_FAR), `match`, and the
+    face used on each side."""
     return await run_sync("compare", request, request_id, caller)

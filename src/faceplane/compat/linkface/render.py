@@ -148,7 +148,8 @@ def render_detection(request_id: str, body: dict[str, Any]) -> tuple[int, dict[s
 
 
 def render_verification(request_id: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    """The verification answer: ``confidence`` (calibrated similarity), ``is_same_person``."""
+    """The verification answer: ``confidence`` (calibrated similarity), ``is_same_person``,
+    ``threshold``, ``distance`` and ``far`` (the false-accept rate of the score)."""
     return render_success(
         request_id,
         {
@@ -156,6 +157,7 @@ def render_verification(request_id: str, body: dict[str, Any]) -> tuple[int, dic
             "is_same_person": body["match"],
             "threshold": body["threshold"],
             "distance": body["distance"],
+            "far": body.get("far"),
         },
     )
 

