@@ -13,6 +13,7 @@ from faceplane.errors import Err, FaceplaneError
 from faceplane.runtime import Runtime
 from faceplane.services import collections as col
 from faceplane.services.enroll import enroll_faces
+from faceplane.services.faces import DetectRequest, detect_faces
 from faceplane.services.images import ImageSource
 from faceplane.settings import Settings
 from faceplane.store.db import collections, faces
@@ -97,8 +98,16 @@ def test_face_all_over_the_subject_limit_stores_nothing(rt: Runtime, testdata: P
 def test_face_all_lists_the_unfit_faces_and_enrolls_the_rest(rt: Runtime, testdata: Path) -> None:
     cid = col.create_collection(rt, CO, "group, roomy", "gallery")["id"]
     sid = col.create_subject(rt, CO, cid, "everyone")["id"]
-    roomy = Runtime.open(rt.settings.model_copy(update={"subject_max_faces": 10}))
+    # A size bound between the group's smallest and largest faces makes some of them unfit.
+    sizes = sorted(
+        f["quality"]["face_size"]
+        for f in detect_faces(rt, image(testdata / GROUP), DetectRequest())["faces"]
+    )
+    bound = (sizes[1] + sizes[2]) // 2 + 1
+    limits = {"subject_max_faces": 10, "collection_max_faces": 10, "quality_min_face_px": bound}
+    roomy = Runtime.open(rt.settings.model_copy(update=limits))
     out = enroll_faces(roomy, CO, cid, sid, image(testdata / GROUP), face="all")
+    assert {r["reason"] for u in out["unindexed"] for r in u["reasons"]} == {"too_small"}
     indexes = [f["face_index"] for f in out["faces"]] + [u["face_index"] for u in out["unindexed"]]
     assert sorted(indexes) == list(range(6))
     assert out["unindexed"] and all(u["reasons"] for u in out["unindexed"])
