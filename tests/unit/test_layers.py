@@ -256,3 +256,35 @@ def test_cli_commands_reach_storage_only_through_services(path: Path) -> None:
     tree = ast.parse(path.read_text(), str(path))
     assert _hits(path, CLI_FORBIDDEN) == []
     assert _storage_reaches(tree, path.name) == []
+
+
+def _queued_on_a_pool(tree: ast.AST, where: str) -> list[str]:
+    """`rt.run_*(hub.queued, ...)`: the hub hands task ids to its notifier thread and returns
+    at once, so every route family calls it directly; a pool slot would only wait in line."""
+    return sorted(
+        f"{where}:{node.lineno} {node.func.attr}(hub.queued)"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr.startswith("run_")
+        and node.args
+        and isinstance(node.args[0], ast.Attribute)
+        and node.args[0].attr == "queued"
+    )
+
+
+def test_the_queued_check_finds_a_seeded_offender() -> None:
+    seeded = ast.parse(
+        "async def route(rt, hub, ids):\n"
+        "    hub.queued(ids)\n"
+        "    await rt.run_io(hub.queued, ids)\n"
+    )
+    assert _queued_on_a_pool(seeded, "seed.py") == ["seed.py:3 run_io(hub.queued)"]
+
+
+def test_route_families_hand_new_tasks_to_the_hub_alike() -> None:
+    offenders = []
+    for path in _modules("api", "compat"):
+        tree = ast.parse(path.read_text(), str(path))
+        offenders += _queued_on_a_pool(tree, str(path.relative_to(SRC)))
+    assert offenders == []
