@@ -113,11 +113,11 @@ def _dispatch(args: argparse.Namespace, rt: Runtime) -> Any:
         company = _company(rt, args.company, create=False)
         return accounts.list_apps(rt, company["id"])
     if action == "rotate":
-        app, key = accounts.rotate_key(rt, args.app_id, None)
+        app, key = accounts.rotate_key(rt, None, args.app_id)
         return {**app, "key": key}
     if action in ("deactivate", "activate"):
         status = "deactivated" if action == "deactivate" else "active"
-        return accounts.update_app(rt, args.app_id, {"status": status}, None)
+        return accounts.update_app(rt, None, args.app_id, {"status": status})
     changes: dict[str, Any] = {}
     if args.rate_limit is not None:
         changes["rate_limit"] = args.rate_limit
@@ -125,7 +125,7 @@ def _dispatch(args: argparse.Namespace, rt: Runtime) -> Any:
         changes["quota"] = args.quota if args.quota >= 0 else None
     if args.expires is not None:
         changes["expires_at"] = args.expires.at
-    return accounts.update_app(rt, args.app_id, changes, None)
+    return accounts.update_app(rt, None, args.app_id, changes)
 
 
 def add_admin_parser(sub: Any) -> None:

@@ -125,7 +125,7 @@ def test_every_route_refuses_a_deactivated_and_an_expired_app(
 ) -> None:
     rt = app_client.app.state.rt  # type: ignore[attr-defined]
     off, off_key = accounts.create_app(rt, acme.company["id"], "off", 100)
-    accounts.update_app(rt, off["app_id"], {"status": "deactivated"}, acme.company["id"])
+    accounts.update_app(rt, acme.company["id"], off["app_id"], {"status": "deactivated"})
     _, old_key = accounts.create_app(rt, acme.company["id"], "old", 100, expires_at=time.time() - 1)
     for method, path in protected_routes(app_client):
         assert (

@@ -31,7 +31,7 @@ def stored_expiry(data_dir: Path, app_id: str) -> float | None:
     """The expiry the database holds for the app (epoch seconds)."""
     rt = Runtime.open(Settings(data_dir=data_dir))
     try:
-        value = accounts.load_app(rt, app_id, None)["expires_at"]
+        value = accounts.load_app(rt, None, app_id)["expires_at"]
     finally:
         rt.close()
     return None if value is None else float(value)

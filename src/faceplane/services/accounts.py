@@ -193,7 +193,7 @@ def public_user(row: dict[str, Any]) -> dict[str, Any]:
     return {**out, **limits, "created_at": iso_utc(row["created_at"])}
 
 
-def load_user(rt: Runtime, user_id: str, company_id: str) -> dict[str, Any]:
+def load_user(rt: Runtime, company_id: str, user_id: str) -> dict[str, Any]:
     """A user of the company, or RESOURCE_NOT_FOUND (another company's user too)."""
     store = rt.store
     with store.db.connect() as conn:
@@ -210,18 +210,18 @@ def load_user(rt: Runtime, user_id: str, company_id: str) -> dict[str, Any]:
 
 
 def set_user_limits(
-    rt: Runtime, user_id: str, company_id: str, changes: dict[str, Any]
+    rt: Runtime, company_id: str, user_id: str, changes: dict[str, Any]
 ) -> dict[str, Any]:
     """An admin caps a user: `rate_limit` (None: the default) and `quota` (None: unlimited)
     bound the user's token and every app the user owns."""
     store = rt.store
-    load_user(rt, user_id, company_id)
+    load_user(rt, company_id, user_id)
     allowed = {k: v for k, v in changes.items() if k in LIMIT_FLOORS}
     check_limits(allowed)
     if allowed:
         with write_tx(store.db) as conn:
             conn.execute(update(users).where(users.c.id == user_id).values(**allowed))
-    return public_user(load_user(rt, user_id, company_id))
+    return public_user(load_user(rt, company_id, user_id))
 
 
 def user_company(rt: Runtime, user_id: str) -> str | None:
@@ -302,7 +302,7 @@ def create_app(
     return public_app(row), key
 
 
-def load_app(rt: Runtime, app_id: str, company_id: str | None) -> dict[str, Any]:
+def load_app(rt: Runtime, company_id: str | None, app_id: str) -> dict[str, Any]:
     """An app by APP_ID within `company_id` (None: any company, for authentication and the
     operator's CLI), or APP_NOT_FOUND."""
     store = rt.store
@@ -331,11 +331,11 @@ def list_apps(rt: Runtime, company_id: str, user_id: str | None = None) -> list[
         ]
 
 
-def rotate_key(rt: Runtime, app_id: str, company_id: str | None) -> tuple[dict, str]:
+def rotate_key(rt: Runtime, company_id: str | None, app_id: str) -> tuple[dict, str]:
     """Give an app of `company_id` (None: any, the operator's CLI) a new KEY; the old one
     stops working at once."""
     store = rt.store
-    load_app(rt, app_id, company_id)
+    load_app(rt, company_id, app_id)
     key = _new_key()
     with write_tx(store.db) as conn:
         # The old key's SIGN_DATA replay tokens go with it: the new key signs differently.
@@ -350,16 +350,16 @@ def rotate_key(rt: Runtime, app_id: str, company_id: str | None) -> tuple[dict, 
                 rotated_at=time.time(),
             )
         )
-    return public_app(load_app(rt, app_id, company_id)), key
+    return public_app(load_app(rt, company_id, app_id)), key
 
 
 def update_app(
-    rt: Runtime, app_id: str, changes: dict[str, Any], company_id: str | None
+    rt: Runtime, company_id: str | None, app_id: str, changes: dict[str, Any]
 ) -> dict[str, Any]:
     """Change the status, expiry, rate limit or quota of an app of `company_id` (None: any,
     the operator's CLI)."""
     store = rt.store
-    load_app(rt, app_id, company_id)
+    load_app(rt, company_id, app_id)
     allowed = {
         k: v
         for k, v in changes.items()
@@ -374,7 +374,7 @@ def update_app(
     if allowed:
         with write_tx(store.db) as conn:
             conn.execute(update(apps).where(apps.c.id == app_id).values(**allowed))
-    return public_app(load_app(rt, app_id, company_id))
+    return public_app(load_app(rt, company_id, app_id))
 
 
 def app_webhook(rt: Runtime, company_id: str, app_id: str) -> tuple[str | None, str | None]:

@@ -187,7 +187,7 @@ def test_rotating_a_key_stops_the_old_key_at_once(
     rt: Runtime, store: Store, company: dict[str, Any]
 ) -> None:
     app, old = accounts.create_app(rt, company["id"], "web", rate_limit=60)
-    rotated, new = accounts.rotate_key(rt, app["app_id"], company["id"])
+    rotated, new = accounts.rotate_key(rt, company["id"], app["app_id"])
     assert new != old and rotated["key_prefix"] == new[:10]
     assert rotated["rotated_at"] is not None
     assert code_of(lambda: accounts.authenticate_key(rt, old)) is Err.AUTH_INVALID
@@ -199,10 +199,10 @@ def test_a_deactivated_app_answers_app_deactivated_and_comes_back_when_activated
     rt: Runtime, company: dict[str, Any]
 ) -> None:
     app, key = accounts.create_app(rt, company["id"], "web", rate_limit=60)
-    changed = accounts.update_app(rt, app["app_id"], {"status": "deactivated"}, company["id"])
+    changed = accounts.update_app(rt, company["id"], app["app_id"], {"status": "deactivated"})
     assert changed["status"] == "deactivated"
     assert code_of(lambda: accounts.authenticate_key(rt, key)) is Err.APP_DEACTIVATED
-    accounts.update_app(rt, app["app_id"], {"status": "active"}, company["id"])
+    accounts.update_app(rt, company["id"], app["app_id"], {"status": "active"})
     assert accounts.authenticate_key(rt, key).app_id == app["app_id"]
 
 
@@ -211,7 +211,7 @@ def test_an_app_past_its_expiry_answers_app_expired(rt: Runtime, company: dict[s
         rt, company["id"], "web", rate_limit=60, expires_at=time.time() + 3600
     )
     assert accounts.authenticate_key(rt, key).app_id == app["app_id"]
-    accounts.update_app(rt, app["app_id"], {"expires_at": time.time() - 1}, company["id"])
+    accounts.update_app(rt, company["id"], app["app_id"], {"expires_at": time.time() - 1})
     assert code_of(lambda: accounts.authenticate_key(rt, key)) is Err.APP_EXPIRED
 
 
@@ -219,7 +219,7 @@ def test_an_app_status_other_than_active_or_deactivated_is_refused(
     rt: Runtime, company: dict[str, Any]
 ) -> None:
     app, key = accounts.create_app(rt, company["id"], "web", rate_limit=60)
-    err = code_of(lambda: accounts.update_app(rt, app["app_id"], {"status": "paused"}, None))
+    err = code_of(lambda: accounts.update_app(rt, None, app["app_id"], {"status": "paused"}))
     assert err is Err.INVALID_ARGUMENT
     assert accounts.authenticate_key(rt, key).app_id == app["app_id"]
 
@@ -231,9 +231,9 @@ def test_updating_an_app_ignores_fields_that_are_not_changeable(
     app, key = accounts.create_app(rt, company["id"], "web", rate_limit=60)
     changed = accounts.update_app(
         rt,
+        company["id"],
         app["app_id"],
         {"rate_limit": 5, "company_id": other["id"], "key_hash": "x", "name": "renamed"},
-        company["id"],
     )
     assert (changed["rate_limit"], changed["name"]) == (5, "renamed")
     assert changed["company_id"] == company["id"]
@@ -247,9 +247,9 @@ def test_an_app_webhook_is_read_back_only_in_its_company_and_an_unknown_app_has_
     assert accounts.app_webhook(rt, company["id"], app["app_id"]) == (None, None)
     accounts.update_app(
         rt,
+        company["id"],
         app["app_id"],
         {"webhook_url": "https://hooks.test/x", "webhook_secret": "s3cret-of-16-bytes"},
-        company["id"],
     )
     assert accounts.app_webhook(rt, company["id"], app["app_id"]) == (
         "https://hooks.test/x",
@@ -269,18 +269,18 @@ def test_another_companys_app_is_not_found_by_any_finder(rt: Runtime) -> None:
     their_app, their_key = accounts.create_app(rt, theirs["id"], "x", rate_limit=60)
     app_id = their_app["app_id"]
     assert accounts.list_apps(rt, mine["id"]) == []
-    assert code_of(lambda: accounts.load_app(rt, app_id, mine["id"])) is Err.RESOURCE_NOT_FOUND
-    assert code_of(lambda: accounts.rotate_key(rt, app_id, mine["id"])) is Err.RESOURCE_NOT_FOUND
-    err = code_of(lambda: accounts.update_app(rt, app_id, {"status": "deactivated"}, mine["id"]))
+    assert code_of(lambda: accounts.load_app(rt, mine["id"], app_id)) is Err.RESOURCE_NOT_FOUND
+    assert code_of(lambda: accounts.rotate_key(rt, mine["id"], app_id)) is Err.RESOURCE_NOT_FOUND
+    err = code_of(lambda: accounts.update_app(rt, mine["id"], app_id, {"status": "deactivated"}))
     assert err is Err.RESOURCE_NOT_FOUND
     # Nothing was changed by the refused calls.
     assert accounts.authenticate_key(rt, their_key).company_id == theirs["id"]
-    assert accounts.load_app(rt, app_id, theirs["id"])["status"] == "active"
+    assert accounts.load_app(rt, theirs["id"], app_id)["status"] == "active"
 
 
 def test_an_unknown_app_id_is_app_not_found_when_authenticating(rt: Runtime) -> None:
     # Without a company (a caller authenticating by APP_ID) the code is the vendor's "bad APP_ID".
-    assert code_of(lambda: accounts.load_app(rt, "app_missing", None)) is Err.APP_NOT_FOUND
+    assert code_of(lambda: accounts.load_app(rt, None, "app_missing")) is Err.APP_NOT_FOUND
 
 
 def test_a_users_own_apps_are_listed_apart_from_the_companys(
@@ -476,7 +476,7 @@ def test_a_signature_made_with_another_key_or_over_another_body_is_invalid(
 
 def test_a_signature_by_a_rotated_away_key_is_invalid(rt: Runtime, company: dict[str, Any]) -> None:
     app, old = accounts.create_app(rt, company["id"], "web", rate_limit=60)
-    _, new = accounts.rotate_key(rt, app["app_id"], company["id"])
+    _, new = accounts.rotate_key(rt, company["id"], app["app_id"])
     sig, message, nonce, ts = signed(old)
     err = code_of(
         lambda: accounts.authenticate_signature(rt, app["app_id"], sig, message, nonce, ts, SKEW_S)
@@ -533,7 +533,7 @@ def test_a_replayed_nonce_is_refused_but_another_app_may_use_the_same_nonce(
 
 def test_a_deactivated_app_cannot_sign_requests(rt: Runtime, company: dict[str, Any]) -> None:
     app, key = accounts.create_app(rt, company["id"], "web", rate_limit=60)
-    accounts.update_app(rt, app["app_id"], {"status": "deactivated"}, company["id"])
+    accounts.update_app(rt, company["id"], app["app_id"], {"status": "deactivated"})
     sig, message, nonce, ts = signed(key)
     err = code_of(
         lambda: accounts.authenticate_signature(rt, app["app_id"], sig, message, nonce, ts, SKEW_S)

@@ -166,7 +166,7 @@ async def create_app(
 
 
 def _own_app(rt: Runtime, caller: Principal, app_id: str) -> None:
-    row = accounts.load_app(rt, app_id, caller.company_id)
+    row = accounts.load_app(rt, caller.company_id, app_id)
     if caller.role != "admin" and row["user_id"] != _need_user(caller):
         # Another user's app looks like no app at all: ids leak nothing.
         raise FaceplaneError(Err.RESOURCE_NOT_FOUND, "There is no app with this APP_ID.")
@@ -174,7 +174,7 @@ def _own_app(rt: Runtime, caller: Principal, app_id: str) -> None:
 
 def _rotate(rt: Runtime, caller: Principal, app_id: str) -> tuple[dict[str, Any], str]:
     _own_app(rt, caller, app_id)
-    return accounts.rotate_key(rt, app_id, caller.company_id)
+    return accounts.rotate_key(rt, caller.company_id, app_id)
 
 
 @router.post("/apps/{app_id}/rotate", summary="Give an app a new KEY (shown once)")
@@ -202,7 +202,7 @@ async def patch_app(
     if changes.get("webhook_url"):
         await rt.run_io(check_webhook_url, rt, changes["webhook_url"])
         changes.setdefault("webhook_secret", secrets.token_hex(16))
-    out = await rt.run_io(accounts.update_app, rt, app_id, changes, caller.company_id)
+    out = await rt.run_io(accounts.update_app, rt, caller.company_id, app_id, changes)
     if "webhook_secret" in changes:
         out["webhook_secret"] = changes["webhook_secret"]  # shown when set
     return render_result(request_id, out)
@@ -233,7 +233,7 @@ async def patch_user(
     """Admins only. The caps bound the user's token and, besides each app's own limits, all
     the apps the user owns together; null lifts a cap."""
     changes = body.model_dump(exclude_unset=True)
-    out = await rt.run_io(accounts.set_user_limits, rt, user_id, caller.company_id, changes)
+    out = await rt.run_io(accounts.set_user_limits, rt, caller.company_id, user_id, changes)
     return render_result(request_id, out)
 
 
