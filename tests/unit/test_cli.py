@@ -106,3 +106,8 @@ def test_enroll_and_search_work_on_the_default_company(
     assert main(["search", "vip", str(probe), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["faces"][0]["matches"][0]["subject_name"] == "eileen"
+    # `index rebuild` finds the collection by name and rebuilds it from the database.
+    (vip,) = [c["id"] for c in list_collections(rt, company["id"], 10, None)["collections"]]
+    assert main(["index", "rebuild", "vip"]) == 0
+    assert capsys.readouterr().out.splitlines() == [f"{vip}: 1 vector(s)"]
+    rt.close()

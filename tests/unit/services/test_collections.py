@@ -78,6 +78,35 @@ def test_names_are_unique_per_company_not_across_companies(rt: Runtime) -> None:
     assert [c["id"] for c in col.list_collections(rt, "co-a", 10, None)["collections"]] == [a["id"]]
 
 
+def test_the_cli_finds_a_collection_by_id_or_name_in_its_company_only(rt: Runtime) -> None:
+    mine = col.create_collection(rt, "co-find", "staff", "gallery")["id"]
+    theirs = col.create_collection(rt, "co-find-other", "visitors", "gallery")["id"]
+    assert col.find_collection_id(rt, "co-find", "staff") == mine
+    assert col.find_collection_id(rt, "co-find", mine) == mine
+    assert col.find_collection_id(rt, "co-find", "visitors") is None
+    assert col.find_collection_id(rt, "co-find", theirs) is None
+    assert col.find_collection_id(rt, "co-find", "nobody") is None
+
+
+def test_rebuilding_indexes_covers_every_company_or_the_named_collections(
+    rt: Runtime, testdata: Path
+) -> None:
+    photos = john_photos(testdata)
+    made = {}
+    for company, photo in (("co-ix-a", photos[0]), ("co-ix-b", photos[1])):
+        cid = col.create_collection(rt, company, "shared name", "gallery")["id"]
+        sid = col.create_subject(rt, company, cid, "john")["id"]
+        enroll(rt, company, cid, sid, photo)
+        made[company] = cid
+    empty = col.create_collection(rt, "co-ix-a", "empty", "gallery")["id"]
+    by_name = dict(col.rebuild_indexes(rt, "shared name"))
+    assert by_name == {made["co-ix-a"]: 1, made["co-ix-b"]: 1}
+    assert col.rebuild_indexes(rt, empty) == [(empty, 0)]
+    everything = dict(col.rebuild_indexes(rt, None))
+    assert everything.keys() >= {*made.values(), empty}
+    assert col.rebuild_indexes(rt, "no such collection") == []
+
+
 def test_pages_cover_every_collection_once_and_kind_filters(rt: Runtime) -> None:
     made = {col.create_collection(rt, "co-pages", f"c{i}", "gallery")["id"] for i in range(3)}
     made.add(col.create_collection(rt, "co-pages", "bl", "blacklist")["id"])
