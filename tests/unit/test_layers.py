@@ -146,7 +146,8 @@ def test_no_function_defaults_the_tenant() -> None:
 @pytest.mark.parametrize("path", _modules("api", "compat"), ids=lambda p: str(p.relative_to(SRC)))
 def test_http_layers_reach_storage_only_through_services(path: Path) -> None:
     """No raw SQL or file access behind the import ban: a route that holds the runtime does not
-    open its database, blobs or indexes itself (`rt.store.db.connect()` + a SQL string)."""
+    open its database, blobs or indexes itself (`rt.store.db.connect()` + a SQL string), nor
+    reach the store at all: services take the runtime."""
     tree = ast.parse(path.read_text(), str(path))
     assert _storage_reaches(tree, str(path.relative_to(SRC))) == []
 
@@ -233,7 +234,7 @@ def _storage_reaches(tree: ast.AST, where: str) -> list[str]:
         f"{where}:{node.lineno} .{node.attr}"
         for node in ast.walk(tree)
         if isinstance(node, ast.Attribute)
-        and node.attr in {"db", "blobs", "indexes", "exec_driver_sql"}
+        and node.attr in {"store", "db", "blobs", "indexes", "exec_driver_sql"}
     )
 
 
@@ -246,8 +247,10 @@ def test_the_storage_check_finds_a_seeded_offender() -> None:
     )
     assert _storage_reaches(seeded, "seed.py") == [
         "seed.py:2 .db",
+        "seed.py:2 .store",
         "seed.py:3 .exec_driver_sql",
         "seed.py:4 .indexes",
+        "seed.py:4 .store",
     ]
 
 
