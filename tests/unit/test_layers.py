@@ -222,6 +222,38 @@ def test_services_take_the_runtime_not_a_store(path: Path) -> None:
     assert _public_store_parameters(tree, str(path.relative_to(SRC))) == []
 
 
+def _runtime_not_first(tree: ast.Module, where: str) -> list[str]:
+    """Public functions of a module that take the runtime other than as their first
+    parameter."""
+    found = []
+    for node in tree.body:
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) or node.name[0] == "_":
+            continue
+        a = node.args
+        found += [
+            f"{where}:{node.lineno} {node.name}({arg.arg})"
+            for arg in [*a.posonlyargs, *a.args, *a.kwonlyargs][1:]
+            if arg.annotation is not None
+            and any(isinstance(n, ast.Name) and n.id == "Runtime" for n in ast.walk(arg.annotation))
+        ]
+    return found
+
+
+def test_the_runtime_first_check_finds_a_seeded_offender() -> None:
+    seeded = ast.parse(
+        "def fine(rt: Runtime, company_id: str) -> None: ...\n"
+        "def late(field: str, rt: Runtime) -> None: ...\n"
+        "def _private(field: str, rt: Runtime) -> None: ...\n"
+    )
+    assert _runtime_not_first(seeded, "seed.py") == ["seed.py:2 late(rt)"]
+
+
+@pytest.mark.parametrize("path", _modules("services"), ids=lambda p: str(p.relative_to(SRC)))
+def test_services_take_the_runtime_first(path: Path) -> None:
+    tree = ast.parse(path.read_text(), str(path))
+    assert _runtime_not_first(tree, str(path.relative_to(SRC))) == []
+
+
 # The CLI commands that work on a tenant's data are service callers like the routes: they open
 # the runtime and call services. `cli_db` is the exception: it upgrades and inspects the schema
 # itself, which has to work before (and without) a runtime, since opening one upgrades it.

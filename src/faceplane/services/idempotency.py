@@ -36,7 +36,7 @@ def request_hash(rt: Runtime, spec: TaskSpec) -> str:
             continue
         data = src.data
         if data is None and src.base64 is not None:
-            data = b64decode_checked(name, src.base64, rt)
+            data = b64decode_checked(rt, name, src.base64)
         if data is not None:
             images[name] = {"sha256": hashlib.sha256(data).hexdigest()}
     secret = spec.webhook_secret

@@ -77,7 +77,7 @@ def _store_inputs(store: Store, rt: Runtime, task_id: str, spec: TaskSpec) -> di
             continue
         data = src.data
         if data is None and src.base64 is not None:
-            data = b64decode_checked(name, src.base64, rt)
+            data = b64decode_checked(rt, name, src.base64)
         if data is None:
             continue
         key = store.blobs.put(f"tasks/{task_id}/input/{name}", data)
