@@ -1,4 +1,5 @@
-"""`faceplane admin ...`: companies, users, apps and keys, straight on the database."""
+"""`faceplane admin ...`: companies, users, apps and keys, on the local database (no server
+needed), through the runtime and services.accounts like the admin routes."""
 
 from __future__ import annotations
 
