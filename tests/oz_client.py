@@ -53,10 +53,10 @@ def store_of(client: TestClient) -> Any:
 
 def new_user(client: TestClient, email: str, role: str = "client", company: str = "default") -> str:
     """A user of `company` (made if needed); returns the email."""
-    store = store_of(client)
-    found = accounts.find_company(store, company)
-    cid = found["id"] if found else accounts.create_company(store, company)["id"]
-    accounts.create_user(store, cid, email, PASSWORD, role)
+    rt = client.app.state.rt  # type: ignore[attr-defined]
+    found = accounts.find_company(rt, company)
+    cid = found["id"] if found else accounts.create_company(rt, company)["id"]
+    accounts.create_user(rt, cid, email, PASSWORD, role)
     return email
 
 

@@ -19,10 +19,10 @@ from faceplane.settings import Settings
 def authed_client(settings: Settings, rate_limit: int = 1_000_000) -> Iterator[TestClient]:
     """A test client on a real app, sending the KEY of a fresh app of the first company."""
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-        store = client.app.state.rt.store  # type: ignore[attr-defined]
-        company = accounts.find_company(store, "default")
+        rt = client.app.state.rt  # type: ignore[attr-defined]
+        company = accounts.find_company(rt, "default")
         assert company is not None
-        _, key = accounts.create_app(store, company["id"], "tests", rate_limit)
+        _, key = accounts.create_app(rt, company["id"], "tests", rate_limit)
         client.headers["X-API-Key"] = key
         yield client
 

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from sqlalchemy import select
 
 from faceplane import __version__
 from faceplane.api.audit import AuditLog
@@ -19,10 +18,8 @@ from faceplane.compat.linkface import routes as compat_linkface
 from faceplane.compat.oz import routes as compat_oz
 from faceplane.compat.photo import routes as compat_photo
 from faceplane.runtime import Runtime
-from faceplane.services.accounts import Principal, bootstrap
+from faceplane.services.accounts import Principal, bootstrap, first_company_id
 from faceplane.settings import Settings
-from faceplane.store import Store
-from faceplane.store.db import companies
 from faceplane.tasks.hub import TaskHub
 
 log = logging.getLogger("faceplane")
@@ -57,14 +54,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The only app-scoped objects; handlers reach them through `api.deps`.
     app.state.rt = rt
     app.state.hub = hub
-    store = rt.store
-    _first_run(settings, store)
+    _first_run(rt)
     if settings.auth_disabled:
         log.warning(
             "!!! AUTHENTICATION IS DISABLED (FACEPLANE_AUTH_DISABLED=true): every request acts "
             "as the admin of the first company. Never expose this server. !!!"
         )
-        app.state.open_principal = _open_principal(store)
+        app.state.open_principal = _open_principal(rt)
     app.include_router(admin.router)
     app.include_router(faces.router)
     app.include_router(tasks.router)
@@ -85,9 +81,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def _first_run(settings: Settings, store: Store) -> None:
+def _first_run(rt: Runtime) -> None:
     """On an empty database: create a company, an admin and an app, and print them once."""
-    created = bootstrap(store, settings.default_rate_limit)
+    created = bootstrap(rt, rt.settings.default_rate_limit)
     if created is None:
         return
     banner = "\n".join(
@@ -106,10 +102,6 @@ def _first_run(settings: Settings, store: Store) -> None:
     print(banner, file=sys.stderr, flush=True)
 
 
-def _open_principal(store: Store) -> Principal:
+def _open_principal(rt: Runtime) -> Principal:
     """The caller every request becomes when authentication is disabled."""
-    with store.db.connect() as conn:
-        company_id = conn.execute(
-            select(companies.c.id).order_by(companies.c.created_at).limit(1)
-        ).scalar_one()
-    return Principal(company_id=company_id, role="admin", via="disabled")
+    return Principal(company_id=first_company_id(rt), role="admin", via="disabled")

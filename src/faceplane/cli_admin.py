@@ -1,4 +1,5 @@
-"""`faceplane admin ...`: companies, users, apps and keys, straight on the database."""
+"""`faceplane admin ...`: companies, users, apps and keys, on the local database (no server
+needed), through the runtime and services.accounts like the admin routes."""
 
 from __future__ import annotations
 
@@ -13,15 +14,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from faceplane.errors import Err, FaceplaneError
+from faceplane.runtime import Runtime
 from faceplane.services import accounts
 from faceplane.settings import Settings
-from faceplane.store import Store
 
 
-def _company(store: Store, name: str, create: bool) -> dict[str, Any]:
-    found = accounts.find_company(store, name)
+def _company(rt: Runtime, name: str, create: bool) -> dict[str, Any]:
+    found = accounts.find_company(rt, name)
     if found is None and create:
-        return accounts.create_company(store, name)
+        return accounts.create_company(rt, name)
     if found is None:
         raise FaceplaneError(Err.RESOURCE_NOT_FOUND, f"No company {name!r}.")
     return found
@@ -66,56 +67,58 @@ def parse_expiry(text: str) -> Expiry:
 
 def run_admin(args: argparse.Namespace, settings: Settings) -> int:
     """Dispatch `faceplane admin <what> <action>`."""
-    store = Store.open(settings)
+    rt = Runtime.open(settings)
     try:
-        out = _dispatch(args, settings, store)
+        out = _dispatch(args, rt)
     except FaceplaneError as exc:
         print(f"error {exc.err.name}: {exc.message}", file=sys.stderr)
         return 2
+    finally:
+        rt.close()
     if out is not None:
         _print(out, getattr(args, "json", False))
     return 0
 
 
-def _dispatch(args: argparse.Namespace, settings: Settings, store: Store) -> Any:
+def _dispatch(args: argparse.Namespace, rt: Runtime) -> Any:
     what, action = args.what, args.action
     if what == "company":
         if action == "create":
-            return accounts.create_company(store, args.name)
-        return accounts.list_companies(store)
+            return accounts.create_company(rt, args.name)
+        return accounts.list_companies(rt)
     if what == "user":
-        company = _company(store, args.company, create=False)
+        company = _company(rt, args.company, create=False)
         if action == "create":
             password = args.password or (
                 getpass.getpass("password: ") if sys.stdin.isatty() else secrets.token_urlsafe(15)
             )
-            user = accounts.create_user(store, company["id"], args.email, password, args.role)
+            user = accounts.create_user(rt, company["id"], args.email, password, args.role)
             if not args.password and not sys.stdin.isatty():
                 user["password"] = password  # generated: shown this once
             return user
-        return accounts.list_users(store, company["id"])
+        return accounts.list_users(rt, company["id"])
     # apps
     if action == "create":
-        company = _company(store, args.company, create=True)
+        company = _company(rt, args.company, create=True)
         app, key = accounts.create_app(
-            store,
+            rt,
             company["id"],
             args.name,
-            args.rate_limit or settings.default_rate_limit,
+            args.rate_limit or rt.settings.default_rate_limit,
             args.quota,
             None,
             args.expires.at if args.expires else None,
         )
         return {**app, "key": key}
     if action == "list":
-        company = _company(store, args.company, create=False)
-        return accounts.list_apps(store, company["id"])
+        company = _company(rt, args.company, create=False)
+        return accounts.list_apps(rt, company["id"])
     if action == "rotate":
-        app, key = accounts.rotate_key(store, args.app_id, None)
+        app, key = accounts.rotate_key(rt, None, args.app_id)
         return {**app, "key": key}
     if action in ("deactivate", "activate"):
         status = "deactivated" if action == "deactivate" else "active"
-        return accounts.update_app(store, args.app_id, {"status": status}, None)
+        return accounts.update_app(rt, None, args.app_id, {"status": status})
     changes: dict[str, Any] = {}
     if args.rate_limit is not None:
         changes["rate_limit"] = args.rate_limit
@@ -123,7 +126,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings, store: Store) -> Any
         changes["quota"] = args.quota if args.quota >= 0 else None
     if args.expires is not None:
         changes["expires_at"] = args.expires.at
-    return accounts.update_app(store, args.app_id, changes, None)
+    return accounts.update_app(rt, None, args.app_id, changes)
 
 
 def add_admin_parser(sub: Any) -> None:

@@ -14,39 +14,17 @@ from faceplane.runtime import Runtime
 from faceplane.settings import Settings
 
 
-def _storage(settings: Settings) -> tuple[Runtime, Any]:
-
-    rt = Runtime.open(settings)
-    return rt, rt.store
-
-
-def _company_id(store: Any, company: str) -> str:
+def _company_id(rt: Runtime, company: str) -> str:
     """The id of the company (tenant) whose collections the command works on."""
     from faceplane.services import accounts
 
-    found = accounts.find_company(store, company)
+    found = accounts.find_company(rt, company)
     if found is None:
         raise FaceplaneError(
             Err.RESOURCE_NOT_FOUND,
             f"No company {company!r}: start the server once, or `faceplane admin company create`.",
         )
     return str(found["id"])
-
-
-def _find_collection(store: Any, company_id: str, name_or_id: str) -> str | None:
-    """A company's collection id, found by id or name."""
-    from sqlalchemy import or_, select
-
-    from faceplane.store.db import collections
-
-    with store.db.connect() as conn:
-        row = conn.execute(
-            select(collections.c.id).where(
-                (collections.c.company_id == company_id)
-                & or_(collections.c.id == name_or_id, collections.c.name == name_or_id)
-            )
-        ).first()
-    return str(row[0]) if row else None
 
 
 def cmd_enroll(args: argparse.Namespace, settings: Settings) -> int:
@@ -61,19 +39,20 @@ def cmd_enroll(args: argparse.Namespace, settings: Settings) -> int:
     if not people:
         print(f"error: {folder} has no sub-folder (one per subject)", file=sys.stderr)
         return 2
-    rt, store = _storage(settings)
+    rt = Runtime.open(settings)
     try:
-        company_id = _company_id(store, args.company)
-        cid = _find_collection(store, company_id, args.collection)
+        company_id = _company_id(rt, args.company)
+        cid = col.find_collection_id(rt, company_id, args.collection)
         if cid is None:
             kind = "blacklist" if args.blacklist else "gallery"
             cid = col.create_collection(rt, company_id, args.collection, kind)["id"]
     except FaceplaneError as exc:
         print(f"error {exc.err.name}: {exc.message}", file=sys.stderr)
+        rt.close()
         return 2
     existing = {
         s["name"]: s["id"]
-        for s in col.list_subjects(store, company_id, cid, 1_000_000, None)["subjects"]
+        for s in col.list_subjects(rt, company_id, cid, 1_000_000, None)["subjects"]
     }
     files = [(p.name, f) for p in people for f in sorted(p.iterdir()) if f.is_file()]
     progress = Progress(len(files))
@@ -96,7 +75,7 @@ def cmd_enroll(args: argparse.Namespace, settings: Settings) -> int:
             failures.append(f"{path}: {exc.strerror}")
         progress.update(ok, len(failures))
     progress.close()
-    store.indexes.save_all()
+    rt.close()  # saves the vector indexes
     print(
         f"collection {args.collection} ({cid}): {ok} face(s) enrolled for {len(people)} "
         f"subject(s), {len(failures)} file(s) skipped"
@@ -109,12 +88,13 @@ def cmd_enroll(args: argparse.Namespace, settings: Settings) -> int:
 @cli_errors
 def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     """Search a collection with the faces of an image."""
+    from faceplane.services.collections import find_collection_id
     from faceplane.services.images import ImageSource
     from faceplane.services.search import search_collection
 
-    rt, store = _storage(settings)
-    company_id = _company_id(store, args.company)
-    cid = _find_collection(store, company_id, args.collection)
+    rt = Runtime.open(settings)
+    company_id = _company_id(rt, args.company)
+    cid = find_collection_id(rt, company_id, args.collection)
     if cid is None:
         raise FaceplaneError(Err.COLLECTION_NOT_FOUND, f"No collection {args.collection!r}.")
     result = search_collection(
@@ -147,19 +127,14 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     """Rebuild vector indexes from the database."""
-    from sqlalchemy import select
+    from faceplane.services.collections import rebuild_indexes
 
-    from faceplane.store.db import collections
-
-    _, store = _storage(settings)
-    with store.db.connect() as conn:
-        ids = [
-            r[0]
-            for r in conn.execute(select(collections.c.id, collections.c.name)).all()
-            if not args.collection or args.collection in r
-        ]
-    for cid in ids:
-        print(f"{cid}: {store.indexes.rebuild(store.db, cid)} vector(s)")
+    rt = Runtime.open(settings)
+    try:
+        for cid, size in rebuild_indexes(rt, args.collection):
+            print(f"{cid}: {size} vector(s)")
+    finally:
+        rt.close()
     return 0
 
 

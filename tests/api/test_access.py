@@ -41,15 +41,15 @@ class Tenant:
     """A company with an admin, an operator, a client, their tokens, and an app key."""
 
     def __init__(self, client: TestClient, name: str) -> None:
-        store = client.app.state.rt.store  # type: ignore[attr-defined]
-        self.company = accounts.create_company(store, name)
+        rt = client.app.state.rt  # type: ignore[attr-defined]
+        self.company = accounts.create_company(rt, name)
         cid = self.company["id"]
         self.tokens = {}
         for role in accounts.ROLES:
             email = f"{role}@{name}.test"
-            accounts.create_user(store, cid, email, "correct horse battery", role)
-            self.tokens[role] = accounts.login(store, email, "correct horse battery", 600, 600)
-        self.app, self.key = accounts.create_app(store, cid, "app", 100_000)
+            accounts.create_user(rt, cid, email, "correct horse battery", role)
+            self.tokens[role] = accounts.login(rt, email, "correct horse battery", 600, 600)
+        self.app, self.key = accounts.create_app(rt, cid, "app", 100_000)
 
     def as_(self, role: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[role]['access_token']}"}
@@ -110,7 +110,8 @@ def test_every_route_refuses_missing_and_invalid_credentials(app_client: TestCli
 
 
 def test_every_route_refuses_an_expired_token(app_client: TestClient, acme: Tenant) -> None:
-    store = app_client.app.state.rt.store  # type: ignore[attr-defined]
+    rt = app_client.app.state.rt  # type: ignore[attr-defined]
+    store = rt.store
     with store.db.connect() as conn:
         uid = conn.execute(select(users.c.id).where(users.c.email == "admin@acme.test")).scalar()
     expired = accounts._issue(store, uid, -1, 600)["access_token"]
@@ -122,12 +123,10 @@ def test_every_route_refuses_an_expired_token(app_client: TestClient, acme: Tena
 def test_every_route_refuses_a_deactivated_and_an_expired_app(
     app_client: TestClient, acme: Tenant
 ) -> None:
-    store = app_client.app.state.rt.store  # type: ignore[attr-defined]
-    off, off_key = accounts.create_app(store, acme.company["id"], "off", 100)
-    accounts.update_app(store, off["app_id"], {"status": "deactivated"}, acme.company["id"])
-    _, old_key = accounts.create_app(
-        store, acme.company["id"], "old", 100, expires_at=time.time() - 1
-    )
+    rt = app_client.app.state.rt  # type: ignore[attr-defined]
+    off, off_key = accounts.create_app(rt, acme.company["id"], "off", 100)
+    accounts.update_app(rt, acme.company["id"], off["app_id"], {"status": "deactivated"})
+    _, old_key = accounts.create_app(rt, acme.company["id"], "old", 100, expires_at=time.time() - 1)
     for method, path in protected_routes(app_client):
         assert (
             call(app_client, method, path, {"X-API-Key": off_key}).json()["error"]["code"]
@@ -239,10 +238,10 @@ def test_a_company_never_sees_another_companys_data(
 def test_rate_limit_headers_count_down_exactly_then_429(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data", rate_window_s=30)
     with TestClient(create_app(settings), raise_server_exceptions=False) as c:
-        store = c.app.state.rt.store  # type: ignore[attr-defined]
-        company = accounts.find_company(store, "default")
+        rt = c.app.state.rt  # type: ignore[attr-defined]
+        company = accounts.find_company(rt, "default")
         assert company
-        _, key = accounts.create_app(store, company["id"], "limited", 3)
+        _, key = accounts.create_app(rt, company["id"], "limited", 3)
         seen = []
         for _ in range(4):
             resp = c.get("/v1/me", headers={"X-API-Key": key})
@@ -316,8 +315,8 @@ def test_signed_requests_and_replays(app_client: TestClient, acme: Tenant) -> No
 
 
 def test_a_deactivated_app_is_refused_at_once(app_client: TestClient, acme: Tenant) -> None:
-    store = app_client.app.state.rt.store  # type: ignore[attr-defined]
-    app, key = accounts.create_app(store, acme.company["id"], "soon-off", 100)
+    rt = app_client.app.state.rt  # type: ignore[attr-defined]
+    app, key = accounts.create_app(rt, acme.company["id"], "soon-off", 100)
     assert app_client.get("/v1/me", headers={"X-API-Key": key}).status_code == 200
     resp = app_client.patch(
         f"/v1/apps/{app['app_id']}", json={"status": "deactivated"}, headers=acme.as_("admin")
@@ -344,8 +343,8 @@ def test_rotated_key_replaces_the_old_one(app_client: TestClient, acme: Tenant) 
 def test_quota_is_spent_atomically_and_refunded_on_refusal(
     app_client: TestClient, acme: Tenant, astronaut: bytes
 ) -> None:
-    store = app_client.app.state.rt.store  # type: ignore[attr-defined]
-    _, key = accounts.create_app(store, acme.company["id"], "metered", 1000, quota=3)
+    rt = app_client.app.state.rt  # type: ignore[attr-defined]
+    _, key = accounts.create_app(rt, acme.company["id"], "metered", 1000, quota=3)
     h = {"X-API-Key": key}
     bad = app_client.post("/v1/detect", files={"image": ("x.jpg", b"not an image")}, headers=h)
     assert bad.json()["error"]["code"] == "IMAGE_CORRUPT"  # refused work is not billed
@@ -376,7 +375,8 @@ def test_login_refresh_and_hashed_passwords(app_client: TestClient, acme: Tenant
         "/v1/auth/login", json={"email": "client@acme.test", "password": "wrong password"}
     )
     assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "AUTH_INVALID"
-    store = app_client.app.state.rt.store  # type: ignore[attr-defined]
+    rt = app_client.app.state.rt  # type: ignore[attr-defined]
+    store = rt.store
     with store.db.connect() as conn:
         hashes = conn.execute(select(users.c.password_hash)).scalars().all()
     assert hashes and all(h.startswith("$argon2id$") for h in hashes)

@@ -49,11 +49,11 @@ def test_tasks_without_a_webhook_use_their_apps(
         data_dir=tmp_path / "data", workers=1, fetch_allow_private=True, maintenance_interval_s=0.1
     )
     with TestClient(create_app(settings), raise_server_exceptions=False) as c:
-        store = c.app.state.rt.store  # type: ignore[attr-defined]
-        company = accounts.create_company(store, "hooked")
-        accounts.create_user(store, company["id"], "boss@hooked.test", "long enough pw", "admin")
-        token = accounts.login(store, "boss@hooked.test", "long enough pw", 600, 600)
-        app, key = accounts.create_app(store, company["id"], "app", 1000)
+        rt = c.app.state.rt  # type: ignore[attr-defined]
+        company = accounts.create_company(rt, "hooked")
+        accounts.create_user(rt, company["id"], "boss@hooked.test", "long enough pw", "admin")
+        token = accounts.login(rt, "boss@hooked.test", "long enough pw", 600, 600)
+        app, key = accounts.create_app(rt, company["id"], "app", 1000)
         patched = c.patch(
             f"/v1/apps/{app['app_id']}",
             json={"webhook_url": hook},

@@ -232,10 +232,10 @@ def test_the_68_landmarks_are_named_by_ibug_region(
 def test_linkface_keeps_its_landmarks_a_list_in_the_named_order(
     client: TestClient, astronaut: bytes
 ) -> None:
-    store = client.app.state.rt.store  # type: ignore[attr-defined]
-    company = accounts.find_company(store, "default")
+    rt = client.app.state.rt  # type: ignore[attr-defined]
+    company = accounts.find_company(rt, "default")
     assert company is not None
-    app, key = accounts.create_app(store, company["id"], "linkface landmarks", 1000)
+    app, key = accounts.create_app(rt, company["id"], "linkface landmarks", 1000)
     resp = client.post(
         "/compat/linkface/face/detection",
         data={"api_id": app["app_id"], "api_secret": key},

@@ -34,14 +34,12 @@ class Caller:
     """A company with an admin's token headers and an app's KEY."""
 
     def __init__(self, client: TestClient) -> None:
-        store = client.app.state.rt.store  # type: ignore[attr-defined]
-        company = accounts.create_company(store, "hostile")
-        accounts.create_user(
-            store, company["id"], "admin@hostile.test", "hostile password", "admin"
-        )
-        tokens = accounts.login(store, "admin@hostile.test", "hostile password", 600, 600)
+        rt = client.app.state.rt  # type: ignore[attr-defined]
+        company = accounts.create_company(rt, "hostile")
+        accounts.create_user(rt, company["id"], "admin@hostile.test", "hostile password", "admin")
+        tokens = accounts.login(rt, "admin@hostile.test", "hostile password", 600, 600)
         self.admin = {"Authorization": f"Bearer {tokens['access_token']}"}
-        self.app, self.key = accounts.create_app(store, company["id"], "hostile", 100_000)
+        self.app, self.key = accounts.create_app(rt, company["id"], "hostile", 100_000)
         self.keyed = {"X-API-Key": self.key}
 
 

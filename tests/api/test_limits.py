@@ -191,10 +191,10 @@ def test_a_batch_over_the_item_limit_queues_nothing(client: TestClient, astronau
 
 
 def test_an_app_over_its_rate_limit_is_told_to_wait(client: TestClient) -> None:
-    store = client.app.state.rt.store  # type: ignore[attr-defined]
-    company = accounts.find_company(store, "default")
+    rt = client.app.state.rt  # type: ignore[attr-defined]
+    company = accounts.find_company(rt, "default")
     assert company is not None
-    _, key = accounts.create_app(store, company["id"], "slow", 2)
+    _, key = accounts.create_app(rt, company["id"], "slow", 2)
     codes = [client.get("/v1/me", headers={"X-API-Key": key}).status_code for _ in range(3)]
     assert codes == [200, 200, 429]
     over = client.get("/v1/me", headers={"X-API-Key": key})

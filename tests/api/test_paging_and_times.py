@@ -23,12 +23,12 @@ ISO_UTC = "%Y-%m-%dT%H:%M:%S.%f+00:00"
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     settings = Settings(data_dir=tmp_path_factory.mktemp("paging") / "data", workers=0)
     with TestClient(create_app(settings), raise_server_exceptions=False) as c:
-        store = c.app.state.rt.store  # type: ignore[attr-defined]
-        company = accounts.find_company(store, "default")
+        rt = c.app.state.rt  # type: ignore[attr-defined]
+        company = accounts.find_company(rt, "default")
         assert company is not None
         email = f"admin-{secrets.token_hex(4)}@paging.test"
-        accounts.create_user(store, company["id"], email, "correct horse battery", "admin")
-        token = accounts.login(store, email, "correct horse battery", 600, 600)
+        accounts.create_user(rt, company["id"], email, "correct horse battery", "admin")
+        token = accounts.login(rt, email, "correct horse battery", 600, 600)
         c.headers["Authorization"] = f"Bearer {token['access_token']}"
         yield c
 

@@ -47,15 +47,15 @@ class Company:
     """A company with a user of each role and an app key; their credentials as headers."""
 
     def __init__(self, client: TestClient) -> None:
-        store = client.app.state.rt.store  # type: ignore[attr-defined]
-        self.id = accounts.create_company(store, f"roles-{secrets.token_hex(4)}")["id"]
+        rt = client.app.state.rt  # type: ignore[attr-defined]
+        self.id = accounts.create_company(rt, f"roles-{secrets.token_hex(4)}")["id"]
         self.headers: dict[str, dict[str, str]] = {}
         for role in ("admin", "operator", "client"):
             email = f"{role}-{secrets.token_hex(4)}@roles.test"
-            accounts.create_user(store, self.id, email, "correct horse battery", role)
-            token = accounts.login(store, email, "correct horse battery", 600, 600)
+            accounts.create_user(rt, self.id, email, "correct horse battery", role)
+            token = accounts.login(rt, email, "correct horse battery", 600, 600)
             self.headers[role] = {"Authorization": f"Bearer {token['access_token']}"}
-        _, key = accounts.create_app(store, self.id, "roles", 100_000)
+        _, key = accounts.create_app(rt, self.id, "roles", 100_000)
         self.headers["app"] = {"X-API-Key": key}
 
 
@@ -113,8 +113,8 @@ def _own_apps(c: TestClient, co: Company, h: dict[str, str], img: bytes) -> list
 
 
 def _administer(c: TestClient, co: Company, h: dict[str, str], img: bytes) -> list[Any]:
-    store = c.app.state.rt.store  # type: ignore[attr-defined]
-    app, _ = accounts.create_app(store, co.id, "limited", 100)
+    rt = c.app.state.rt  # type: ignore[attr-defined]
+    app, _ = accounts.create_app(rt, co.id, "limited", 100)
     return [
         c.get("/v1/admin/users", headers=h),
         c.get("/v1/admin/audit", headers=h),

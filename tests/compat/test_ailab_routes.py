@@ -66,10 +66,10 @@ def test_image_errors_have_the_seed_codes(client: TestClient) -> None:
 def test_face_analyzer_refuses_a_real_photo_without_a_face_and_charges_nothing(
     client: TestClient, testdata: Path, astronaut: bytes, photo: str
 ) -> None:
-    store = client.app.state.rt.store  # type: ignore[attr-defined]
-    company = accounts.find_company(store, "default")
+    rt = client.app.state.rt  # type: ignore[attr-defined]
+    company = accounts.find_company(rt, "default")
     assert company is not None
-    _, key = accounts.create_app(store, company["id"], f"one credit {photo}", 1000, quota=1)
+    _, key = accounts.create_app(rt, company["id"], f"one credit {photo}", 1000, quota=1)
     metered = {"X-API-Key": key}
     files = {"image": ("p.jpg", (testdata / photo).read_bytes())}
     for _ in range(2):

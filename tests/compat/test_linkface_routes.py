@@ -29,10 +29,10 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
 
 @pytest.fixture(scope="module")
 def creds(client: TestClient) -> dict[str, str]:
-    store = client.app.state.rt.store  # type: ignore[attr-defined]
-    company = accounts.find_company(store, "default")
+    rt = client.app.state.rt  # type: ignore[attr-defined]
+    company = accounts.find_company(rt, "default")
     assert company
-    app, key = accounts.create_app(store, company["id"], "linkface", 10_000)
+    app, key = accounts.create_app(rt, company["id"], "linkface", 10_000)
     return {"api_id": app["app_id"], "api_secret": key}
 
 
@@ -103,10 +103,10 @@ def test_auth_failures(client: TestClient, creds: dict[str, str], astronaut: byt
 
 
 def test_rate_limit_is_403_with_zero_remaining(client: TestClient, astronaut: bytes) -> None:
-    store = client.app.state.rt.store  # type: ignore[attr-defined]
-    company = accounts.find_company(store, "default")
+    rt = client.app.state.rt  # type: ignore[attr-defined]
+    company = accounts.find_company(rt, "default")
     assert company
-    app, key = accounts.create_app(store, company["id"], "tight", 1)
+    app, key = accounts.create_app(rt, company["id"], "tight", 1)
     form = {"api_id": app["app_id"], "api_secret": key}
     first = client.post(
         "/compat/linkface/face/detection",

@@ -87,10 +87,10 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
 
 @pytest.fixture(scope="module")
 def app(client: TestClient) -> tuple[str, str]:
-    store = client.app.state.rt.store  # type: ignore[attr-defined]
-    company = accounts.find_company(store, "default")
+    rt = client.app.state.rt  # type: ignore[attr-defined]
+    company = accounts.find_company(rt, "default")
     assert company
-    created, key = accounts.create_app(store, company["id"], "photo", 10_000)
+    created, key = accounts.create_app(rt, company["id"], "photo", 10_000)
     return created["app_id"], key
 
 

@@ -205,14 +205,14 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
         fetch_total_timeout_s=1.0,
     )
     app = create_app(settings_)
-    store = app.state.rt.store
-    company = accounts.find_company(store, "default")
+    rt = app.state.rt
+    company = accounts.find_company(rt, "default")
     assert company is not None
-    fuzz_app, key = accounts.create_app(store, company["id"], "fuzz", 100_000_000)
+    fuzz_app, key = accounts.create_app(rt, company["id"], "fuzz", 100_000_000)
     # App management needs a logged-in user; its app is a decoy: rotating or capping the
     # fuzzing app's own KEY would end the run.
-    user = accounts.create_user(store, company["id"], "fuzz@example.com", PASSWORD, "admin")
-    decoy, _ = accounts.create_app(store, company["id"], "decoy", 1000, user_id=user["id"])
+    user = accounts.create_user(rt, company["id"], "fuzz@example.com", PASSWORD, "admin")
+    decoy, _ = accounts.create_app(rt, company["id"], "decoy", 1000, user_id=user["id"])
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     crashes: list[logging.LogRecord] = []
     handler = _Crashes(crashes)

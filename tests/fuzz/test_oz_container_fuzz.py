@@ -90,8 +90,8 @@ class Rig:
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     rt = Runtime.open(Settings(data_dir=tmp_path_factory.mktemp("ozfuzz"), workers=0))
     try:
-        company = accounts.create_company(rt.store, "oz-fuzz")
-        other = accounts.create_company(rt.store, "oz-fuzz-other")
+        company = accounts.create_company(rt, "oz-fuzz")
+        other = accounts.create_company(rt, "oz-fuzz-other")
         yield Rig(rt, company["id"], other["id"])
     finally:
         rt.close()

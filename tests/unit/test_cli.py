@@ -85,14 +85,14 @@ def test_enroll_and_search_work_on_the_default_company(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    from faceplane.runtime import Runtime
     from faceplane.services import accounts
     from faceplane.services.collections import list_collections
     from faceplane.settings import Settings
-    from faceplane.store import Store
 
     monkeypatch.setenv("FACEPLANE_DATA_DIR", str(tmp_path / "data"))
-    store = Store.open(Settings())
-    accounts.bootstrap(store, 100)  # what the first server start does
+    rt = Runtime.open(Settings())
+    accounts.bootstrap(rt, 100)  # what the first server start does
     folder = tmp_path / "people" / "eileen"
     folder.mkdir(parents=True)
     (folder / "a.jpg").write_bytes(astronaut)
@@ -100,16 +100,21 @@ def test_enroll_and_search_work_on_the_default_company(
     assert main(["enroll", "vip", str(tmp_path / "people")]) == 0
     captured = capsys.readouterr()
     assert "1 face(s) enrolled" in captured.out and "IMAGE_CORRUPT" in captured.err
-    company = accounts.find_company(store, "default")
+    company = accounts.find_company(rt, "default")
     assert company is not None
     # The collection belongs to the company, so its API keys see it.
-    names = [c["name"] for c in list_collections(store, company["id"], 10, None)["collections"]]
+    names = [c["name"] for c in list_collections(rt, company["id"], 10, None)["collections"]]
     assert names == ["vip"]
     probe = tmp_path / "probe.jpg"
     probe.write_bytes(astronaut)
     assert main(["search", "vip", str(probe), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["faces"][0]["matches"][0]["subject_name"] == "eileen"
+    # `index rebuild` finds the collection by name and rebuilds it from the database.
+    (vip,) = [c["id"] for c in list_collections(rt, company["id"], 10, None)["collections"]]
+    assert main(["index", "rebuild", "vip"]) == 0
+    assert capsys.readouterr().out.splitlines() == [f"{vip}: 1 vector(s)"]
+    rt.close()
 
 
 def test_compare_prints_the_scale_to_two_decimals_and_the_far(

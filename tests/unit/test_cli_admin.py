@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from faceplane.cli import main
+from faceplane.runtime import Runtime
 from faceplane.services import accounts
 from faceplane.settings import Settings
-from faceplane.store import Store
 
 
 @pytest.fixture
@@ -29,8 +29,11 @@ def create_app(capsys: pytest.CaptureFixture[str], *extra: str) -> str:
 
 def stored_expiry(data_dir: Path, app_id: str) -> float | None:
     """The expiry the database holds for the app (epoch seconds)."""
-    store = Store.open(Settings(data_dir=data_dir))
-    value = accounts.load_app(store, app_id, None)["expires_at"]
+    rt = Runtime.open(Settings(data_dir=data_dir))
+    try:
+        value = accounts.load_app(rt, None, app_id)["expires_at"]
+    finally:
+        rt.close()
     return None if value is None else float(value)
 
 

@@ -43,7 +43,7 @@ class AuditLog:
                 client = scope.get("client")
                 await self.rt.run_io(
                     record,
-                    self.rt.store,
+                    self.rt,
                     principal.company_id,
                     principal.actor,
                     action,

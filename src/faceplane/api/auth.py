@@ -32,7 +32,7 @@ async def authenticate(request: Request) -> Principal:
     """Resolve the caller from the first credential present, or AUTH_MISSING."""
     app = request.app
     rt = app.state.rt
-    store, settings = rt.store, rt.settings
+    settings = rt.settings
     if settings.auth_disabled:
         return app.state.open_principal
     # Oz's pages spell its header both ways.
@@ -42,10 +42,10 @@ async def authenticate(request: Request) -> Principal:
     bearer = _bearer(request)
     if token or (bearer and bearer.startswith(accounts.TOKEN_PREFIX)):
         credential = token or bearer or ""
-        return await rt.run_io(accounts.authenticate_token, store, credential)
+        return await rt.run_io(accounts.authenticate_token, rt, credential)
     key = bearer or request.headers.get("x-api-key")
     if key:
-        return await rt.run_io(accounts.authenticate_key, store, key)
+        return await rt.run_io(accounts.authenticate_key, rt, key)
     signed = [request.headers.get(h) for h in SIGN_HEADERS]
     if any(signed):
         if not all(signed):
@@ -60,7 +60,7 @@ async def authenticate(request: Request) -> Principal:
         message = accounts.signed_message(request.method, request.url.path, ts, nonce, body, query)
         return await rt.run_io(
             accounts.authenticate_signature,
-            store,
+            rt,
             app_id,
             sig,
             message,

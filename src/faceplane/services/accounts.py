@@ -20,6 +20,7 @@ from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from faceplane.errors import Err, FaceplaneError
+from faceplane.runtime import Runtime
 from faceplane.store import Store
 from faceplane.store.db import (
     apps,
@@ -108,8 +109,9 @@ def unseal(secret: bytes, blob: bytes) -> str:
 # ---- companies and users -------------------------------------------------------------------
 
 
-def create_company(store: Store, name: str) -> dict[str, Any]:
+def create_company(rt: Runtime, name: str) -> dict[str, Any]:
     """A new company (tenant)."""
+    store = rt.store
     row = {"id": new_id(), "name": name, "created_at": time.time()}
     try:
         with write_tx(store.db) as conn:
@@ -124,8 +126,9 @@ def public_company(row: dict[str, Any]) -> dict[str, Any]:
     return {"id": row["id"], "name": row["name"], "created_at": iso_utc(row["created_at"])}
 
 
-def find_company(store: Store, name_or_id: str) -> dict[str, Any] | None:
+def find_company(rt: Runtime, name_or_id: str) -> dict[str, Any] | None:
     """A company by name or id."""
+    store = rt.store
     with store.db.connect() as conn:
         row = (
             conn.execute(
@@ -139,17 +142,29 @@ def find_company(store: Store, name_or_id: str) -> dict[str, Any] | None:
     return dict(row) if row else None
 
 
-def list_companies(store: Store) -> list[dict[str, Any]]:
+def first_company_id(rt: Runtime) -> str:
+    """The id of the oldest company (the one the first run made)."""
+    with rt.store.db.connect() as conn:
+        return str(
+            conn.execute(
+                select(companies.c.id).order_by(companies.c.created_at).limit(1)
+            ).scalar_one()
+        )
+
+
+def list_companies(rt: Runtime) -> list[dict[str, Any]]:
     """Every company."""
+    store = rt.store
     with store.db.connect() as conn:
         rows = conn.execute(select(companies).order_by(companies.c.name)).mappings()
         return [public_company(dict(r)) for r in rows]
 
 
 def create_user(
-    store: Store, company_id: str, email: str, password: str, role: str
+    rt: Runtime, company_id: str, email: str, password: str, role: str
 ) -> dict[str, Any]:
     """A user of a company; the password is kept only as an argon2id hash."""
+    store = rt.store
     if role not in ROLES:
         raise FaceplaneError(Err.INVALID_ARGUMENT, f"`role` is one of {', '.join(ROLES)}.")
     if len(password) < 10:
@@ -178,8 +193,9 @@ def public_user(row: dict[str, Any]) -> dict[str, Any]:
     return {**out, **limits, "created_at": iso_utc(row["created_at"])}
 
 
-def load_user(store: Store, user_id: str, company_id: str) -> dict[str, Any]:
+def load_user(rt: Runtime, company_id: str, user_id: str) -> dict[str, Any]:
     """A user of the company, or RESOURCE_NOT_FOUND (another company's user too)."""
+    store = rt.store
     with store.db.connect() as conn:
         row = (
             conn.execute(
@@ -194,27 +210,30 @@ def load_user(store: Store, user_id: str, company_id: str) -> dict[str, Any]:
 
 
 def set_user_limits(
-    store: Store, user_id: str, company_id: str, changes: dict[str, Any]
+    rt: Runtime, company_id: str, user_id: str, changes: dict[str, Any]
 ) -> dict[str, Any]:
     """An admin caps a user: `rate_limit` (None: the default) and `quota` (None: unlimited)
     bound the user's token and every app the user owns."""
-    load_user(store, user_id, company_id)
+    store = rt.store
+    load_user(rt, company_id, user_id)
     allowed = {k: v for k, v in changes.items() if k in LIMIT_FLOORS}
     check_limits(allowed)
     if allowed:
         with write_tx(store.db) as conn:
             conn.execute(update(users).where(users.c.id == user_id).values(**allowed))
-    return public_user(load_user(store, user_id, company_id))
+    return public_user(load_user(rt, company_id, user_id))
 
 
-def user_company(store: Store, user_id: str) -> str | None:
+def user_company(rt: Runtime, user_id: str) -> str | None:
     """The company of a user, if the user still exists."""
+    store = rt.store
     with store.db.connect() as conn:
         return conn.execute(select(users.c.company_id).where(users.c.id == user_id)).scalar()
 
 
-def list_users(store: Store, company_id: str) -> list[dict[str, Any]]:
+def list_users(rt: Runtime, company_id: str) -> list[dict[str, Any]]:
     """A company's users."""
+    store = rt.store
     with store.db.connect() as conn:
         rows = conn.execute(
             select(users).where(users.c.company_id == company_id).order_by(users.c.email)
@@ -252,7 +271,7 @@ def _new_key() -> str:
 
 
 def create_app(
-    store: Store,
+    rt: Runtime,
     company_id: str,
     name: str,
     rate_limit: int,
@@ -261,6 +280,7 @@ def create_app(
     expires_at: float | None = None,
 ) -> tuple[dict[str, Any], str]:
     """A new app; returns (its public form, its KEY). The KEY is shown only this once."""
+    store = rt.store
     check_limits({"rate_limit": rate_limit, "quota": quota})
     key = _new_key()
     row = {
@@ -282,9 +302,10 @@ def create_app(
     return public_app(row), key
 
 
-def load_app(store: Store, app_id: str, company_id: str | None) -> dict[str, Any]:
+def load_app(rt: Runtime, company_id: str | None, app_id: str) -> dict[str, Any]:
     """An app by APP_ID within `company_id` (None: any company, for authentication and the
     operator's CLI), or APP_NOT_FOUND."""
+    store = rt.store
     query = select(apps).where(apps.c.id == app_id)
     if company_id is not None:
         query = query.where(apps.c.company_id == company_id)
@@ -298,8 +319,9 @@ def load_app(store: Store, app_id: str, company_id: str | None) -> dict[str, Any
     return dict(row)
 
 
-def list_apps(store: Store, company_id: str, user_id: str | None = None) -> list[dict[str, Any]]:
+def list_apps(rt: Runtime, company_id: str, user_id: str | None = None) -> list[dict[str, Any]]:
     """A company's apps (only a user's own when `user_id` is given)."""
+    store = rt.store
     query = select(apps).where(apps.c.company_id == company_id)
     if user_id is not None:
         query = query.where(apps.c.user_id == user_id)
@@ -309,10 +331,11 @@ def list_apps(store: Store, company_id: str, user_id: str | None = None) -> list
         ]
 
 
-def rotate_key(store: Store, app_id: str, company_id: str | None) -> tuple[dict, str]:
+def rotate_key(rt: Runtime, company_id: str | None, app_id: str) -> tuple[dict, str]:
     """Give an app of `company_id` (None: any, the operator's CLI) a new KEY; the old one
     stops working at once."""
-    load_app(store, app_id, company_id)
+    store = rt.store
+    load_app(rt, company_id, app_id)
     key = _new_key()
     with write_tx(store.db) as conn:
         # The old key's SIGN_DATA replay tokens go with it: the new key signs differently.
@@ -327,15 +350,16 @@ def rotate_key(store: Store, app_id: str, company_id: str | None) -> tuple[dict,
                 rotated_at=time.time(),
             )
         )
-    return public_app(load_app(store, app_id, company_id)), key
+    return public_app(load_app(rt, company_id, app_id)), key
 
 
 def update_app(
-    store: Store, app_id: str, changes: dict[str, Any], company_id: str | None
+    rt: Runtime, company_id: str | None, app_id: str, changes: dict[str, Any]
 ) -> dict[str, Any]:
     """Change the status, expiry, rate limit or quota of an app of `company_id` (None: any,
     the operator's CLI)."""
-    load_app(store, app_id, company_id)
+    store = rt.store
+    load_app(rt, company_id, app_id)
     allowed = {
         k: v
         for k, v in changes.items()
@@ -350,15 +374,16 @@ def update_app(
     if allowed:
         with write_tx(store.db) as conn:
             conn.execute(update(apps).where(apps.c.id == app_id).values(**allowed))
-    return public_app(load_app(store, app_id, company_id))
+    return public_app(load_app(rt, company_id, app_id))
 
 
-def app_webhook(store: Store, app_id: str) -> tuple[str | None, str | None]:
-    """An app's default webhook (URL, secret), if it has one."""
-    with store.db.connect() as conn:
-        row = conn.execute(
-            select(apps.c.webhook_url, apps.c.webhook_secret).where(apps.c.id == app_id)
-        ).first()
+def app_webhook(rt: Runtime, company_id: str, app_id: str) -> tuple[str | None, str | None]:
+    """The default webhook (URL, secret) of the company's app `app_id`, if it has one."""
+    query = select(apps.c.webhook_url, apps.c.webhook_secret).where(
+        and_(apps.c.id == app_id, apps.c.company_id == company_id)
+    )
+    with rt.store.db.connect() as conn:
+        row = conn.execute(query).first()
     return (row[0], row[1]) if row else (None, None)
 
 
@@ -399,8 +424,9 @@ def _app_principal(row: dict[str, Any], via: str) -> Principal:
     )
 
 
-def authenticate_key(store: Store, key: str) -> Principal:
+def authenticate_key(rt: Runtime, key: str) -> Principal:
     """The app whose KEY this is; AUTH_INVALID for an unknown key."""
+    store = rt.store
     digest = sha256_hex(key)
     row = _app_row(store, apps.c.key_hash == digest)
     if row is None or not hmac.compare_digest(row["key_hash"], digest):
@@ -415,7 +441,7 @@ def sign(key: str, message: bytes) -> str:
 
 
 def authenticate_signature(
-    store: Store,
+    rt: Runtime,
     app_id: str,
     signature: str,
     message: bytes,
@@ -424,6 +450,7 @@ def authenticate_signature(
     max_skew_s: float,
 ) -> Principal:
     """Check SIGN_DATA over `message`, the timestamp's freshness and the nonce's novelty."""
+    store = rt.store
     row = _signing_app(store, app_id)
     try:
         ts = float(timestamp)
@@ -534,9 +561,10 @@ class LoginAccount:
     active: bool
 
 
-def login_account(store: Store, email: str) -> LoginAccount:
+def login_account(rt: Runtime, email: str) -> LoginAccount:
     """The account of `email`; for an unknown one, a dummy hash to check against, so timing
     does not reveal which emails exist."""
+    store = rt.store
     with store.db.connect() as conn:
         row = conn.execute(select(users).where(users.c.email == email.lower())).mappings().first()
     if row is None:
@@ -555,22 +583,23 @@ def password_matches(account: LoginAccount, password: str) -> bool:
 
 
 def issue_login(
-    store: Store, account: LoginAccount, access_ttl_s: int, refresh_ttl_s: int
+    rt: Runtime, account: LoginAccount, access_ttl_s: int, refresh_ttl_s: int
 ) -> dict[str, Any]:
     """The token pair of a checked login: a new family."""
+    store = rt.store
     assert account.user_id is not None
     return _issue(store, account.user_id, access_ttl_s, refresh_ttl_s)
 
 
 def login(
-    store: Store, email: str, password: str, access_ttl_s: int, refresh_ttl_s: int
+    rt: Runtime, email: str, password: str, access_ttl_s: int, refresh_ttl_s: int
 ) -> dict[str, Any]:
     """Exchange user credentials for an access and a refresh token (no throttle: the server's
     routes go through services.logins, which throttles and bounds the hashing)."""
-    account = login_account(store, email)
+    account = login_account(rt, email)
     if not password_matches(account, password):
         raise FaceplaneError(Err.AUTH_INVALID, "Wrong email or password.")
-    return issue_login(store, account, access_ttl_s, refresh_ttl_s)
+    return issue_login(rt, account, access_ttl_s, refresh_ttl_s)
 
 
 @dataclass(frozen=True)
@@ -605,13 +634,14 @@ def _revoke_family(store: Store, row: dict[str, Any]) -> TokenTheft:
 
 
 def refresh_tokens(
-    store: Store, refresh_token: str, access_ttl_s: int, refresh_ttl_s: int
+    rt: Runtime, refresh_token: str, access_ttl_s: int, refresh_ttl_s: int
 ) -> dict[str, Any]:
     """A new token pair of the same family for a valid refresh token, which is spent.
 
     A refresh token presented again after it was spent (or revoked) is taken for a stolen
     one: every token of its family, access and refresh, is revoked, and RefreshReuse (an
     AUTH_INVALID) says so."""
+    store = rt.store
     found = _find_token(store, refresh_token, "refresh")
     if found is not None and found["revoked"]:
         raise RefreshReuse(_revoke_family(store, found))
@@ -652,8 +682,9 @@ def _usable_token(row: dict[str, Any] | None) -> dict[str, Any]:
     return row
 
 
-def authenticate_token(store: Store, token: str) -> Principal:
+def authenticate_token(rt: Runtime, token: str) -> Principal:
     """The user an access token belongs to."""
+    store = rt.store
     row = _usable_token(_find_token(store, token, "access"))
     with store.db.connect() as conn:
         user = conn.execute(select(users).where(users.c.id == row["user_id"])).mappings().first()
@@ -694,20 +725,21 @@ def check_limits(limits: dict[str, Any]) -> None:
             )
 
 
-def bootstrap(store: Store, rate_limit: int) -> dict[str, str] | None:
+def bootstrap(rt: Runtime, rate_limit: int) -> dict[str, str] | None:
     """On a fresh database: a company, an admin and an app; their secrets, to print once."""
+    store = rt.store
     with store.db.connect() as conn:
         if conn.execute(select(companies.c.id).limit(1)).first() is not None:
             return None
     try:
-        company = create_company(store, "default")
+        company = create_company(rt, "default")
     except FaceplaneError as exc:
         if exc.err is not Err.RESOURCE_EXISTS:
             raise
         return None  # another process starting at the same time bootstrapped it
     password = secrets.token_urlsafe(15)
-    admin = create_user(store, company["id"], "admin@localhost", password, "admin")
-    app, key = create_app(store, company["id"], "default", rate_limit, user_id=admin["id"])
+    admin = create_user(rt, company["id"], "admin@localhost", password, "admin")
+    app, key = create_app(rt, company["id"], "default", rate_limit, user_id=admin["id"])
     return {
         "company": company["name"],
         "admin_email": admin["email"],
@@ -725,21 +757,20 @@ def _dummy_hash() -> str:
 # ---- vendor credential schemes (Pho.to APP_ID/KEY/SIGN_DATA, Linkface api_id/api_secret) -----
 
 
-def authenticate_app_key(store: Store, app_id: str, key: str) -> Principal:
+def authenticate_app_key(rt: Runtime, app_id: str, key: str) -> Principal:
     """The app whose KEY this is, which must be the app `app_id`; AUTH_INVALID otherwise."""
-    principal = authenticate_key(store, key)
+    principal = authenticate_key(rt, key)
     if principal.app_id != app_id:
         raise FaceplaneError(Err.AUTH_INVALID, "The key does not belong to this app id.")
     return principal
 
 
-def authenticate_data_signature(
-    store: Store, app_id: str, signature: str, data: bytes
-) -> Principal:
+def authenticate_data_signature(rt: Runtime, app_id: str, signature: str, data: bytes) -> Principal:
     """SIGN_DATA = HMAC-SHA256(DATA, KEY) of app `app_id`; the signature is the replay token.
 
     Pho.to signs no time and no nonce, so a signature is accepted once per key: every accepted
     one is remembered (data_signatures) until the key is rotated or the app deleted."""
+    store = rt.store
     row = _signing_app(store, app_id)
     _check_hmac(store, row, data, signature)
     digest = hashlib.sha256(signature.lower().encode()).hexdigest()

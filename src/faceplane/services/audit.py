@@ -7,14 +7,14 @@ from typing import Any
 
 from sqlalchemy import insert, select
 
+from faceplane.runtime import Runtime
 from faceplane.services.cursors import decode_cursor, encode_cursor
-from faceplane.store import Store
 from faceplane.store.db import audit_log, write_tx
 from faceplane.timestamps import iso_utc, parse_time
 
 
 def record(
-    store: Store,
+    rt: Runtime,
     company_id: str | None,
     actor: str,
     action: str,
@@ -23,6 +23,7 @@ def record(
     ip: str | None,
 ) -> None:
     """Append one entry."""
+    store = rt.store
     with write_tx(store.db) as conn:
         conn.execute(
             insert(audit_log).values(
@@ -43,7 +44,7 @@ def render_entry(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def list_entries(
-    store: Store,
+    rt: Runtime,
     company_id: str,
     limit: int,
     cursor: str | None = None,
@@ -52,6 +53,7 @@ def list_entries(
 ) -> dict[str, Any]:
     """A company's entries, newest first (at or after the ISO 8601 time `since`);
     `next_cursor` pages back in time."""
+    store = rt.store
     query = select(audit_log).where(audit_log.c.company_id == company_id)
     if cursor:
         (before,) = decode_cursor(cursor, int)

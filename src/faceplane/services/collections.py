@@ -7,7 +7,7 @@ import time
 import uuid
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -15,7 +15,6 @@ from faceplane.engine.models.registry import get_spec
 from faceplane.errors import Err, FaceplaneError
 from faceplane.runtime import Runtime
 from faceplane.services.cursors import decode_cursor, encode_cursor
-from faceplane.store import Store
 from faceplane.store.db import collections, face_removals, faces, subjects, write_tx
 from faceplane.timestamps import iso_utc
 
@@ -138,16 +137,18 @@ def create_collection(
         ) from None
 
 
-def get_collection(store: Store, company_id: str, collection_id: str) -> dict[str, Any]:
+def get_collection(rt: Runtime, company_id: str, collection_id: str) -> dict[str, Any]:
     """One collection with its counts."""
+    store = rt.store
     with store.db.connect() as conn:
         return _collection_json(load_collection(conn, company_id, collection_id), conn)
 
 
 def list_collections(
-    store: Store, company_id: str, limit: int, cursor: str | None, kind: str | None = None
+    rt: Runtime, company_id: str, limit: int, cursor: str | None, kind: str | None = None
 ) -> dict[str, Any]:
     """The company's collections by id, `limit` per page."""
+    store = rt.store
     query = select(collections).where(collections.c.company_id == company_id)
     if kind:
         query = query.where(collections.c.kind == kind)
@@ -163,9 +164,10 @@ def list_collections(
 
 
 def update_collection(
-    store: Store, company_id: str, collection_id: str, name: str | None, description: str | None
+    rt: Runtime, company_id: str, collection_id: str, name: str | None, description: str | None
 ) -> dict[str, Any]:
     """Rename a collection or change its description."""
+    store = rt.store
     values: dict[str, Any] = {"updated_at": time.time()}
     if name is not None:
         if not name.strip():
@@ -186,8 +188,9 @@ def update_collection(
         ) from None
 
 
-def delete_collection(store: Store, company_id: str, collection_id: str) -> None:
+def delete_collection(rt: Runtime, company_id: str, collection_id: str) -> None:
     """Delete a collection with its subjects, faces, vectors and crops, for real."""
+    store = rt.store
     with write_tx(store.db) as conn:
         load_collection(conn, company_id, collection_id)
         conn.execute(delete(faces).where(faces.c.collection_id == collection_id))
@@ -276,17 +279,19 @@ def create_subject(
 
 
 def get_subject(
-    store: Store, company_id: str, collection_id: str, subject_id: str
+    rt: Runtime, company_id: str, collection_id: str, subject_id: str
 ) -> dict[str, Any]:
     """One subject with its face count."""
+    store = rt.store
     with store.db.connect() as conn:
         return _subject_json(load_subject(conn, company_id, collection_id, subject_id), conn)
 
 
 def list_subjects(
-    store: Store, company_id: str, collection_id: str, limit: int, cursor: str | None
+    rt: Runtime, company_id: str, collection_id: str, limit: int, cursor: str | None
 ) -> dict[str, Any]:
     """A collection's subjects by id, `limit` per page."""
+    store = rt.store
     query = select(subjects).where(subjects.c.collection_id == collection_id)
     if cursor:
         query = query.where(subjects.c.id > decode_cursor(cursor, str)[0])
@@ -300,9 +305,10 @@ def list_subjects(
 
 
 def update_subject(
-    store: Store, company_id: str, collection_id: str, subject_id: str, changes: dict[str, Any]
+    rt: Runtime, company_id: str, collection_id: str, subject_id: str, changes: dict[str, Any]
 ) -> dict[str, Any]:
     """Rename a subject or change its external id or metadata."""
+    store = rt.store
     values: dict[str, Any] = {"updated_at": time.time()}
     if changes.get("name") is not None:
         if not str(changes["name"]).strip():
@@ -338,8 +344,9 @@ def _remove_faces(conn: Connection, collection_id: str, where: Any) -> list[str]
     return [r[1] for r in rows if r[1]]
 
 
-def delete_subject(store: Store, company_id: str, collection_id: str, subject_id: str) -> None:
+def delete_subject(rt: Runtime, company_id: str, collection_id: str, subject_id: str) -> None:
     """Delete a subject with its faces, vectors and crops."""
+    store = rt.store
     with write_tx(store.db) as conn:
         load_subject(conn, company_id, collection_id, subject_id)
         crops = _remove_faces(conn, collection_id, faces.c.subject_id == subject_id)
@@ -377,7 +384,7 @@ def load_face(conn: Connection, company_id: str, collection_id: str, token: str)
 
 
 def list_faces(
-    store: Store,
+    rt: Runtime,
     company_id: str,
     collection_id: str,
     subject_id: str,
@@ -385,6 +392,7 @@ def list_faces(
     cursor: str | None,
 ) -> dict[str, Any]:
     """A subject's faces, `limit` per page."""
+    store = rt.store
     query = select(faces).where(faces.c.subject_id == subject_id)
     if cursor:
         query = query.where(faces.c.token > decode_cursor(cursor, str)[0])
@@ -399,14 +407,16 @@ def list_faces(
     }
 
 
-def get_face(store: Store, company_id: str, collection_id: str, token: str) -> dict[str, Any]:
+def get_face(rt: Runtime, company_id: str, collection_id: str, token: str) -> dict[str, Any]:
     """One enrolled face (never its embedding)."""
+    store = rt.store
     with store.db.connect() as conn:
         return _face_json(load_face(conn, company_id, collection_id, token))
 
 
-def delete_face(store: Store, company_id: str, collection_id: str, token: str) -> None:
+def delete_face(rt: Runtime, company_id: str, collection_id: str, token: str) -> None:
     """Delete one face, its vector and its crop."""
+    store = rt.store
     with write_tx(store.db) as conn:
         load_face(conn, company_id, collection_id, token)
         crops = _remove_faces(conn, collection_id, faces.c.token == token)
@@ -501,3 +511,33 @@ def find_subject_by_name(
             name=name,
             collection_name=collection_name,
         )
+
+
+def find_collection_id(rt: Runtime, company_id: str, name_or_id: str) -> str | None:
+    """The id of the company's collection whose id or name is `name_or_id`, if there is one
+    (the CLI takes either)."""
+    query = select(collections.c.id).where(
+        and_(
+            collections.c.company_id == company_id,
+            or_(collections.c.id == name_or_id, collections.c.name == name_or_id),
+        )
+    )
+    with rt.store.db.connect() as conn:
+        row = conn.execute(query).first()
+    return str(row[0]) if row else None
+
+
+# ---- operator maintenance (every company's collections) ------------------------------------
+
+
+def rebuild_indexes(rt: Runtime, name_or_id: str | None) -> list[tuple[str, int]]:
+    """Rebuild the vector indexes of every collection (of every company: the operator's
+    `faceplane index rebuild`), or of those whose id or name is `name_or_id`, from the
+    database; (collection id, vectors) for each."""
+    query = select(collections.c.id)
+    if name_or_id:
+        query = query.where(or_(collections.c.id == name_or_id, collections.c.name == name_or_id))
+    store = rt.store
+    with store.db.connect() as conn:
+        ids = [str(r[0]) for r in conn.execute(query.order_by(collections.c.id)).all()]
+    return [(cid, store.indexes.rebuild(store.db, cid)) for cid in ids]

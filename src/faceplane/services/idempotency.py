@@ -18,7 +18,6 @@ from sqlalchemy import and_, select
 from faceplane.errors import Err, FaceplaneError
 from faceplane.runtime import Runtime
 from faceplane.services.images import b64decode_checked
-from faceplane.store import Store
 from faceplane.store.db import tasks
 
 if TYPE_CHECKING:
@@ -37,7 +36,7 @@ def request_hash(rt: Runtime, spec: TaskSpec) -> str:
             continue
         data = src.data
         if data is None and src.base64 is not None:
-            data = b64decode_checked(name, src.base64, rt)
+            data = b64decode_checked(rt, name, src.base64)
         if data is not None:
             images[name] = {"sha256": hashlib.sha256(data).hexdigest()}
     secret = spec.webhook_secret
@@ -54,10 +53,10 @@ def request_hash(rt: Runtime, spec: TaskSpec) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def repeat_of(store: Store, company_id: str, key: str, digest: str) -> dict[str, Any] | None:
+def repeat_of(rt: Runtime, company_id: str, key: str, digest: str) -> dict[str, Any] | None:
     """The task already submitted under `key`, if any; TASK_CONFLICT (409) when it was
     submitted with another request (as payment APIs answer a reused key)."""
-    existing = find_by_key(store, company_id, key)
+    existing = find_by_key(rt, company_id, key)
     if existing is None:
         return None
     # Tasks stored before the hash was kept have none: nothing to compare, the key decides.
@@ -100,7 +99,7 @@ def mark_repeats(
                 repeat = True
             else:
                 seen[key] = digest
-                repeat = repeat_of(rt.store, company_id, key, digest) is not None
+                repeat = repeat_of(rt, company_id, key, digest) is not None
         except FaceplaneError as exc:
             if batch:
                 exc.details.setdefault("item", i)
@@ -110,8 +109,9 @@ def mark_repeats(
     return hashed, repeats
 
 
-def find_by_key(store: Store, company_id: str, key: str) -> dict[str, Any] | None:
+def find_by_key(rt: Runtime, company_id: str, key: str) -> dict[str, Any] | None:
     """The company's task submitted under idempotency key `key`, if any."""
+    store = rt.store
     with store.db.connect() as conn:
         row = (
             conn.execute(

@@ -29,7 +29,7 @@ class ImageSource:
     url: str | None = None
 
 
-def b64decode_checked(field: str, text: str, rt: Runtime) -> bytes:
+def b64decode_checked(rt: Runtime, field: str, text: str) -> bytes:
     """Decode base64 (or a data: URL) after checking the size it will have."""
     if text.startswith("data:") and "," in text:
         text = text.split(",", 1)[1]  # data URLs: drop the "data:image/png;base64," prefix
@@ -51,7 +51,7 @@ def load_image(rt: Runtime, source: ImageSource) -> DecodedImage:
         if source.data is not None:
             data = source.data
         elif source.base64 is not None:
-            data = b64decode_checked(source.field, source.base64, rt)
+            data = b64decode_checked(rt, source.field, source.base64)
         elif source.url is not None:
             # URLs are downloaded before decoding (fetch_images / download_images), never
             # here: decoding runs on the inference pool, which a slow server must not hold.

@@ -32,8 +32,8 @@ class Login:
 
 
 def _with_user(rt: Runtime, tokens: dict[str, Any]) -> Login:
-    who = accounts.authenticate_token(rt.store, tokens["access_token"])
-    users = accounts.list_users(rt.store, who.company_id)
+    who = accounts.authenticate_token(rt, tokens["access_token"])
+    users = accounts.list_users(rt, who.company_id)
     return Login(tokens, next(u for u in users if u["id"] == who.user_id))
 
 
@@ -46,9 +46,7 @@ def _audit_failure(
     ip: str | None,
 ) -> None:
     actor = f"user:{account.user_id}" if account.user_id else "anonymous"
-    audit.record(
-        rt.store, account.company_id, actor, action, "account:" + email.lower(), status, ip
-    )
+    audit.record(rt, account.company_id, actor, action, "account:" + email.lower(), status, ip)
 
 
 async def check_password(rt: Runtime, email: str, password: str, address: str | None) -> dict:
@@ -60,7 +58,7 @@ async def check_password(rt: Runtime, email: str, password: str, address: str | 
     verdict: bool | None = None
     try:
         # The database read first: a hashing slot is held only while a password is checked.
-        account = await rt.run_io(accounts.login_account, rt.store, email)
+        account = await rt.run_io(accounts.login_account, rt, email)
         await guard.slots.acquire()
         try:
             verdict = await rt.run_password(accounts.password_matches, account, password)
@@ -78,7 +76,7 @@ async def check_password(rt: Runtime, email: str, password: str, address: str | 
     guard.throttle.succeeded(who, forget=who[:1])
     s = rt.settings
     return await rt.run_io(
-        accounts.issue_login, rt.store, account, s.access_token_ttl_s, s.refresh_token_ttl_s
+        accounts.issue_login, rt, account, s.access_token_ttl_s, s.refresh_token_ttl_s
     )
 
 
@@ -92,13 +90,13 @@ def _renew(rt: Runtime, refresh_token: str, address: str | None) -> dict[str, An
     s = rt.settings
     try:
         return accounts.refresh_tokens(
-            rt.store, refresh_token, s.access_token_ttl_s, s.refresh_token_ttl_s
+            rt, refresh_token, s.access_token_ttl_s, s.refresh_token_ttl_s
         )
     except accounts.RefreshReuse as exc:
         theft = exc.theft
-        company = accounts.user_company(rt.store, theft.user_id)
+        company = accounts.user_company(rt, theft.user_id)
         audit.record(
-            rt.store,
+            rt,
             company,
             f"user:{theft.user_id}",
             "refresh.reused",

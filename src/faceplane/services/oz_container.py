@@ -59,6 +59,12 @@ def issue_session_token(secret: bytes, company_id: str, ttl_s: int) -> tuple[str
     return f"{expires}.{nonce}.{_session_mac(secret, company_id, expires, nonce)}", expires
 
 
+def session_token(rt: Runtime, company_id: str) -> tuple[str, int]:
+    """The company's session token for signing data containers, and its expiry (one HMAC with
+    the server secret, no I/O; it lives as long as an access token)."""
+    return issue_session_token(rt.store.secret, company_id, rt.settings.access_token_ttl_s)
+
+
 def _check_session_token(secret: bytes, company_id: str, token: Any) -> str:
     """The token when it is this company's and unexpired, else Oz's container error (14)."""
     # ASCII only (a lone surrogate cannot be encoded for the HMAC), and an expiry of at most

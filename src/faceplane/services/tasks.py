@@ -77,7 +77,7 @@ def _store_inputs(store: Store, rt: Runtime, task_id: str, spec: TaskSpec) -> di
             continue
         data = src.data
         if data is None and src.base64 is not None:
-            data = b64decode_checked(name, src.base64, rt)
+            data = b64decode_checked(rt, name, src.base64)
         if data is None:
             continue
         key = store.blobs.put(f"tasks/{task_id}/input/{name}", data)
@@ -136,7 +136,7 @@ def submit_task(
     digest = None
     if spec.idempotency_key:
         digest = request_hash(rt, spec)
-        existing = repeat_of(store, company_id, spec.idempotency_key, digest)
+        existing = repeat_of(rt, company_id, spec.idempotency_key, digest)
         if existing is not None:
             return render_task(rt, existing), False
     _check_spec(rt, spec)
@@ -202,7 +202,7 @@ def _insert_task(
         # TASK_CONFLICT when the two were different requests).
         existing = None
         if spec.idempotency_key and digest:
-            existing = repeat_of(store, company_id, spec.idempotency_key, digest)
+            existing = repeat_of(rt, company_id, spec.idempotency_key, digest)
         if existing is None:
             raise _not_stored(exc) from exc  # another constraint refused the row
         return row, existing
@@ -290,8 +290,9 @@ def submit_batch(
     return [task for task, _ in done], [created for _, created in done], batch_id
 
 
-def load_task(store: Store, company_id: str, task_id: str) -> dict[str, Any]:
+def load_task(rt: Runtime, company_id: str, task_id: str) -> dict[str, Any]:
     """The task row, or TASK_NOT_FOUND (also for another company's task: ids leak nothing)."""
+    store = rt.store
     with store.db.connect() as conn:
         row = (
             conn.execute(
@@ -382,8 +383,7 @@ def _deliveries(store: Store, task_id: str) -> list[dict[str, Any]]:
 
 def get_task(rt: Runtime, company_id: str, task_id: str) -> dict[str, Any]:
     """A task's state; TASK_EXPIRED once its inputs and results were deleted."""
-    store = rt.store
-    row = load_task(store, company_id, task_id)
+    row = load_task(rt, company_id, task_id)
     if row["purged"]:
         raise FaceplaneError(
             Err.TASK_EXPIRED,
@@ -397,7 +397,7 @@ def get_task(rt: Runtime, company_id: str, task_id: str) -> dict[str, Any]:
 def cancel_task(rt: Runtime, company_id: str, task_id: str) -> dict[str, Any]:
     """Cancel a queued task at once; ask a running one to stop; refuse a finished one."""
     store = rt.store
-    row = load_task(store, company_id, task_id)
+    row = load_task(rt, company_id, task_id)
     now = time.time()
     with write_tx(store.db) as conn:
         done = transition(conn, task_id, Status.QUEUED, Status.CANCELED, now=now)
@@ -407,7 +407,7 @@ def cancel_task(rt: Runtime, company_id: str, task_id: str) -> dict[str, Any]:
                 .where(and_(tasks.c.id == task_id, tasks.c.status == Status.RUNNING))
                 .values(cancel_requested=True, updated_at=now)
             )
-    row = load_task(store, company_id, task_id)
+    row = load_task(rt, company_id, task_id)
     if row["status"] == Status.CANCELED and not done:
         raise FaceplaneError(Err.TASK_REVOKED, "The task was already canceled.", id=task_id)
     if row["status"] in FINISHED and row["status"] != Status.CANCELED:
@@ -458,7 +458,7 @@ def get_task_and_options(
     """A task's public form, as `get_task` gives it, and the options it was submitted with
     (a dialect renders the result in the caller's own terms); `row`: one already loaded."""
     if row is None or row["purged"]:
-        row = load_task(rt.store, company_id, task_id)
+        row = load_task(rt, company_id, task_id)
     # get_task answers TASK_EXPIRED for a purged task, in the one wording of that error.
     task = get_task(rt, company_id, task_id) if row["purged"] else render_task(rt, row)
     return task, json.loads(row["options_json"] or "{}")

@@ -190,7 +190,7 @@ class TaskHub:
         event = self._events.setdefault(task_id, asyncio.Event())
         try:
             while True:
-                row = await self.rt.run_io(load_task, self.store, company_id, task_id)
+                row = await self.rt.run_io(load_task, self.rt, company_id, task_id)
                 remaining = deadline - time.monotonic()
                 if row["status"] in FINISHED or remaining <= 0:
                     return row

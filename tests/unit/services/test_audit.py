@@ -26,9 +26,7 @@ def rt(tmp_path: Path) -> Iterator[Runtime]:
 
 def fill(rt: Runtime, n: int, actor: str = "user:u1", company: str = "acme") -> None:
     for i in range(n):
-        audit.record(
-            rt.store, company, actor, f"POST /v1/things/{i}", f"/v1/things/{i}", 201, "::1"
-        )
+        audit.record(rt, company, actor, f"POST /v1/things/{i}", f"/v1/things/{i}", 201, "::1")
 
 
 def test_entries_are_listed_newest_first_and_paged_by_an_opaque_cursor(rt: Runtime) -> None:
@@ -37,7 +35,7 @@ def test_entries_are_listed_newest_first_and_paged_by_an_opaque_cursor(rt: Runti
     seen: list[str] = []
     cursor = None
     while True:
-        page = audit.list_entries(rt.store, "acme", 2, cursor)
+        page = audit.list_entries(rt, "acme", 2, cursor)
         seen += [e["action"] for e in page["entries"]]
         cursor = page["next_cursor"]
         if cursor is None:
@@ -50,7 +48,7 @@ def test_a_malformed_cursor_is_invalid_argument_naming_it(rt: Runtime) -> None:
     fill(rt, 1)
     for cursor in ("abc", "99999999999999999999999", "W1tdXQ"):
         with pytest.raises(FaceplaneError) as exc:
-            audit.list_entries(rt.store, "acme", 10, cursor)
+            audit.list_entries(rt, "acme", 10, cursor)
         assert exc.value.err.name == "INVALID_ARGUMENT"
         assert exc.value.details["field"] == "cursor"
 
@@ -61,20 +59,20 @@ def test_entries_filter_by_actor_and_since(rt: Runtime) -> None:
     with write_tx(rt.store.db) as conn:
         old = dt.datetime(2020, 6, 1, tzinfo=dt.UTC).timestamp()
         conn.execute(update(audit_log).where(audit_log.c.id == 1).values(at=old))
-    by_app = audit.list_entries(rt.store, "acme", 10, actor="app:a1")["entries"]
+    by_app = audit.list_entries(rt, "acme", 10, actor="app:a1")["entries"]
     assert [e["actor"] for e in by_app] == ["app:a1"]
-    recent = audit.list_entries(rt.store, "acme", 10, since="2020-06-01T02:00:00+02:00")
+    recent = audit.list_entries(rt, "acme", 10, since="2020-06-01T02:00:00+02:00")
     assert len(recent["entries"]) == 3  # 02:00 at +02:00 is the old entry's instant
-    newer = audit.list_entries(rt.store, "acme", 10, since="2020-06-01T00:00:01")
+    newer = audit.list_entries(rt, "acme", 10, since="2020-06-01T00:00:01")
     assert len(newer["entries"]) == 2
     with pytest.raises(FaceplaneError) as exc:
-        audit.list_entries(rt.store, "acme", 10, since="soon")
+        audit.list_entries(rt, "acme", 10, since="soon")
     assert exc.value.details["field"] == "since"
 
 
 def test_an_entry_carries_who_what_where_and_when_in_iso_8601_utc(rt: Runtime) -> None:
     fill(rt, 1)
-    (entry,) = audit.list_entries(rt.store, "acme", 10)["entries"]
+    (entry,) = audit.list_entries(rt, "acme", 10)["entries"]
     assert set(entry) == {"id", "at", "company_id", "actor", "action", "resource", "status", "ip"}
     when = dt.datetime.fromisoformat(entry["at"])
     assert when.utcoffset() == dt.timedelta(0)
@@ -82,6 +80,6 @@ def test_an_entry_carries_who_what_where_and_when_in_iso_8601_utc(rt: Runtime) -
 
 
 def test_a_long_resource_is_cut_to_the_column(rt: Runtime) -> None:
-    audit.record(rt.store, "acme", "user:u1", "POST /x", "/x/" + "y" * 600, 201, None)
-    (entry,) = audit.list_entries(rt.store, "acme", 10)["entries"]
+    audit.record(rt, "acme", "user:u1", "POST /x", "/x/" + "y" * 600, 201, None)
+    (entry,) = audit.list_entries(rt, "acme", 10)["entries"]
     assert len(entry["resource"]) == 500

@@ -52,7 +52,7 @@ def test_a_collection_is_pinned_to_the_embedding_space_in_force(rt: Runtime) -> 
     _, space = col.current_space(rt)
     assert made["model"] == space and made["kind"] == "blacklist"
     assert made["subjects"] == 0 and made["faces"] == 0 and made["description"] == "who"
-    assert col.get_collection(rt.store, "co-pin", made["id"]) == made
+    assert col.get_collection(rt, "co-pin", made["id"]) == made
 
 
 def test_bad_input_gets_its_code(rt: Runtime) -> None:
@@ -60,11 +60,11 @@ def test_bad_input_gets_its_code(rt: Runtime) -> None:
     raises(Err.MISSING_ARGUMENT, col.create_collection, rt, "co-bad", "  ", "gallery")
     cid = col.create_collection(rt, "co-bad", "x", "gallery")["id"]
     raises(Err.COLLECTION_EXISTS, col.create_collection, rt, "co-bad", "x", "gallery")
-    raises(Err.INVALID_ARGUMENT, col.update_collection, rt.store, "co-bad", cid, " ", None)
+    raises(Err.INVALID_ARGUMENT, col.update_collection, rt, "co-bad", cid, " ", None)
     raises(Err.MISSING_ARGUMENT, col.create_subject, rt, "co-bad", cid, "")
     sid = col.create_subject(rt, "co-bad", cid, "a")["id"]
     raises(Err.SUBJECT_EXISTS, col.create_subject, rt, "co-bad", cid, "a")
-    raises(Err.INVALID_ARGUMENT, col.update_subject, rt.store, "co-bad", cid, sid, {"name": ""})
+    raises(Err.INVALID_ARGUMENT, col.update_subject, rt, "co-bad", cid, sid, {"name": ""})
 
 
 def test_names_are_unique_per_company_not_across_companies(rt: Runtime) -> None:
@@ -72,12 +72,39 @@ def test_names_are_unique_per_company_not_across_companies(rt: Runtime) -> None:
     b = col.create_collection(rt, "co-b", "staff", "gallery")
     assert a["id"] != b["id"]
     # Another company's collection is not found, exactly like one that does not exist.
-    raises(Err.COLLECTION_NOT_FOUND, col.get_collection, rt.store, "co-a", b["id"])
-    raises(Err.COLLECTION_NOT_FOUND, col.delete_collection, rt.store, "co-a", b["id"])
+    raises(Err.COLLECTION_NOT_FOUND, col.get_collection, rt, "co-a", b["id"])
+    raises(Err.COLLECTION_NOT_FOUND, col.delete_collection, rt, "co-a", b["id"])
     raises(Err.COLLECTION_NOT_FOUND, col.create_subject, rt, "co-a", b["id"], "x")
-    assert [c["id"] for c in col.list_collections(rt.store, "co-a", 10, None)["collections"]] == [
-        a["id"]
-    ]
+    assert [c["id"] for c in col.list_collections(rt, "co-a", 10, None)["collections"]] == [a["id"]]
+
+
+def test_the_cli_finds_a_collection_by_id_or_name_in_its_company_only(rt: Runtime) -> None:
+    mine = col.create_collection(rt, "co-find", "staff", "gallery")["id"]
+    theirs = col.create_collection(rt, "co-find-other", "visitors", "gallery")["id"]
+    assert col.find_collection_id(rt, "co-find", "staff") == mine
+    assert col.find_collection_id(rt, "co-find", mine) == mine
+    assert col.find_collection_id(rt, "co-find", "visitors") is None
+    assert col.find_collection_id(rt, "co-find", theirs) is None
+    assert col.find_collection_id(rt, "co-find", "nobody") is None
+
+
+def test_rebuilding_indexes_covers_every_company_or_the_named_collections(
+    rt: Runtime, testdata: Path
+) -> None:
+    photos = john_photos(testdata)
+    made = {}
+    for company, photo in (("co-ix-a", photos[0]), ("co-ix-b", photos[1])):
+        cid = col.create_collection(rt, company, "shared name", "gallery")["id"]
+        sid = col.create_subject(rt, company, cid, "john")["id"]
+        enroll(rt, company, cid, sid, photo)
+        made[company] = cid
+    empty = col.create_collection(rt, "co-ix-a", "empty", "gallery")["id"]
+    by_name = dict(col.rebuild_indexes(rt, "shared name"))
+    assert by_name == {made["co-ix-a"]: 1, made["co-ix-b"]: 1}
+    assert col.rebuild_indexes(rt, empty) == [(empty, 0)]
+    everything = dict(col.rebuild_indexes(rt, None))
+    assert everything.keys() >= {*made.values(), empty}
+    assert col.rebuild_indexes(rt, "no such collection") == []
 
 
 def test_pages_cover_every_collection_once_and_kind_filters(rt: Runtime) -> None:
@@ -85,13 +112,13 @@ def test_pages_cover_every_collection_once_and_kind_filters(rt: Runtime) -> None
     made.add(col.create_collection(rt, "co-pages", "bl", "blacklist")["id"])
     seen, cursor = [], None
     while True:
-        page = col.list_collections(rt.store, "co-pages", 3, cursor)
+        page = col.list_collections(rt, "co-pages", 3, cursor)
         seen += [c["id"] for c in page["collections"]]
         cursor = page["next_cursor"]
         if cursor is None:
             break
     assert sorted(seen) == sorted(made)
-    blacklists = col.list_collections(rt.store, "co-pages", 10, None, kind="blacklist")
+    blacklists = col.list_collections(rt, "co-pages", 10, None, kind="blacklist")
     assert [c["name"] for c in blacklists["collections"]] == ["bl"]
     raises(Err.COLLECTION_LIMIT_EXCEEDED, col.create_collection, rt, "co-pages", "c9", "gallery")
 
@@ -100,15 +127,15 @@ def test_subjects_are_limited_paged_and_updated(rt: Runtime) -> None:
     cid = col.create_collection(rt, "co-subj", "people", "gallery")["id"]
     sids = [col.create_subject(rt, "co-subj", cid, f"p{i}", f"ext{i}")["id"] for i in range(3)]
     raises(Err.SUBJECT_LIMIT_EXCEEDED, col.create_subject, rt, "co-subj", cid, "p3")
-    first = col.list_subjects(rt.store, "co-subj", cid, 2, None)
-    rest = col.list_subjects(rt.store, "co-subj", cid, 2, first["next_cursor"])
+    first = col.list_subjects(rt, "co-subj", cid, 2, None)
+    rest = col.list_subjects(rt, "co-subj", cid, 2, first["next_cursor"])
     assert sorted(s["id"] for s in first["subjects"] + rest["subjects"]) == sorted(sids)
     changed = col.update_subject(
-        rt.store, "co-subj", cid, sids[0], {"name": "renamed", "metadata": {"team": "red"}}
+        rt, "co-subj", cid, sids[0], {"name": "renamed", "metadata": {"team": "red"}}
     )
     assert changed["name"] == "renamed" and changed["metadata"] == {"team": "red"}
     assert changed["external_id"] == "ext0"
-    raises(Err.SUBJECT_NOT_FOUND, col.get_subject, rt.store, "co-subj", cid, "nobody")
+    raises(Err.SUBJECT_NOT_FOUND, col.get_subject, rt, "co-subj", cid, "nobody")
 
 
 def test_deleting_a_subject_removes_its_faces_vectors_and_crops(
@@ -122,11 +149,11 @@ def test_deleting_a_subject_removes_its_faces_vectors_and_crops(
     crops = rt.settings.data_dir / "blobs" / "collections" / cid / "faces"
     assert len(list(crops.iterdir())) == 3
     assert len(rt.store.indexes.get(rt.store.db, cid)) == 3
-    col.delete_subject(rt.store, "co-del", cid, gone)
+    col.delete_subject(rt, "co-del", cid, gone)
     assert len(rt.store.indexes.get(rt.store.db, cid)) == 1
     assert [p.stem for p in crops.iterdir()] == [kept]
     for token in tokens:
-        raises(Err.FACE_TOKEN_NOT_FOUND, col.get_face, rt.store, "co-del", cid, token)
+        raises(Err.FACE_TOKEN_NOT_FOUND, col.get_face, rt, "co-del", cid, token)
     with rt.store.db.connect() as conn:
         logged = conn.execute(
             select(func.count())
@@ -134,7 +161,7 @@ def test_deleting_a_subject_removes_its_faces_vectors_and_crops(
             .where(face_removals.c.collection_id == cid)
         ).scalar_one()
     assert logged == 2  # other processes' indexes learn of the removal from this log
-    assert col.get_collection(rt.store, "co-del", cid)["faces"] == 1
+    assert col.get_collection(rt, "co-del", cid)["faces"] == 1
 
 
 def test_deleting_a_collection_leaves_no_face_vector_or_file(rt: Runtime, testdata: Path) -> None:
@@ -142,7 +169,7 @@ def test_deleting_a_collection_leaves_no_face_vector_or_file(rt: Runtime, testda
     sid = col.create_subject(rt, "co-del", cid, "someone")["id"]
     enroll(rt, "co-del", cid, sid, john_photos(testdata, 2)[0])
     rt.store.indexes.rebuild(rt.store.db, cid)  # leaves index files on disk
-    col.delete_collection(rt.store, "co-del", cid)
+    col.delete_collection(rt, "co-del", cid)
     with rt.store.db.connect() as conn:
         left = conn.execute(
             select(func.count()).select_from(faces).where(faces.c.collection_id == cid)
@@ -150,7 +177,7 @@ def test_deleting_a_collection_leaves_no_face_vector_or_file(rt: Runtime, testda
     assert left == 0
     assert not list((rt.settings.data_dir / "index").glob(f"{cid}.*"))
     assert not (rt.settings.data_dir / "blobs" / "collections" / cid).exists()
-    raises(Err.COLLECTION_NOT_FOUND, col.get_collection, rt.store, "co-del", cid)
+    raises(Err.COLLECTION_NOT_FOUND, col.get_collection, rt, "co-del", cid)
 
 
 def test_faces_are_listed_moved_within_limits_and_deleted(rt: Runtime, testdata: Path) -> None:
@@ -160,13 +187,13 @@ def test_faces_are_listed_moved_within_limits_and_deleted(rt: Runtime, testdata:
     photos = john_photos(testdata, 3)
     on_a = [enroll(rt, "co-move", cid, a, data) for data in photos[:2]]
     on_b = enroll(rt, "co-move", cid, b, photos[2])
-    listed = col.list_faces(rt.store, "co-move", cid, a, 1, None)
+    listed = col.list_faces(rt, "co-move", cid, a, 1, None)
     assert len(listed["faces"]) == 1 and listed["next_cursor"]
     assert "embedding" not in listed["faces"][0]
     raises(Err.FACE_LIMIT_EXCEEDED, col.move_face, rt, "co-move", cid, on_b, a)
     assert col.move_face(rt, "co-move", cid, on_a[0], a)["subject_id"] == a  # already there
     assert col.move_face(rt, "co-move", cid, on_a[0], b)["subject_id"] == b
-    col.delete_face(rt.store, "co-move", cid, on_a[1])
-    raises(Err.FACE_TOKEN_NOT_FOUND, col.delete_face, rt.store, "co-move", cid, on_a[1])
-    assert col.get_subject(rt.store, "co-move", cid, a)["faces"] == 0
-    assert col.get_subject(rt.store, "co-move", cid, b)["faces"] == 2
+    col.delete_face(rt, "co-move", cid, on_a[1])
+    raises(Err.FACE_TOKEN_NOT_FOUND, col.delete_face, rt, "co-move", cid, on_a[1])
+    assert col.get_subject(rt, "co-move", cid, a)["faces"] == 0
+    assert col.get_subject(rt, "co-move", cid, b)["faces"] == 2

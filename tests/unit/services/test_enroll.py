@@ -69,7 +69,7 @@ def test_the_largest_face_is_stored_searchable_with_its_model(rt: Runtime, testd
     out = enroll_faces(rt, CO, cid, sid, image(johns(testdata)[0]))
     assert [f["face_index"] for f in out["faces"]] == [0] and out["unindexed"] == []
     assert out["embedder"] == rt.pool.embedder_name()
-    face = col.get_face(rt.store, CO, cid, out["face_token"])
+    face = col.get_face(rt, CO, cid, out["face_token"])
     assert face["subject_id"] == sid and face["quality"]["issues"] == [] and not face["has_crop"]
     assert len(rt.store.indexes.get(rt.store.db, cid)) == 1
 
@@ -79,7 +79,7 @@ def test_keep_crop_stores_a_crop_and_never_the_photo(rt: Runtime, testdata: Path
     photo = testdata / PORTRAIT
     keeping = Runtime.open(rt.settings.model_copy(update={"enroll_keep_crops": True}))
     out = enroll_faces(keeping, CO, cid, sid, image(photo), keep_crop=True)
-    assert col.get_face(rt.store, CO, cid, out["face_token"])["has_crop"]
+    assert col.get_face(rt, CO, cid, out["face_token"])["has_crop"]
     crops = list((rt.settings.data_dir / "blobs" / "collections" / cid).rglob("*.jpg"))
     assert len(crops) == 1
     crop = Image.open(crops[0])

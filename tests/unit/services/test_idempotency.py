@@ -75,8 +75,8 @@ def test_mark_repeats_names_the_submissions_that_must_not_be_billed_again(
     hashed, repeats = mark_repeats(rt, COMPANY, specs, batch=True)
     assert repeats == [True, False, True, False]
     assert [s.request_hash is not None for s in hashed] == [True, True, True, False]
-    assert find_by_key(rt.store, COMPANY, "a")["id"] == first["request_id"]  # type: ignore[index]
-    assert find_by_key(rt.store, "globex", "a") is None
+    assert find_by_key(rt, COMPANY, "a")["id"] == first["request_id"]  # type: ignore[index]
+    assert find_by_key(rt, "globex", "a") is None
 
 
 def test_mark_repeats_refuses_a_key_reused_for_another_request(

@@ -222,14 +222,14 @@ def test_a_file_exactly_at_the_byte_limit_is_accepted_as_base64_too(
     assert rt.limits.max_bytes == len(photo)
     assert load_image(rt, ImageSource("image", data=photo)).width == 565
     assert load_image(rt, ImageSource("image", base64=b64(photo))).width == 565
-    assert len(b64decode_checked("image", b64(photo), rt)) == len(photo)
+    assert len(b64decode_checked(rt, "image", b64(photo))) == len(photo)
 
 
 def test_base64_over_the_limit_is_refused_before_it_is_decoded(make_rt: MakeRuntime) -> None:
     rt = make_rt(max_image_mb=1000 / MB)
     # Not even valid base64: the size is what is checked first.
     with pytest.raises(FaceplaneError) as info:
-        b64decode_checked("image", "!" * 4000, rt)
+        b64decode_checked(rt, "image", "!" * 4000)
     assert info.value.err is Err.IMAGE_FILE_TOO_LARGE
 
 

@@ -38,8 +38,8 @@ def rt(tmp_path: Path) -> Iterator[Runtime]:
 
 @pytest.fixture
 def user(rt: Runtime) -> dict[str, Any]:
-    company = accounts.create_company(rt.store, "acme")
-    return accounts.create_user(rt.store, company["id"], EMAIL, PASSWORD, "admin")
+    company = accounts.create_company(rt, "acme")
+    return accounts.create_user(rt, company["id"], EMAIL, PASSWORD, "admin")
 
 
 def run(coro: Awaitable[T]) -> T:
@@ -56,7 +56,7 @@ def refused(coro: Awaitable[Any]) -> FaceplaneError:
 
 
 def actions(rt: Runtime, user: dict[str, Any]) -> list[dict[str, Any]]:
-    entries = audit.list_entries(rt.store, user["company_id"], 100)["entries"]
+    entries = audit.list_entries(rt, user["company_id"], 100)["entries"]
     return list(reversed(entries))  # oldest first
 
 
@@ -66,7 +66,7 @@ def test_the_right_password_gives_a_token_pair_of_that_user(
     login = run(logins.log_in(rt, EMAIL.upper(), PASSWORD, ADDRESS))
     assert login.user["id"] == user["id"] and login.user["email"] == EMAIL.lower()
     assert "password_hash" not in login.user
-    who = accounts.authenticate_token(rt.store, login.tokens["access_token"])
+    who = accounts.authenticate_token(rt, login.tokens["access_token"])
     assert (who.user_id, who.company_id) == (user["id"], user["company_id"])
     assert actions(rt, user) == []  # a good login is not a failure to audit
 
@@ -146,14 +146,14 @@ def test_a_refresh_spends_its_token_and_its_reuse_revokes_the_login(
     renewed = run(logins.renew(rt, first["refresh_token"], ADDRESS))
     assert renewed.user["id"] == user["id"]
     assert renewed.tokens["refresh_token"] != first["refresh_token"]
-    assert accounts.authenticate_token(rt.store, renewed.tokens["access_token"]).user_id
+    assert accounts.authenticate_token(rt, renewed.tokens["access_token"]).user_id
 
     err = refused(logins.refresh(rt, first["refresh_token"], ADDRESS))
     assert err.err is Err.AUTH_INVALID
     (entry,) = actions(rt, user)
     assert entry["action"] == "refresh.reused" and entry["status"] == 401
     with pytest.raises(FaceplaneError) as caught:  # the whole family went with it
-        accounts.authenticate_token(rt.store, renewed.tokens["access_token"])
+        accounts.authenticate_token(rt, renewed.tokens["access_token"])
     assert caught.value.err in (Err.AUTH_INVALID, Err.AUTH_EXPIRED)
     assert refused(logins.refresh(rt, renewed.tokens["refresh_token"], ADDRESS)).err in (
         Err.AUTH_INVALID,

@@ -70,7 +70,7 @@ def test_a_stored_face_and_its_embedding_find_their_subject(
 ) -> None:
     name = people(testdata)[2].name
     sid = johns["subjects"][name]
-    token = col.list_faces(rt.store, CO, johns["id"], sid, 1, None)["faces"][0]["face_token"]
+    token = col.list_faces(rt, CO, johns["id"], sid, 1, None)["faces"][0]["face_token"]
     by_token = search_collection(rt, CO, johns["id"], face_token=token, k=1)
     assert by_token["faces"][0]["matches"][0]["face_token"] == token
     assert by_token["faces"][0]["box"] is None

@@ -66,7 +66,7 @@ def test_a_submitted_task_is_queued_with_its_inputs_kept_as_blobs(
 ) -> None:
     task, created = submit_task(rt, COMPANY, detect(astronaut))
     assert created and task["status"] == "queued" and task["attempts"] == 0
-    row = load_task(rt.store, COMPANY, task["request_id"])
+    row = load_task(rt, COMPANY, task["request_id"])
     assert row["request_hash"] is None  # no key: nothing to compare, nothing kept
     blob = row["input_json"]
     assert "blob" in blob and astronaut == rt.store.blobs.get(
@@ -78,7 +78,7 @@ def test_the_same_request_under_one_key_is_the_same_task(rt: Runtime, astronaut:
     first, created = submit_task(rt, COMPANY, detect(astronaut, "k1"))
     again, created_again = submit_task(rt, COMPANY, detect(astronaut, "k1"))
     assert created and not created_again and again["request_id"] == first["request_id"]
-    row = load_task(rt.store, COMPANY, first["request_id"])
+    row = load_task(rt, COMPANY, first["request_id"])
     assert row["request_hash"] == request_hash(rt, detect(astronaut, "k1"))
     # Keys are per company: another company's same key is another task.
     other, created_other = submit_task(rt, "globex", detect(astronaut, "k1"))
@@ -179,7 +179,7 @@ def test_cancel_a_queued_task_then_again_and_a_finished_one(rt: Runtime, astrona
     canceled = cancel_task(rt, COMPANY, task["request_id"])
     assert canceled["status"] == "canceled" and canceled["finished_at"]
     # A task canceled before it ran still owes its `task.finished` webhook.
-    assert load_task(rt.store, COMPANY, task["request_id"])["webhook_state"] == "pending"
+    assert load_task(rt, COMPANY, task["request_id"])["webhook_state"] == "pending"
     with pytest.raises(FaceplaneError) as exc:
         cancel_task(rt, COMPANY, task["request_id"])
     assert errcode(exc) == "TASK_REVOKED"
@@ -199,7 +199,7 @@ def test_cancel_asks_a_running_task_to_stop(rt: Runtime, astronaut: bytes) -> No
 
 def test_an_expired_task_answers_task_expired(rt: Runtime, astronaut: bytes) -> None:
     task, _ = submit_task(rt, COMPANY, detect(astronaut))
-    expire_tasks(rt.store, now=load_task(rt.store, COMPANY, task["request_id"])["expires_at"] + 1)
+    expire_tasks(rt.store, now=load_task(rt, COMPANY, task["request_id"])["expires_at"] + 1)
     with pytest.raises(FaceplaneError) as exc:
         get_task(rt, COMPANY, task["request_id"])
     assert errcode(exc) == "TASK_EXPIRED" and exc.value.details["expired_at"].endswith("+00:00")
@@ -326,8 +326,8 @@ def test_the_company_cap_never_exceeds_the_whole_queue(tmp_path: Path, astronaut
 def test_a_task_records_the_route_family_that_created_it(rt: Runtime, astronaut: bytes) -> None:
     native, _ = submit_task(rt, COMPANY, detect(astronaut))
     photo, _ = submit_task(rt, COMPANY, replace(detect(astronaut), origin="photo"))
-    assert load_task(rt.store, COMPANY, native["request_id"])["origin"] == "native"
-    assert load_task(rt.store, COMPANY, photo["request_id"])["origin"] == "photo"
+    assert load_task(rt, COMPANY, native["request_id"])["origin"] == "native"
+    assert load_task(rt, COMPANY, photo["request_id"])["origin"] == "photo"
     with pytest.raises(ValueError, match="origin"):
         submit_task(rt, COMPANY, replace(detect(astronaut), origin="elsewhere"))
 

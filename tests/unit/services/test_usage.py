@@ -32,9 +32,9 @@ def rt(tmp_path: Path) -> Iterator[Runtime]:
 
 def app_caller(rt: Runtime, quota: int | None) -> Principal:
     """The principal of a real app key with `quota` credits per period."""
-    company = accounts.create_company(rt.store, "acme")
-    _, key = accounts.create_app(rt.store, company["id"], "limited", 1000, quota=quota)
-    return accounts.authenticate_key(rt.store, key)
+    company = accounts.create_company(rt, "acme")
+    _, key = accounts.create_app(rt, company["id"], "limited", 1000, quota=quota)
+    return accounts.authenticate_key(rt, key)
 
 
 def spent(rt: Runtime, caller: Principal) -> int:

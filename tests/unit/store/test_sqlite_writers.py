@@ -27,9 +27,8 @@ def test_concurrent_read_then_write_transactions_all_succeed(tmp_path: Path) -> 
 
     settings = Settings(data_dir=tmp_path)
     rt = Runtime.open(settings)
-    store = rt.store
     cid = col.create_collection(rt, "o", "busy", "gallery")["id"]
     with mp.get_context("spawn").Pool(4) as pool:
         done = pool.starmap(_writer, [(str(tmp_path), cid, 40, t) for t in range(4)])
     assert done == [40] * 4
-    assert col.get_collection(store, "o", cid)["subjects"] == 160
+    assert col.get_collection(rt, "o", cid)["subjects"] == 160

@@ -44,7 +44,7 @@ def test_a_worker_process_runs_a_task_reports_it_and_is_replaced_when_killed(
         executor.notify([task["request_id"]])
         assert finished.wait(90), "no worker reported the task"
         assert done == {task["request_id"]: "succeeded"}
-        assert load_task(rt.store, "c1", task["request_id"])["status"] == "succeeded"
+        assert load_task(rt, "c1", task["request_id"])["status"] == "succeeded"
         assert executor.alive() == 1
         (proc,) = executor._procs
         os.kill(proc.pid, signal.SIGKILL)

@@ -134,7 +134,7 @@ async def list_my_apps(
 ) -> dict[str, Any]:
     """Without keys."""
     user = None if caller.role in ("admin", "operator") else _need_user(caller)
-    apps = await rt.run_io(accounts.list_apps, rt.store, caller.company_id, user)
+    apps = await rt.run_io(accounts.list_apps, rt, caller.company_id, user)
     return render_result(request_id, {"apps": apps})
 
 
@@ -154,7 +154,7 @@ async def create_app(
     quota = body.quota if "quota" in sent else caller.quota
     app, key = await rt.run_io(
         accounts.create_app,
-        rt.store,
+        rt,
         caller.company_id,
         body.name,
         rate_limit or s.default_rate_limit,
@@ -166,7 +166,7 @@ async def create_app(
 
 
 def _own_app(rt: Runtime, caller: Principal, app_id: str) -> None:
-    row = accounts.load_app(rt.store, app_id, caller.company_id)
+    row = accounts.load_app(rt, caller.company_id, app_id)
     if caller.role != "admin" and row["user_id"] != _need_user(caller):
         # Another user's app looks like no app at all: ids leak nothing.
         raise FaceplaneError(Err.RESOURCE_NOT_FOUND, "There is no app with this APP_ID.")
@@ -174,7 +174,7 @@ def _own_app(rt: Runtime, caller: Principal, app_id: str) -> None:
 
 def _rotate(rt: Runtime, caller: Principal, app_id: str) -> tuple[dict[str, Any], str]:
     _own_app(rt, caller, app_id)
-    return accounts.rotate_key(rt.store, app_id, caller.company_id)
+    return accounts.rotate_key(rt, caller.company_id, app_id)
 
 
 @router.post("/apps/{app_id}/rotate", summary="Give an app a new KEY (shown once)")
@@ -202,7 +202,7 @@ async def patch_app(
     if changes.get("webhook_url"):
         await rt.run_io(check_webhook_url, rt, changes["webhook_url"])
         changes.setdefault("webhook_secret", secrets.token_hex(16))
-    out = await rt.run_io(accounts.update_app, rt.store, app_id, changes, caller.company_id)
+    out = await rt.run_io(accounts.update_app, rt, caller.company_id, app_id, changes)
     if "webhook_secret" in changes:
         out["webhook_secret"] = changes["webhook_secret"]  # shown when set
     return render_result(request_id, out)
@@ -211,7 +211,7 @@ async def patch_app(
 @router.get("/admin/users", summary="The company's users")
 async def list_users(caller: AdminDep, rt: RuntimeDep, request_id: RequestIdDep) -> dict[str, Any]:
     """Without password hashes."""
-    users = await rt.run_io(accounts.list_users, rt.store, caller.company_id)
+    users = await rt.run_io(accounts.list_users, rt, caller.company_id)
     return render_result(request_id, {"users": users})
 
 
@@ -221,7 +221,7 @@ async def create_user(
 ) -> dict[str, Any]:
     """With a role: admin, operator or client."""
     out = await rt.run_io(
-        accounts.create_user, rt.store, caller.company_id, body.email, body.password, body.role
+        accounts.create_user, rt, caller.company_id, body.email, body.password, body.role
     )
     return render_result(request_id, out)
 
@@ -233,7 +233,7 @@ async def patch_user(
     """Admins only. The caps bound the user's token and, besides each app's own limits, all
     the apps the user owns together; null lifts a cap."""
     changes = body.model_dump(exclude_unset=True)
-    out = await rt.run_io(accounts.set_user_limits, rt.store, user_id, caller.company_id, changes)
+    out = await rt.run_io(accounts.set_user_limits, rt, caller.company_id, user_id, changes)
     return render_result(request_id, out)
 
 
@@ -250,7 +250,5 @@ async def audit_log(
     ] = None,
 ) -> dict[str, Any]:
     """Newest first: when, who, what, which resource, answer status, from where."""
-    page = await rt.run_io(
-        audit.list_entries, rt.store, caller.company_id, limit, cursor, actor, since
-    )
+    page = await rt.run_io(audit.list_entries, rt, caller.company_id, limit, cursor, actor, since)
     return render_result(request_id, page)

@@ -90,7 +90,7 @@ async def list_collections(
     """Paginated with `next_cursor`."""
     return render_result(
         request_id,
-        await rt.run_io(col.list_collections, rt.store, caller.company_id, limit, cursor, kind),
+        await rt.run_io(col.list_collections, rt, caller.company_id, limit, cursor, kind),
     )
 
 
@@ -100,7 +100,7 @@ async def get_collection(
 ) -> dict[str, Any]:
     """With its subject and face counts."""
     return render_result(
-        request_id, await rt.run_io(col.get_collection, rt.store, caller.company_id, collection_id)
+        request_id, await rt.run_io(col.get_collection, rt, caller.company_id, collection_id)
     )
 
 
@@ -115,7 +115,7 @@ async def patch_collection(
     """Change the name or the description."""
     out = await rt.run_io(
         col.update_collection,
-        rt.store,
+        rt,
         caller.company_id,
         collection_id,
         body.name,
@@ -131,7 +131,7 @@ async def patch_collection(
 )
 async def delete_collection(collection_id: str, rt: RuntimeDep, caller: WriterDep) -> Response:
     """Subjects, faces, vectors and crops are deleted for real."""
-    await rt.run_io(col.delete_collection, rt.store, caller.company_id, collection_id)
+    await rt.run_io(col.delete_collection, rt, caller.company_id, collection_id)
     return Response(status_code=204)
 
 
@@ -168,9 +168,7 @@ async def list_subjects(
     """Paginated with `next_cursor`."""
     return render_result(
         request_id,
-        await rt.run_io(
-            col.list_subjects, rt.store, caller.company_id, collection_id, limit, cursor
-        ),
+        await rt.run_io(col.list_subjects, rt, caller.company_id, collection_id, limit, cursor),
     )
 
 
@@ -185,7 +183,7 @@ async def get_subject(
     """With its face count."""
     return render_result(
         request_id,
-        await rt.run_io(col.get_subject, rt.store, caller.company_id, collection_id, subject_id),
+        await rt.run_io(col.get_subject, rt, caller.company_id, collection_id, subject_id),
     )
 
 
@@ -201,7 +199,7 @@ async def patch_subject(
     """Rename, or change the external id or metadata."""
     changes = body.model_dump(exclude_unset=True)
     out = await rt.run_io(
-        col.update_subject, rt.store, caller.company_id, collection_id, subject_id, changes
+        col.update_subject, rt, caller.company_id, collection_id, subject_id, changes
     )
     return render_result(request_id, out)
 
@@ -215,7 +213,7 @@ async def delete_subject(
     collection_id: str, subject_id: str, rt: RuntimeDep, caller: WriterDep
 ) -> Response:
     """Its faces, vectors and crops are deleted for real."""
-    await rt.run_io(col.delete_subject, rt.store, caller.company_id, collection_id, subject_id)
+    await rt.run_io(col.delete_subject, rt, caller.company_id, collection_id, subject_id)
     return Response(status_code=204)
 
 
@@ -257,7 +255,7 @@ async def list_faces(
 ) -> dict[str, Any]:
     """Tokens, boxes and quality (never embeddings)."""
     out = await rt.run_io(
-        col.list_faces, rt.store, caller.company_id, collection_id, subject_id, limit, cursor
+        col.list_faces, rt, caller.company_id, collection_id, subject_id, limit, cursor
     )
     return render_result(request_id, out)
 
@@ -273,7 +271,7 @@ async def get_face(
     """Its subject, box and quality."""
     return render_result(
         request_id,
-        await rt.run_io(col.get_face, rt.store, caller.company_id, collection_id, face_token),
+        await rt.run_io(col.get_face, rt, caller.company_id, collection_id, face_token),
     )
 
 
@@ -302,7 +300,7 @@ async def delete_face(
     collection_id: str, face_token: str, rt: RuntimeDep, caller: WriterDep
 ) -> Response:
     """Its vector and crop are deleted for real."""
-    await rt.run_io(col.delete_face, rt.store, caller.company_id, collection_id, face_token)
+    await rt.run_io(col.delete_face, rt, caller.company_id, collection_id, face_token)
     return Response(status_code=204)
 
 

@@ -147,7 +147,7 @@ def _with_app_webhook(rt: Runtime, caller: Principal, specs: list[TaskSpec]) -> 
     hashed first: an idempotent retry is the same request even if the app's webhook changed."""
     if not caller.app_id or all(s.webhook_url for s in specs):
         return specs
-    url, secret = accounts.app_webhook(rt.store, caller.app_id)
+    url, secret = accounts.app_webhook(rt, caller.company_id, caller.app_id)
     if not url:
         return specs
     return [

@@ -57,7 +57,7 @@ async def list_groups(
     cursor: PageCursor = None,
 ) -> JSONResponse:
     """Paginated with `next_cursor`."""
-    page = await rt.run_io(col.list_collections, rt.store, caller.company_id, limit, cursor)
+    page = await rt.run_io(col.list_collections, rt, caller.company_id, limit, cursor)
     return ailab.reply(request_id, {"data": ailab.group_list_data(page)})
 
 
@@ -69,7 +69,7 @@ async def delete_group(
     body = await parse_body(request, ())
     group_id = required_text(body.values, "group_id")
     group = await find_group(rt, caller.company_id, group_id)
-    await rt.run_io(col.delete_collection, rt.store, caller.company_id, group["id"])
+    await rt.run_io(col.delete_collection, rt, caller.company_id, group["id"])
     return ailab.reply(request_id, {"data": {"group_id": group_id}})
 
 
@@ -102,9 +102,7 @@ async def list_users(
     """Paginated with `next_cursor`."""
     name = required_text({"group_id": group_id}, "group_id")
     group = await find_group(rt, caller.company_id, name)
-    page = await rt.run_io(
-        col.list_subjects, rt.store, caller.company_id, group["id"], limit, cursor
-    )
+    page = await rt.run_io(col.list_subjects, rt, caller.company_id, group["id"], limit, cursor)
     return ailab.reply(request_id, {"data": ailab.user_list_data(page, name)})
 
 
@@ -117,9 +115,7 @@ async def delete_user(
     group_id = required_text(body.values, "group_id")
     uid = required_text(body.values, "uid")
     user = await find_user(rt, caller.company_id, group_id, uid)
-    await rt.run_io(
-        col.delete_subject, rt.store, caller.company_id, user["collection_id"], user["id"]
-    )
+    await rt.run_io(col.delete_subject, rt, caller.company_id, user["collection_id"], user["id"])
     return ailab.reply(request_id, {"data": {"group_id": group_id, "uid": uid}})
 
 
@@ -148,7 +144,7 @@ async def delete_face(
     group_id = required_text(body.values, "group_id")
     token = required_text(body.values, "face_token")
     group = await find_group(rt, caller.company_id, group_id)
-    await rt.run_io(col.delete_face, rt.store, caller.company_id, group["id"], token)
+    await rt.run_io(col.delete_face, rt, caller.company_id, group["id"], token)
     return ailab.reply(request_id, {"data": {"group_id": group_id, "face_token": token}})
 
 

@@ -35,7 +35,7 @@ async def _call(request: Request, rt: Runtime) -> tuple[LinkfaceForm, Principal]
     if "api_id" in form.fields or "api_secret" in form.fields:
         principal = await rt.run_io(
             accounts.authenticate_app_key,
-            rt.store,
+            rt,
             form.fields.get("api_id", ""),
             form.fields.get("api_secret", ""),
         )

@@ -72,9 +72,7 @@ async def refresh(request: Request, rt: RuntimeDep) -> dict[str, Any]:
 async def session_token(rt: RuntimeDep, caller: CallerDep) -> dict[str, Any]:
     """A session token: the key that signs a data container of the caller's company."""
     # One HMAC, no I/O: nothing here blocks the loop.
-    token, expires = container.issue_session_token(
-        rt.store.secret, caller.company_id, rt.settings.access_token_ttl_s
-    )
+    token, expires = container.session_token(rt, caller.company_id)
     return {"session_token": token, "expire_date": expires}
 
 
@@ -140,7 +138,7 @@ async def add_analyses(
         return await rt.run_io(analyses.start_analyses, rt, caller.company_id, fid, wanted, hook)
 
     created = await usage.billed(rt, caller, analyses.analysis_costs(wanted), work)
-    await rt.run_io(hub.queued, [a.task_id for a in created])  # a broker publish may block
+    hub.queued([a.task_id for a in created])  # returns at once: the hub publishes off the loop
     return [oz.render_analysis(a) for a in created]
 
 

@@ -35,10 +35,10 @@ async def addtask(
     """`<image_process_response>` with `request_id`, status OK and err_code 0, or the error."""
     parse.require_credentials(app_id, key, sign_data, data)
     if key:
-        principal = await rt.run_io(accounts.authenticate_app_key, rt.store, app_id, key)
+        principal = await rt.run_io(accounts.authenticate_app_key, rt, app_id, key)
     else:
         principal = await rt.run_io(
-            accounts.authenticate_data_signature, rt.store, app_id, sign_data, data.encode()
+            accounts.authenticate_data_signature, rt, app_id, sign_data, data.encode()
         )
     request.scope["state"]["principal"] = principal
     await apply_rate_limit(request, principal)
