@@ -269,6 +269,8 @@ class RetinaFaceDetector:
         self._session = session  # onnxruntime sessions are safe to call from several threads
         self.base_side = base_side
         self.fine_side = fine_side
+        # The finest pass never looks at more pixels than this: callers may downscale to it.
+        self.max_input_side = fine_side
         self.edge_pad = edge_pad
         self.nms_iou = nms_iou
         self.low = low
@@ -299,8 +301,12 @@ class RetinaFaceDetector:
             interp = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
             img = cv2.resize(rgb, size, interpolation=interp)
         h, w = img.shape[:2]
-        tensor = (img[:, :, ::-1].astype(np.float32) - RETINA_MEAN_BGR).transpose(2, 0, 1)[None]
-        loc, conf, landmarks = self._session.run(None, {"input": np.ascontiguousarray(tensor)})
+        # BGR planes minus the mean, written straight into the NCHW tensor.
+        tensor = np.empty((1, 3, h, w), dtype=np.float32)
+        for c in range(3):
+            tensor[0, c] = img[:, :, 2 - c]
+        tensor -= RETINA_MEAN_BGR[:, None, None]
+        loc, conf, landmarks = self._session.run(None, {"input": tensor})
         scores = conf[0, :, 1]
         keep = scores >= threshold
         priors = self._priors_for(h, w)[keep]
@@ -319,16 +325,21 @@ class RetinaFaceDetector:
         `side`; boxes whose centre falls outside the picture (mirror images) are dropped.
         Also returns the scale the picture was seen at."""
         h, w = rgb.shape[:2]
-        p = int(round(pad * max(h, w)))
+        scale = min(1.0, side / ((1.0 + 2.0 * pad) * max(h, w)))
         img = rgb
-        if p:
-            # REFLECT_101 cannot reach further than the image itself.
-            p = min(p, h - 1, w - 1)
-            img = cv2.copyMakeBorder(rgb, p, p, p, p, cv2.BORDER_REFLECT_101)
-        scale = min(1.0, side / max(img.shape[:2]))
-        boxes, scores, kps = self.raw(img, self.low, scale)
-        boxes -= np.float32(p)
-        kps -= np.float32(p)
+        if scale != 1.0:
+            size = (max(round(w * scale), 1), max(round(h * scale), 1))
+            img = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+        # Resize first, then mirror (REFLECT_101 cannot reach further than the image itself).
+        p = min(int(round(pad * max(img.shape[:2]))), img.shape[0] - 1, img.shape[1] - 1)
+        if p > 0:
+            img = cv2.copyMakeBorder(img, p, p, p, p, cv2.BORDER_REFLECT_101)
+        boxes, scores, kps = self.raw(img, self.low)
+        sx, sy = img.shape[1] - 2 * p, img.shape[0] - 2 * p
+        # Back to pixels of `rgb` (per axis: rounding made the two scales differ slightly).
+        fx, fy = w / sx, h / sy
+        boxes = (boxes - np.float32(p)) * np.array([fx, fy, fx, fy], dtype=np.float32)
+        kps = (kps - np.float32(p)) * np.array([fx, fy], dtype=np.float32)
         cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
         inside = (cx >= 0) & (cx < w) & (cy >= 0) & (cy < h)
         return boxes[inside], scores[inside], kps[inside], scale

@@ -115,20 +115,24 @@ class Analysis:
 
 
 def _detect(pool: ModelPool, rgb: np.ndarray, opts: AnalyseOptions) -> list[Detection]:
-    """Detect on a copy no larger than detect_max_side, and map boxes back to full size."""
+    """Detect on a copy no larger than detect_max_side (nor than the detector ever looks at),
+    and map boxes back to full size."""
+    detector = pool.detector(opts.detector)
     h, w = rgb.shape[:2]
-    scale = min(1.0, opts.detect_max_side / max(h, w))
+    limit = min(opts.detect_max_side, getattr(detector, "max_input_side", opts.detect_max_side))
+    scale = min(1.0, limit / max(h, w))
     small = (
         rgb
         if scale == 1.0
         else cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
     )
-    found = pool.detector(opts.detector).detect(small, opts.det_threshold)
+    found = detector.detect(small, opts.det_threshold)
     if scale != 1.0:
+        fx, fy = w / small.shape[1], h / small.shape[0]
         for d in found:
-            d.x, d.y, d.w, d.h = d.x / scale, d.y / scale, d.w / scale, d.h / scale
+            d.x, d.y, d.w, d.h = d.x * fx, d.y * fy, d.w * fx, d.h * fy
             if d.keypoints is not None:
-                d.keypoints = d.keypoints / scale
+                d.keypoints = d.keypoints * np.array([fx, fy], dtype=np.float32)
     return found
 
 
