@@ -324,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--det-threshold", type=float)
     d.add_argument("--landmarks", type=int, choices=(5, 68), default=5)
     d.add_argument("--embedding", action="store_true", help="include embeddings")
-    d.add_argument("--detector", choices=("blazeface", "hog"))
+    d.add_argument("--detector", choices=("auto", "retinaface", "blazeface", "hog"))
     d.add_argument("--server", help="call a running server at this URL instead of local models")
     d.set_defaults(fn=cmd_detect)
 

@@ -331,7 +331,7 @@ class RetinaFaceDetector:
             size = (max(round(w * scale), 1), max(round(h * scale), 1))
             img = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
         # Resize first, then mirror (REFLECT_101 cannot reach further than the image itself).
-        p = min(int(round(pad * max(img.shape[:2]))), img.shape[0] - 1, img.shape[1] - 1)
+        p = min(round(pad * max(img.shape[:2])), img.shape[0] - 1, img.shape[1] - 1)
         if p > 0:
             img = cv2.copyMakeBorder(img, p, p, p, p, cv2.BORDER_REFLECT_101)
         boxes, scores, kps = self.raw(img, self.low)
@@ -350,7 +350,7 @@ class RetinaFaceDetector:
         h, w = rgb.shape[:2]
         boxes, scores, kps, scale = self._padded_pass(rgb, self.base_side, self.edge_pad)
         if max(h, w) > 1.5 * self.base_side and self.fine_side > self.base_side:
-            fb, fs, fk, fscale = self._padded_pass(rgb, self.fine_side, 0.0)
+            fb, fs, fk, _ = self._padded_pass(rgb, self.fine_side, 0.0)
             # Keep the faces too small for the first pass: under 4 of its smallest anchors.
             small = np.maximum(fb[:, 2] - fb[:, 0], fb[:, 3] - fb[:, 1]) * scale < 64
             boxes = np.concatenate([boxes, fb[small]])

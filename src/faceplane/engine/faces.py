@@ -55,7 +55,7 @@ def landmark_names(count: int) -> tuple[str, ...]:
 class AnalyseOptions:
     """What to find and what to compute."""
 
-    detector: str = "blazeface"
+    detector: str = "auto"  # auto | retinaface | blazeface | hog (see ModelPool.detector_name)
     det_threshold: float = 0.5
     min_face_size: int = 20
     max_faces: int = 100
@@ -164,8 +164,11 @@ def analyse_image(pool: ModelPool, rgb: np.ndarray, opts: AnalyseOptions) -> Ana
         if predictor68 is not None:
             s68 = predictor68(rgb, rect)
             pts = np.array([[p.x, p.y] for p in s68.parts()], dtype=np.float32)
-        pose_points = d.keypoints if d.keypoints is not None else pts5
-        quality = measure_quality(rgb, (d.x, d.y, d.w, d.h), pose_points, opts.quality)
+        if d.keypoints is not None:
+            pose_points, pose_names = d.keypoints, d.keypoint_names
+        else:
+            pose_points, pose_names = pts5, LANDMARKS_5
+        quality = measure_quality(rgb, (d.x, d.y, d.w, d.h), pose_points, opts.quality, pose_names)
         faces.append(Face(d, pts, quality))
 
     if opts.embeddings and faces:

@@ -13,6 +13,13 @@ from faceplane.engine.models.install import is_installed
 from faceplane.engine.models.registry import MODELS, ModelSpec, get_spec
 from faceplane.errors import Err, FaceplaneError
 
+# Detector choices, and the model each one loads.
+DETECTORS = {
+    "retinaface": "retinaface_mnet025",
+    "blazeface": "blazeface_full_range",
+    "hog": "dlib_hog",
+}
+
 
 class ModelPool:
     """Owns loaded models. Missing models raise MODEL_UNAVAILABLE when first needed."""
@@ -47,8 +54,25 @@ class ModelPool:
             self._loaded[name] = obj
             return obj
 
-    def detector(self, name: str = "blazeface") -> Detector:
-        """Return the detector `blazeface`, `retinaface` or `hog`."""
+    def detector_name(self, name: str = "auto") -> str:
+        """The detector a choice means: `auto` is RetinaFace when installed, else BlazeFace
+        when installed, else dlib's HOG (built into dlib, always there)."""
+        if name == "auto":
+            for choice, model in (
+                ("retinaface", "retinaface_mnet025"),
+                ("blazeface", "blazeface_full_range"),
+            ):
+                if self.present(model):
+                    return choice
+            return "hog"
+        if name not in DETECTORS:
+            raise ValueError(f"unknown detector {name!r}: choose from auto, {', '.join(DETECTORS)}")
+        return name
+
+    def detector(self, name: str = "auto") -> Detector:
+        """Return the detector `auto` (see `detector_name`), `retinaface`, `blazeface` or
+        `hog`; a missing model raises MODEL_UNAVAILABLE."""
+        name = self.detector_name(name)
         if name == "hog":
             return self._load("dlib_hog", _load_hog)
         if name == "retinaface":
