@@ -258,7 +258,7 @@ class RetinaFaceDetector:
         self,
         session: Any,
         base_side: int = 640,
-        fine_side: int = 1280,
+        fine_side: int = 1440,
         edge_pad: float = 0.15,
         nms_iou: float = 0.4,
         low: float = 0.3,

@@ -8,7 +8,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from faceplane.engine.detect import Detection
+from faceplane.engine.detect import Detection, Detector
 from faceplane.engine.embed import embed_chips, normalise
 from faceplane.engine.models.pool import ModelPool
 from faceplane.engine.quality import Quality, QualityPolicy, measure_quality
@@ -115,18 +115,26 @@ class Analysis:
 
 
 def _detect(pool: ModelPool, rgb: np.ndarray, opts: AnalyseOptions) -> list[Detection]:
-    """Detect on a copy no larger than detect_max_side (nor than the detector ever looks at),
-    and map boxes back to full size."""
-    detector = pool.detector(opts.detector)
+    """The chosen detector on `rgb`, as `detect_scaled` runs it."""
+    return detect_scaled(
+        pool.detector(opts.detector), rgb, opts.det_threshold, opts.detect_max_side
+    )
+
+
+def detect_scaled(
+    detector: Detector, rgb: np.ndarray, threshold: float, max_side: int
+) -> list[Detection]:
+    """Detect on a copy no larger than `max_side` (nor than the detector ever looks at), and
+    map boxes and keypoints back to full size."""
     h, w = rgb.shape[:2]
-    limit = min(opts.detect_max_side, getattr(detector, "max_input_side", opts.detect_max_side))
+    limit = min(max_side, getattr(detector, "max_input_side", max_side))
     scale = min(1.0, limit / max(h, w))
     small = (
         rgb
         if scale == 1.0
         else cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
     )
-    found = detector.detect(small, opts.det_threshold)
+    found = detector.detect(small, threshold)
     if scale != 1.0:
         fx, fy = w / small.shape[1], h / small.shape[0]
         for d in found:
