@@ -21,6 +21,7 @@ from faceplane.engine.detect import RETINA_KEYPOINTS, Detection, RetinaFaceDetec
 from faceplane.engine.faces import analyse_image
 from faceplane.engine.image import ImageLimits, decode_image
 from faceplane.engine.models.pool import ModelPool
+from faceplane.errors import Err, FaceplaneError
 from faceplane.runtime import Runtime
 
 SAMPLES = "faces/compreface/embedding-calculator/sample_images"
@@ -118,11 +119,16 @@ def test_the_default_detector_is_retinaface_when_installed(rt: Runtime) -> None:
         rt.pool.detector("cnn")
 
 
-def test_auto_falls_back_to_blazeface_then_hog(tmp_path: Path) -> None:
+def test_auto_falls_back_to_blazeface_but_never_to_hog(tmp_path: Path) -> None:
     pool = ModelPool(tmp_path)  # an empty models folder
-    assert pool.detector_name("auto") == "hog"
+    assert pool.detector_name("auto") == "retinaface"
+    with pytest.raises(FaceplaneError) as err:
+        pool.detector()
+    assert err.value.err == Err.MODEL_UNAVAILABLE
+    assert err.value.details["model"] == "retinaface_mnet025"
     pool._present["blazeface_full_range"] = True
     assert pool.detector_name("auto") == "blazeface"
+    assert pool.detector_model("auto") == "blazeface_full_range"
     pool._present["retinaface_mnet025"] = True
     assert pool.detector_name("auto") == "retinaface"
 
