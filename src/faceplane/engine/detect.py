@@ -61,6 +61,21 @@ class Detector(Protocol):
         ...
 
 
+def shrink(rgb: np.ndarray, width: int, height: int) -> tuple[np.ndarray, int, int]:
+    """`rgb` resized down to width × height by area averaging, and the width and height of
+    the part of `rgb` it shows. A first step by a whole factor takes OpenCV's fast path (twice
+    as fast on a 12 MP photo); it drops the last few columns and rows that do not fill one
+    block (fewer than the factor), which the returned size accounts for."""
+    h, w = rgb.shape[:2]
+    k = min(w // max(width, 1), h // max(height, 1))
+    if k >= 2:
+        w, h = w // k * k, h // k * k
+        rgb = cv2.resize(rgb[:h, :w], (w // k, h // k), interpolation=cv2.INTER_AREA)
+    if rgb.shape[1] != width or rgb.shape[0] != height:
+        rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
+    return rgb, w, h
+
+
 def _anchors() -> np.ndarray:
     centres = (np.arange(BLAZE_GRID, dtype=np.float32) + 0.5) / BLAZE_GRID
     ax, ay = np.meshgrid(centres, centres)
@@ -341,10 +356,9 @@ class RetinaFaceDetector:
         Also returns the scale the picture was seen at."""
         h, w = rgb.shape[:2]
         scale = min(1.0, side / ((1.0 + 2.0 * pad) * max(h, w)))
-        img = rgb
+        img, used_w, used_h = rgb, w, h
         if scale != 1.0:
-            size = (max(round(w * scale), 1), max(round(h * scale), 1))
-            img = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+            img, used_w, used_h = shrink(rgb, max(round(w * scale), 1), max(round(h * scale), 1))
         # Resize first, then mirror (REFLECT_101 cannot reach further than the image itself).
         p = min(round(pad * max(img.shape[:2])), img.shape[0] - 1, img.shape[1] - 1)
         if p > 0:
@@ -352,7 +366,7 @@ class RetinaFaceDetector:
         boxes, scores, kps = self.raw(img, self.low)
         sx, sy = img.shape[1] - 2 * p, img.shape[0] - 2 * p
         # Back to pixels of `rgb` (per axis: rounding made the two scales differ slightly).
-        fx, fy = w / sx, h / sy
+        fx, fy = used_w / sx, used_h / sy
         boxes = (boxes - np.float32(p)) * np.array([fx, fy, fx, fy], dtype=np.float32)
         kps = (kps - np.float32(p)) * np.array([fx, fy], dtype=np.float32)
         cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2

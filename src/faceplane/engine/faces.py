@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import cv2
 import numpy as np
 
-from faceplane.engine.detect import Detection, Detector
+from faceplane.engine.detect import Detection, Detector, shrink
 from faceplane.engine.embed import embed_chips, normalise
 from faceplane.engine.models.pool import ModelPool
 from faceplane.engine.quality import Quality, QualityPolicy, measure_quality
@@ -129,14 +128,12 @@ def detect_scaled(
     h, w = rgb.shape[:2]
     limit = min(max_side, getattr(detector, "max_input_side", max_side))
     scale = min(1.0, limit / max(h, w))
-    small = (
-        rgb
-        if scale == 1.0
-        else cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
-    )
+    small, used_w, used_h = rgb, w, h
+    if scale != 1.0:
+        small, used_w, used_h = shrink(rgb, round(w * scale), round(h * scale))
     found = detector.detect(small, threshold)
     if scale != 1.0:
-        fx, fy = w / small.shape[1], h / small.shape[0]
+        fx, fy = used_w / small.shape[1], used_h / small.shape[0]
         for d in found:
             d.x, d.y, d.w, d.h = d.x * fx, d.y * fy, d.w * fx, d.h * fy
             if d.keypoints is not None:
