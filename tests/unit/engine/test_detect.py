@@ -295,3 +295,27 @@ def test_scores_are_calibrated_and_boxes_lie_in_the_frame(rt: Runtime, testdata:
     # A threshold above every score leaves nothing; a low one keeps at least as many.
     assert detector.detect(rgb, 1.01) == []
     assert len(detector.detect(rgb, 0.3)) >= len(detector.detect(rgb, 0.5))
+
+
+def test_pose_from_retinafaces_five_keypoints(rt: Runtime, testdata: Path) -> None:
+    from faceplane.engine.quality import head_pose
+
+    photo = load(testdata / "lfw_view1/images/Aaron_Sorkin/Aaron_Sorkin_0001.jpg")
+    h, w = photo.shape[:2]
+    detector = rt.pool.detector("retinaface")
+    turned = max(detector.detect(photo, 0.5), key=lambda d: d.area)
+    mirrored = max(detector.detect(photo[:, ::-1].copy(), 0.5), key=lambda d: d.area)
+    assert turned.keypoints is not None and mirrored.keypoints is not None
+    yaw, pitch, roll = head_pose(turned.keypoints, w, h, RETINA_KEYPOINTS)
+    yaw_m, _, roll_m = head_pose(mirrored.keypoints, w, h, RETINA_KEYPOINTS)
+    # He looks towards the image's left; in the mirror, to its right, by about as much.
+    assert yaw < -10 < 10 < yaw_m and abs(yaw + yaw_m) < 6 and abs(roll + roll_m) < 4
+    # The five points are fitted to RetinaFace's head, not to dlib's five (other points).
+    assert head_pose(turned.keypoints, w, h, None) != (yaw, pitch, roll)
+    with pytest.raises(ValueError, match="5 points for a head model of 6"):
+        head_pose(
+            turned.keypoints,
+            w,
+            h,
+            ("right_eye", "left_eye", "nose_tip", "mouth", "right_ear", "left_ear"),
+        )
