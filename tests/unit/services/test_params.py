@@ -110,6 +110,8 @@ def test_form_style_strings_are_read_as_their_types() -> None:
         ("detect", {"landmarks": 68}),
         ("detect", {"detector": "hog"}),
         ("detect", {"detector": "blazeface"}),
+        ("detect", {"detector": "retinaface"}),
+        ("detect", {"detector": "auto"}),
         ("crop", {"margin": 0.0}),
         ("crop", {"margin": 2.0}),
         ("crop", {"size": 16}),
