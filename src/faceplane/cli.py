@@ -341,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="5, 68 or mesh (the 468-point face mesh in --json)",
     )
     d.add_argument("--embedding", action="store_true", help="include embeddings")
-    d.add_argument("--detector", choices=("blazeface", "hog"))
+    d.add_argument("--detector", choices=("auto", "retinaface", "blazeface", "hog"))
     d.add_argument("--server", help="call a running server at this URL instead of local models")
     d.set_defaults(fn=cmd_detect)
 

@@ -60,7 +60,16 @@ class Settings(BaseSettings):
         "training data forbids commercial use (`faceplane models list` marks them); `research` "
         "allows them too.",
     )
-    detector: str = Field("blazeface", description="Default face detector: `blazeface` or `hog`.")
+    detector: Literal["auto", "retinaface", "blazeface", "hog"] = Field(
+        "auto",
+        description="Default face detector (a request may name another). `auto`: RetinaFace "
+        "MobileNet-0.25, or BlazeFace when only it is installed (never HOG). `retinaface`: "
+        "finds faces from about 16 px, faces cut by the frame edge (it looks at the photo with "
+        "a mirrored border) and small faces of large photos (a second pass at 1440 px); unsure "
+        "candidates get a second look, and scores are calibrated so that 0.5 is its operating "
+        "point. `blazeface`: MediaPipe full-range, the fastest, misses small and edge-cut faces. "
+        "`hog`: dlib's frontal HOG, slow, frontal faces only.",
+    )
     embedder: str = Field(
         "auto", description="Embedder: `auto` (ONNX when installed, else dlib), `onnx` or `dlib`."
     )

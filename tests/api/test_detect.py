@@ -34,8 +34,32 @@ def test_astronaut_has_one_face_with_landmarks_and_quality(
     q = face["quality"]
     assert q["face_size"] >= 70 and 0 < q["sharpness"] <= 1 and 0 < q["brightness"] < 1
     assert abs(q["yaw"]) < 30 and abs(q["roll"]) < 20
-    assert body["models"]["detector"] == "blazeface_full_range"
+    # The default detector (`auto`) is RetinaFace when it is installed, as it is here.
+    assert body["models"]["detector"] == "retinaface_mnet025"
+    assert list(face["keypoints"]) == [
+        "right_eye",
+        "left_eye",
+        "nose_tip",
+        "mouth_right",
+        "mouth_left",
+    ]
     assert body["request_id"]
+
+
+def test_blazeface_stays_available_by_name(client: TestClient, astronaut: bytes) -> None:
+    body = detect(client, astronaut, detector="blazeface")
+    assert body["models"]["detector"] == "blazeface_full_range"
+    face = body["faces"][0]
+    assert 150 < face["box"]["x"] < 260 and 40 < face["box"]["y"] < 150
+    assert list(face["keypoints"]) == [
+        "right_eye",
+        "left_eye",
+        "nose_tip",
+        "mouth",
+        "right_ear",
+        "left_ear",
+    ]
+    assert abs(face["quality"]["yaw"]) < 30 and abs(face["quality"]["roll"]) < 20
 
 
 def test_embedding_and_68_landmarks_on_request(
@@ -117,7 +141,9 @@ def test_exif_rotated_liveness_samples_are_detected_upright(
         # Upright: the eyes are above the mouth and the head is not rolled by 90°.
         assert abs(face["quality"]["roll"]) < 30, (name, face["quality"])
         kp = face["keypoints"]
-        assert kp["right_eye"][1] < kp["mouth"][1] and kp["left_eye"][1] < kp["mouth"][1]
+        for eye in ("right_eye", "left_eye"):
+            for corner in ("mouth_right", "mouth_left"):
+                assert kp[eye][1] < kp[corner][1], (name, eye, corner)
 
 
 @pytest.mark.parametrize(
@@ -199,14 +225,17 @@ def test_the_five_landmarks_are_named_from_the_subjects_point_of_view(
         "right_eye_inner",
         "nose_base",
     ]
-    # The subject's right eye is on the image's left, as in BlazeFace's keypoints.
+    # The subject's right eye is on the image's left, as in the detector's keypoints.
     assert marks["right_eye_outer"][0] < marks["right_eye_inner"][0] < marks["left_eye_inner"][0]
     assert marks["left_eye_inner"][0] < marks["left_eye_outer"][0]
     for eye in ("right_eye", "left_eye"):
         outer, inner = marks[f"{eye}_outer"][0], marks[f"{eye}_inner"][0]
         assert min(outer, inner) < keys[eye][0] < max(outer, inner), eye
-    # The base of the nose sits below BlazeFace's nose tip and above the mouth.
-    assert keys["nose_tip"][1] < marks["nose_base"][1] < keys["mouth"][1]
+    # The base of the nose sits below RetinaFace's nose tip and above both mouth corners, the
+    # subject's right corner on the image's left.
+    assert keys["nose_tip"][1] < marks["nose_base"][1]
+    assert marks["nose_base"][1] < min(keys["mouth_right"][1], keys["mouth_left"][1])
+    assert keys["mouth_right"][0] < keys["nose_tip"][0] < keys["mouth_left"][0]
 
 
 def test_the_68_landmarks_are_named_by_ibug_region(

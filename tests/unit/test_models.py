@@ -46,7 +46,8 @@ def test_server_starts_without_models_and_answers_model_unavailable(
         resp = client.post("/v1/detect", files={"image": ("a.jpg", astronaut)})
         err = resp.json()["error"]
         assert err["code"] == "MODEL_UNAVAILABLE"
-        assert err["details"]["model"] == "blazeface_full_range"
+        # The default detector, `auto`, is RetinaFace (BlazeFace only when it alone is there).
+        assert err["details"]["model"] == "retinaface_mnet025"
         listed = client.get("/v1/models").json()["models"]
         assert not any(m["present"] for m in listed if m["sha256"] is not None)
 

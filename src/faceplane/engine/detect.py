@@ -23,6 +23,13 @@ RETINA_KEYPOINTS = ("right_eye", "left_eye", "nose_tip", "mouth_right", "mouth_l
 RETINA_LEVELS = ((8, (16, 32)), (16, (64, 128)), (32, (256, 512)))
 RETINA_VARIANCES = (0.1, 0.2)
 RETINA_MEAN_BGR = np.array([104.0, 117.0, 123.0], dtype=np.float32)
+# RetinaFace's boxes run from the hairline to the chin (about 3:4); BlazeFace's, like dlib's
+# HOG boxes that its 5-point landmark model was trained on, are square, from the brows to the
+# chin. Reported boxes follow the square convention, so that face size, crops, the landmark
+# model's start and the quality limits keep their meaning: the median relation between the
+# two detectors' boxes on 136 LFW View 1 DevTrain faces (centre moved down by 5% of the
+# height, width × 1.18, height × 0.87).
+RETINA_TO_SQUARE = (0.0, 0.05, 1.18, 0.87)
 
 
 @dataclass
@@ -52,6 +59,21 @@ class Detector(Protocol):
     def detect(self, rgb: np.ndarray, threshold: float) -> list[Detection]:
         """Return the faces in `rgb` whose score is at least `threshold`."""
         ...
+
+
+def shrink(rgb: np.ndarray, width: int, height: int) -> tuple[np.ndarray, int, int]:
+    """`rgb` resized down to width × height by area averaging, and the width and height of
+    the part of `rgb` it shows. A first step by a whole factor takes OpenCV's fast path (twice
+    as fast on a 12 MP photo); it drops the last few columns and rows that do not fill one
+    block (fewer than the factor), which the returned size accounts for."""
+    h, w = rgb.shape[:2]
+    k = min(w // max(width, 1), h // max(height, 1))
+    if k >= 2:
+        w, h = w // k * k, h // k * k
+        rgb = cv2.resize(rgb[:h, :w], (w // k, h // k), interpolation=cv2.INTER_AREA)
+    if rgb.shape[1] != width or rgb.shape[0] != height:
+        rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
+    return rgb, w, h
 
 
 def _anchors() -> np.ndarray:
@@ -217,6 +239,14 @@ def retina_priors(height: int, width: int) -> np.ndarray:
     return np.concatenate(out)
 
 
+def square_box(box: np.ndarray) -> tuple[float, float, float, float]:
+    """A RetinaFace box (x1, y1, x2, y2) in the square convention of `RETINA_TO_SQUARE`."""
+    dx, dy, sw, sh = RETINA_TO_SQUARE
+    bw, bh = float(box[2] - box[0]), float(box[3] - box[1])
+    cx, cy = float(box[0] + box[2]) / 2 + dx * bw, float(box[1] + box[3]) / 2 + dy * bh
+    return cx - sw * bw / 2, cy - sh * bh / 2, cx + sw * bw / 2, cy + sh * bh / 2
+
+
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int]:
     """Indices kept by greedy non-maximum suppression, best score first."""
     order = list(np.argsort(-scores))
@@ -232,21 +262,62 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int
 
 
 class RetinaFaceDetector:
-    """RetinaFace with a MobileNet-0.25 backbone (ONNX, dynamic input size), 5 keypoints."""
+    """RetinaFace with a MobileNet-0.25 backbone (ONNX, dynamic input size), 5 keypoints.
+
+    Three steps, each chosen by measurement (bench/detect.py and the issue-12 note):
+
+    1. One pass over the whole picture, scaled so that it *with* a mirrored border of
+       `edge_pad` × its long side on every side fits `base_side`. The mirror completes a
+       face cut by the frame edge into a whole one, which the model then finds.
+    2. Pictures whose long side is over 1.5 × `base_side` get a second pass at `fine_side`
+       for the small faces of group photos and crowds; only its small boxes are kept (the
+       large ones are the first pass's business, and high resolution turns textures of
+       large objects into false faces).
+    3. A candidate the model is not sure of (raw score under `sure`) is looked at again on
+       a window around it, scaled so that the face is `verify_face_px` wide, and its score
+       becomes the mean of both looks. Textures and mirror artefacts rarely survive a
+       second look at another scale; faces do.
+
+    The reported score maps the operating point `op_score` (on the averaged scale) to 0.5,
+    monotonically, so that the default `det_threshold` of 0.5 means "a face".
+    """
 
     name = "retinaface_mnet025"
 
-    def __init__(self, session: Any, max_side: int = 640, nms_iou: float = 0.4) -> None:
+    def __init__(
+        self,
+        session: Any,
+        base_side: int = 640,
+        fine_side: int = 1440,
+        edge_pad: float = 0.15,
+        nms_iou: float = 0.4,
+        low: float = 0.3,
+        sure: float = 0.97,
+        op_score: float = 0.75,
+        verify_face_px: int = 96,
+    ) -> None:
         self._session = session  # onnxruntime sessions are safe to call from several threads
-        self.max_side = max_side
+        self.base_side = base_side
+        self.fine_side = fine_side
+        # The finest pass never looks at more pixels than this: callers may downscale to it.
+        self.max_input_side = fine_side
+        self.edge_pad = edge_pad
         self.nms_iou = nms_iou
+        self.low = low
+        self.sure = sure
+        self.op_score = op_score
+        self.verify_face_px = verify_face_px
         self._priors: dict[tuple[int, int], np.ndarray] = {}
+        self._priors_lock = threading.Lock()
 
     def _priors_for(self, h: int, w: int) -> np.ndarray:
         key = (h, w)
-        if key not in self._priors:
-            self._priors[key] = retina_priors(h, w)
-        return self._priors[key]
+        with self._priors_lock:
+            if key not in self._priors:
+                if len(self._priors) > 64:
+                    self._priors.clear()
+                self._priors[key] = retina_priors(h, w)
+            return self._priors[key]
 
     def raw(
         self, rgb: np.ndarray, threshold: float, scale: float = 1.0
@@ -260,8 +331,12 @@ class RetinaFaceDetector:
             interp = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
             img = cv2.resize(rgb, size, interpolation=interp)
         h, w = img.shape[:2]
-        tensor = (img[:, :, ::-1].astype(np.float32) - RETINA_MEAN_BGR).transpose(2, 0, 1)[None]
-        loc, conf, landmarks = self._session.run(None, {"input": np.ascontiguousarray(tensor)})
+        # BGR planes minus the mean, written straight into the NCHW tensor.
+        tensor = np.empty((1, 3, h, w), dtype=np.float32)
+        for c in range(3):
+            tensor[0, c] = img[:, :, 2 - c]
+        tensor -= RETINA_MEAN_BGR[:, None, None]
+        loc, conf, landmarks = self._session.run(None, {"input": tensor})
         scores = conf[0, :, 1]
         keep = scores >= threshold
         priors = self._priors_for(h, w)[keep]
@@ -273,22 +348,104 @@ class RetinaFaceDetector:
         kps = priors[:, None, :2] + landmarks.reshape(-1, 5, 2) * v0 * priors[:, None, 2:]
         return boxes, scores.astype(np.float32), kps / scale
 
-    def detect(self, rgb: np.ndarray, threshold: float) -> list[Detection]:
-        """Detect faces on the image scaled to at most `max_side` on its long side."""
+    def _padded_pass(
+        self, rgb: np.ndarray, side: int, pad: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        """`raw` on `rgb` with a mirrored border of `pad` × its long side, the whole fitted to
+        `side`; boxes whose centre falls outside the picture (mirror images) are dropped.
+        Also returns the scale the picture was seen at."""
         h, w = rgb.shape[:2]
-        scale = min(1.0, self.max_side / max(h, w))
-        boxes, scores, kps = self.raw(rgb, threshold, scale)
+        scale = min(1.0, side / ((1.0 + 2.0 * pad) * max(h, w)))
+        img, used_w, used_h = rgb, w, h
+        if scale != 1.0:
+            img, used_w, used_h = shrink(rgb, max(round(w * scale), 1), max(round(h * scale), 1))
+        # Resize first, then mirror (REFLECT_101 cannot reach further than the image itself).
+        p = min(round(pad * max(img.shape[:2])), img.shape[0] - 1, img.shape[1] - 1)
+        if p > 0:
+            img = cv2.copyMakeBorder(img, p, p, p, p, cv2.BORDER_REFLECT_101)
+        boxes, scores, kps = self.raw(img, self.low)
+        sx, sy = img.shape[1] - 2 * p, img.shape[0] - 2 * p
+        # Back to pixels of `rgb` (per axis: rounding made the two scales differ slightly).
+        fx, fy = used_w / sx, used_h / sy
+        boxes = (boxes - np.float32(p)) * np.array([fx, fy, fx, fy], dtype=np.float32)
+        kps = (kps - np.float32(p)) * np.array([fx, fy], dtype=np.float32)
+        cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
+        inside = (cx >= 0) & (cx < w) & (cy >= 0) & (cy < h)
+        return boxes[inside], scores[inside], kps[inside], scale
+
+    def candidates(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Steps 1 and 2: raw candidates of both passes after NMS (boxes may reach past the
+        frame; they are clipped later)."""
+        h, w = rgb.shape[:2]
+        boxes, scores, kps, scale = self._padded_pass(rgb, self.base_side, self.edge_pad)
+        if max(h, w) > 1.5 * self.base_side and self.fine_side > self.base_side:
+            fb, fs, fk, _ = self._padded_pass(rgb, self.fine_side, 0.0)
+            # Keep the faces too small for the first pass: under 4 of its smallest anchors.
+            small = np.maximum(fb[:, 2] - fb[:, 0], fb[:, 3] - fb[:, 1]) * scale < 64
+            boxes = np.concatenate([boxes, fb[small]])
+            scores = np.concatenate([scores, fs[small]])
+            kps = np.concatenate([kps, fk[small]])
+        if len(scores) == 0:
+            return boxes, scores, kps
+        keep = nms(boxes, scores, self.nms_iou)
+        return boxes[keep], scores[keep], kps[keep]
+
+    def second_look(self, rgb: np.ndarray, box: np.ndarray) -> float:
+        """Step 3: the best score of a face overlapping `box` on a mirrored-border window of
+        three face sizes around it, scaled so that the face is `verify_face_px` wide."""
+        h, w = rgb.shape[:2]
+        bw, bh = float(box[2] - box[0]), float(box[3] - box[1])
+        # A face cut by a side edge is completed by its mirror image, which widens the box
+        # (or heightens it, at the top or bottom): judge its size along the uncut direction.
+        cut_x, cut_y = box[0] < 0 or box[2] > w, box[1] < 0 or box[3] > h
+        size = max(bh if cut_x and not cut_y else bw if cut_y and not cut_x else max(bw, bh), 1.0)
+        half = int(1.5 * max(bw, bh, size))
+        cx, cy = int((box[0] + box[2]) / 2), int((box[1] + box[3]) / 2)
+        x0, y0, x1, y1 = cx - half, cy - half, cx + half, cy + half
+        # Mirror what the window needs beyond the frame (at most the picture's own size).
+        pl, pt = min(max(-x0, 0), w - 1), min(max(-y0, 0), h - 1)
+        pr, pb = min(max(x1 - w, 0), w - 1), min(max(y1 - h, 0), h - 1)
+        src = rgb
+        if pl or pt or pr or pb:
+            src = cv2.copyMakeBorder(rgb, pt, pb, pl, pr, cv2.BORDER_REFLECT_101)
+        wx0, wy0 = max(x0 + pl, 0), max(y0 + pt, 0)
+        window = src[wy0 : y1 + pt, wx0 : x1 + pl]
+        if window.size == 0:
+            return 0.0
+        boxes, scores, _ = self.raw(
+            np.ascontiguousarray(window), 0.05, min(4.0, self.verify_face_px / size)
+        )
+        if len(scores) == 0:
+            return 0.0
+        offset = np.array([wx0 - pl, wy0 - pt] * 2, dtype=np.float32)
+        overlap = iou(box.astype(np.float32), boxes + offset) >= 0.3
+        return float(scores[overlap].max()) if overlap.any() else 0.0
+
+    def calibrated(self, score: float) -> float:
+        """The averaged score on the reported scale: `op_score` becomes 0.5, 1 stays 1."""
+        t = self.op_score
+        return 0.5 * score / t if score < t else 0.5 + 0.5 * (score - t) / (1.0 - t)
+
+    def detect(self, rgb: np.ndarray, threshold: float) -> list[Detection]:
+        """Detect faces, those cut by the frame edge included; boxes are clipped to it."""
+        h, w = rgb.shape[:2]
+        boxes, scores, kps = self.candidates(rgb)
         out = []
-        for i in nms(boxes, scores, self.nms_iou):
-            x1, y1 = max(float(boxes[i, 0]), 0.0), max(float(boxes[i, 1]), 0.0)
-            x2, y2 = min(float(boxes[i, 2]), float(w)), min(float(boxes[i, 3]), float(h))
+        for box, raw, kp in zip(boxes, scores, kps, strict=True):
+            score = float(raw)
+            if score < self.sure:
+                if self.calibrated((score + 1.0) / 2) < threshold:
+                    continue  # not even a perfect second look would lift it to the threshold
+                score = (score + self.second_look(rgb, box)) / 2
+            score = self.calibrated(min(score, 1.0))
+            if score < threshold:
+                continue
+            x1, y1, x2, y2 = square_box(box)
+            x1, y1 = max(x1, 0.0), max(y1, 0.0)
+            x2, y2 = min(x2, float(w)), min(y2, float(h))
             if x2 - x1 < 2 or y2 - y1 < 2:
                 continue
-            out.append(
-                Detection(
-                    x1, y1, x2 - x1, y2 - y1, float(scores[i]), self.name, kps[i], RETINA_KEYPOINTS
-                )
-            )
+            out.append(Detection(x1, y1, x2 - x1, y2 - y1, score, self.name, kp, RETINA_KEYPOINTS))
         return out
 
 

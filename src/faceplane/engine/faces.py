@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import cv2
 import numpy as np
 
-from faceplane.engine.detect import Detection
+from faceplane.engine.detect import Detection, Detector, shrink
 from faceplane.engine.embed import embed_chips, normalise
 from faceplane.engine.mesh import CanonicalFace, FaceMesh, FaceMesher, face_roi
 from faceplane.engine.models.pool import ModelPool
@@ -56,7 +55,7 @@ def landmark_names(count: int) -> tuple[str, ...]:
 class AnalyseOptions:
     """What to find and what to compute."""
 
-    detector: str = "blazeface"
+    detector: str = "auto"  # auto | retinaface | blazeface | hog (see ModelPool.detector_name)
     det_threshold: float = 0.5
     min_face_size: int = 20
     max_faces: int = 100
@@ -123,20 +122,30 @@ class Analysis:
 
 
 def _detect(pool: ModelPool, rgb: np.ndarray, opts: AnalyseOptions) -> list[Detection]:
-    """Detect on a copy no larger than detect_max_side, and map boxes back to full size."""
-    h, w = rgb.shape[:2]
-    scale = min(1.0, opts.detect_max_side / max(h, w))
-    small = (
-        rgb
-        if scale == 1.0
-        else cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+    """The chosen detector on `rgb`, as `detect_scaled` runs it."""
+    return detect_scaled(
+        pool.detector(opts.detector), rgb, opts.det_threshold, opts.detect_max_side
     )
-    found = pool.detector(opts.detector).detect(small, opts.det_threshold)
+
+
+def detect_scaled(
+    detector: Detector, rgb: np.ndarray, threshold: float, max_side: int
+) -> list[Detection]:
+    """Detect on a copy no larger than `max_side` (nor than the detector ever looks at), and
+    map boxes and keypoints back to full size."""
+    h, w = rgb.shape[:2]
+    limit = min(max_side, getattr(detector, "max_input_side", max_side))
+    scale = min(1.0, limit / max(h, w))
+    small, used_w, used_h = rgb, w, h
     if scale != 1.0:
+        small, used_w, used_h = shrink(rgb, round(w * scale), round(h * scale))
+    found = detector.detect(small, threshold)
+    if scale != 1.0:
+        fx, fy = used_w / small.shape[1], used_h / small.shape[0]
         for d in found:
-            d.x, d.y, d.w, d.h = d.x / scale, d.y / scale, d.w / scale, d.h / scale
+            d.x, d.y, d.w, d.h = d.x * fx, d.y * fy, d.w * fx, d.h * fy
             if d.keypoints is not None:
-                d.keypoints = d.keypoints / scale
+                d.keypoints = d.keypoints * np.array([fx, fy], dtype=np.float32)
     return found
 
 
@@ -202,12 +211,15 @@ def analyse_image(pool: ModelPool, rgb: np.ndarray, opts: AnalyseOptions) -> Ana
         if predictor68 is not None:
             s68 = predictor68(rgb, rect)
             pts = np.array([[p.x, p.y] for p in s68.parts()], dtype=np.float32)
-        pose_points = d.keypoints if d.keypoints is not None else pts5
+        if d.keypoints is not None:
+            pose_points, pose_names = d.keypoints, d.keypoint_names
+        else:
+            pose_points, pose_names = pts5, LANDMARKS_5
         mesh = _run_mesh(mesher, rgb, d, pts5) if mesher is not None else None
         # A crop the mesh model does not see a face in gives no mesh-based measures.
         usable = mesh.points if mesh is not None and mesh.presence >= MESH_MIN_PRESENCE else None
         quality = measure_quality(
-            rgb, (d.x, d.y, d.w, d.h), pose_points, opts.quality, usable, canonical
+            rgb, (d.x, d.y, d.w, d.h), pose_points, opts.quality, pose_names, usable, canonical
         )
         faces.append(Face(d, pts, quality, mesh=mesh if opts.landmarks == "mesh" else None))
 

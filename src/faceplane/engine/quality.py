@@ -38,6 +38,24 @@ _HEAD_DLIB5 = np.array(
     dtype=np.float64,
 )
 
+# The same head at RetinaFace's 5 keypoints: right eye, left eye, nose tip, right and left
+# mouth corner (subject's sides; the right ones appear on the image's left).
+_HEAD_RETINA = np.array(
+    [
+        [-32.0, -33.0, -26.0],
+        [32.0, -33.0, -26.0],
+        [0.0, 0.0, 0.0],
+        [-25.0, 31.0, -35.0],
+        [25.0, 31.0, -35.0],
+    ],
+    dtype=np.float64,
+)
+# Head models by the names of the points they are fitted to.
+_HEADS: dict[tuple[str, ...], np.ndarray] = {
+    ("right_eye", "left_eye", "nose_tip", "mouth", "right_ear", "left_ear"): _HEAD_BLAZE,
+    ("right_eye", "left_eye", "nose_tip", "mouth_right", "mouth_left"): _HEAD_RETINA,
+}
+
 
 @dataclass
 class Quality:
@@ -119,15 +137,22 @@ class QualityPolicy:
         return list(dict.fromkeys(r["reason"] for r in self.reasons(quality)))
 
 
-def head_pose(points: np.ndarray, width: int, height: int) -> tuple[float, float, float]:
-    """Yaw, pitch, roll in degrees from BlazeFace keypoints (6) or dlib's 5 points.
+def head_pose(
+    points: np.ndarray, width: int, height: int, point_names: tuple[str, ...] | None = None
+) -> tuple[float, float, float]:
+    """Yaw, pitch, roll in degrees from a detector's keypoints (BlazeFace's 6 or RetinaFace's
+    5, told apart by `point_names`) or dlib's 5 points (`point_names` None or unknown).
 
     Positive yaw: the subject turns to their right (the nose points to the image's left);
     positive pitch: the chin goes down (the nose points down the image); positive roll: the
     head tilts clockwise in the image. (Checked on real photos, and the same signs as
     `mesh.mesh_pose`.)
     """
-    model = _HEAD_BLAZE if len(points) == 6 else _HEAD_DLIB5
+    if point_names is None and len(points) == 6:
+        point_names = ("right_eye", "left_eye", "nose_tip", "mouth", "right_ear", "left_ear")
+    model = _HEADS.get(point_names or (), _HEAD_DLIB5)
+    if len(model) != len(points):
+        raise ValueError(f"{len(points)} points for a head model of {len(model)}")
     focal = float(max(width, height))
     camera = np.array([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1]], dtype=np.float64)
     ok, rvec, _ = cv2.solvePnP(
@@ -148,6 +173,7 @@ def measure_quality(
     box: tuple[float, float, float, float],
     points: np.ndarray,
     policy: QualityPolicy,
+    point_names: tuple[str, ...] | None = None,
     mesh: np.ndarray | None = None,
     canonical: CanonicalFace | None = None,
 ) -> Quality:
@@ -170,7 +196,7 @@ def measure_quality(
         yaw, pitch, roll = mesh_pose(mesh, canonical)
         source = "mesh"
     else:
-        yaw, pitch, roll = head_pose(points, rgb.shape[1], rgb.shape[0])
+        yaw, pitch, roll = head_pose(points, rgb.shape[1], rgb.shape[0], point_names)
         source = "keypoints"
     quality = Quality(round(min(w, h)), sharpness, brightness, yaw, pitch, roll)
     quality.pose_source = source

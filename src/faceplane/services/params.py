@@ -21,7 +21,9 @@ class DetectParams(BaseModel):
         json_schema_extra={"enum": [5, 68, "mesh"]},
     )
     return_embedding: bool = Field(False, description="Return each face's 128-d embedding.")
-    detector: Literal["blazeface", "hog"] | None = Field(None, description="Face detector.")
+    detector: Literal["auto", "retinaface", "blazeface", "hog"] | None = Field(
+        None, description="Face detector (default: the server's `FACEPLANE_DETECTOR`)."
+    )
     require_face: bool = Field(
         False,
         description="Answer FACE_NOT_FOUND instead of an empty `faces` list (compare and crop "

@@ -83,7 +83,7 @@ def test_mirroring_a_turned_face_turns_it_the_other_way(rt: Runtime, testdata: P
     )
     a = analyse_image(rt.pool, photo, rt.analyse_options()).faces[0].quality
     b = analyse_image(rt.pool, photo[:, ::-1].copy(), rt.analyse_options()).faces[0].quality
-    # BlazeFace is not exactly mirror-symmetric: its keypoints move a few pixels, the pose a
+    # The detector is not exactly mirror-symmetric: its keypoints move a few pixels, the pose a
     # few degrees.
     assert a.yaw < -10 < 10 < b.yaw and abs(a.yaw + b.yaw) < 5
     assert a.face_size == pytest.approx(b.face_size, abs=8)

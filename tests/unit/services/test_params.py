@@ -114,6 +114,8 @@ def test_form_style_strings_are_read_as_their_types() -> None:
         ("detect", {"landmarks": "mesh"}),
         ("detect", {"detector": "hog"}),
         ("detect", {"detector": "blazeface"}),
+        ("detect", {"detector": "retinaface"}),
+        ("detect", {"detector": "auto"}),
         ("crop", {"margin": 0.0}),
         ("crop", {"margin": 2.0}),
         ("crop", {"size": 16}),

@@ -19,7 +19,7 @@ async def health(rt: RuntimeDep, request_id: RequestIdDep) -> dict[str, Any]:
     """`ok` when the default detector and embedder are installed, else `degraded`."""
     models = rt.pool.status()
     missing = [m["name"] for m in models if not m["present"]]
-    needed = {"blazeface_full_range", "dlib_5pt", "dlib_resnet"}
+    needed = {rt.pool.detector_model(rt.settings.detector), "dlib_5pt", "dlib_resnet"}
     status = "degraded" if needed & set(missing) else "ok"
     return render_result(
         request_id, {"status": status, "version": __version__, "missing_models": missing}

@@ -14,6 +14,13 @@ from faceplane.engine.models.install import is_installed
 from faceplane.engine.models.registry import MODELS, ModelSpec, get_spec
 from faceplane.errors import Err, FaceplaneError
 
+# Detector choices, and the model each one loads.
+DETECTORS = {
+    "retinaface": "retinaface_mnet025",
+    "blazeface": "blazeface_full_range",
+    "hog": "dlib_hog",
+}
+
 
 class ModelPool:
     """Owns loaded models. Missing models raise MODEL_UNAVAILABLE when first needed."""
@@ -68,8 +75,26 @@ class ModelPool:
             self._loaded[name] = obj
             return obj
 
-    def detector(self, name: str = "blazeface") -> Detector:
-        """Return the detector `blazeface`, `retinaface` or `hog`."""
+    def detector_name(self, name: str = "auto") -> str:
+        """The detector a choice means: `auto` is RetinaFace, or BlazeFace when only it is
+        installed. (Never HOG: ten times slower, it is there only by name; with neither model
+        installed, `auto` means RetinaFace, whose absence MODEL_UNAVAILABLE then reports.)"""
+        if name == "auto":
+            if not self.present("retinaface_mnet025") and self.present("blazeface_full_range"):
+                return "blazeface"
+            return "retinaface"
+        if name not in DETECTORS:
+            raise ValueError(f"unknown detector {name!r}: choose from auto, {', '.join(DETECTORS)}")
+        return name
+
+    def detector_model(self, name: str = "auto") -> str:
+        """The model the detector choice `name` loads."""
+        return DETECTORS[self.detector_name(name)]
+
+    def detector(self, name: str = "auto") -> Detector:
+        """Return the detector `auto` (see `detector_name`), `retinaface`, `blazeface` or
+        `hog`; a missing model raises MODEL_UNAVAILABLE."""
+        name = self.detector_name(name)
         if name == "hog":
             return self._load("dlib_hog", _load_hog)
         if name == "retinaface":
