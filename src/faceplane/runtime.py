@@ -20,7 +20,7 @@ from faceplane.engine.faces import AnalyseOptions
 from faceplane.engine.fetch import FetchPolicy, FetchSlots
 from faceplane.engine.image import ImageLimits
 from faceplane.engine.models.pool import ModelPool
-from faceplane.engine.models.registry import get_spec
+from faceplane.engine.models.registry import SPACES, embedder_space, get_space
 from faceplane.engine.quality import QualityPolicy
 from faceplane.services.limits import Counters, DbCounters, RedisCounters
 from faceplane.services.login_guard import LoginGuard
@@ -153,19 +153,19 @@ class Runtime:
             max_pitch_deg=s.quality_max_pitch_deg,
         )
 
-    def calibration(self, embedder_name: str) -> tuple[float, float]:
-        """The similarity calibration of an embedder, for the augmentation in force."""
-        cal = get_spec(embedder_name).calibration
-        assert cal is not None
-        return cal[self.settings.embed_tta]
+    def calibration(self, name: str) -> tuple[float, float]:
+        """The similarity calibration (slope, bias on the raw score) of an embedding space or
+        of the embedder set that makes it (`dlib_resnet_onnx+mobilefacenet`), for the
+        augmentation in force."""
+        space = get_space(name) if name in SPACES else embedder_space(name)
+        return space.calibration[self.settings.embed_tta]
 
-    def compare_threshold(self, embedder_name: str) -> float:
-        """The similarity threshold for a match: the setting, else the model's calibration."""
+    def compare_threshold(self, name: str) -> float:
+        """The similarity threshold for a match: the setting, else the space's calibration."""
         if self.settings.compare_threshold is not None:
             return self.settings.compare_threshold
-        threshold = get_spec(embedder_name).threshold
-        assert threshold is not None
-        return threshold
+        space = get_space(name) if name in SPACES else embedder_space(name)
+        return space.threshold
 
 
 async def _run_on(

