@@ -45,7 +45,7 @@ def test_johns_same_person_scores_above_different(rt: Runtime, testdata: Path) -
     assert len(vectors) >= 50  # 55 tight 150×150 chips
     _, _, auc = separation(vectors, who)
     assert auc > 0.99
-    name = rt.pool.embedder().name
+    name = rt.pool.embedding_space()  # the vectors' space (fused when MobileFaceNet is in)
     threshold, calibration = rt.compare_threshold(name), rt.calibration(name)
     errors = sum(
         (similarity(vectors[a], vectors[b], calibration)[0] >= threshold) != (who[a] == who[b])

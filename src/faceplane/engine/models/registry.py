@@ -67,31 +67,36 @@ DLIB_RESNET_FAR_COSINE: dict[str, dict[float, float]] = {
     "multi": {1e-3: 0.9316, 1e-4: 0.9456, 1e-5: 0.9558, 1e-6: 0.9638},
 }
 
-# MobileFaceNet alone and fused with dlib's ResNet: the same fits (logistic on the raw score;
-# FAR quantiles of the DevTrain impostor pairs) by `bench/lfw.py --calibrate --pairs
-# .../pairsDevTrain.txt --engines mobilefacenet+none,...,fused+multi`. The fused weights
-# (dlib, MobileFaceNet) are the logistic fit of "same person" on the two cosines over the same
-# pairs, renormalised to sum to 1 (the fit's slope goes into the calibration).
+# MobileFaceNet alone, and fused with dlib's ResNet: the same two fits on the raw score of the
+# space (a logistic on LFW View 1 pairsDevTrain.txt; cosine quantiles of the 5.9 million
+# DevTrain impostor pairs), through the RetinaFace detector (its five points align
+# MobileFaceNet), made by `python bench/lfw.py --calibrate --detector retinaface --pairs
+# .../pairsDevTrain.txt --engines mobilefacenet+none,...,fused+multi` (bench/README.md).
+# MobileFaceNet's only augmentation is the mirror image: `multi` is `flip` for it.
 MFN_CALIBRATION = {
-    "none": (0.0, 0.0),
-    "flip": (0.0, 0.0),
-    "multi": (0.0, 0.0),
+    "none": (27.951, -11.158),
+    "flip": (28.241, -11.377),
+    "multi": (28.241, -11.377),
 }
 MFN_FAR_COSINE: dict[str, dict[float, float]] = {
-    "none": {},
-    "flip": {},
-    "multi": {},
+    "none": {1e-3: 0.4486, 1e-4: 0.5280, 1e-5: 0.5880, 1e-6: 0.7160},
+    "flip": {1e-3: 0.4497, 1e-4: 0.5302, 1e-5: 0.5945, 1e-6: 0.7321},
+    "multi": {1e-3: 0.4497, 1e-4: 0.5302, 1e-5: 0.5945, 1e-6: 0.7321},
 }
-FUSED_WEIGHTS = (0.5, 0.5)
+# The fused space's weights (dlib, MobileFaceNet): a logistic fit of "same person" on the two
+# cosines over the DevTrain pairs, sigmoid(a1·cos1 + a2·cos2 + b), gives a1 / (a1 + a2) =
+# 0.803, 0.801, 0.800 (none, flip, multi); shipped as 0.8. dlib's cosines spread about four
+# times less than MobileFaceNet's, so 0.8 gives the two about equal say.
+FUSED_WEIGHTS = (0.8, 0.2)
 FUSED_CALIBRATION = {
-    "none": (0.0, 0.0),
-    "flip": (0.0, 0.0),
-    "multi": (0.0, 0.0),
+    "none": (99.195, -79.481),
+    "flip": (99.970, -80.479),
+    "multi": (99.315, -80.229),
 }
 FUSED_FAR_COSINE: dict[str, dict[float, float]] = {
-    "none": {},
-    "flip": {},
-    "multi": {},
+    "none": {1e-3: 0.8186, 1e-4: 0.8437, 1e-5: 0.8634, 1e-6: 0.8992},
+    "flip": {1e-3: 0.8220, 1e-4: 0.8473, 1e-5: 0.8662, 1e-6: 0.9028},
+    "multi": {1e-3: 0.8242, 1e-4: 0.8491, 1e-5: 0.8683, 1e-6: 0.9073},
 }
 
 FACE_MESH_NPM = "@mediapipe/face_mesh@0.4.1657299874"
