@@ -82,7 +82,8 @@ def test_compare_two_photos_of_one_person_matches(client: TestClient, testdata: 
     assert body["match"] is True and body["similarity"] >= body["threshold"]
     assert 0 <= body["similarity"] <= 1 and body["distance"] >= 0
     assert body["face1"]["box"]["width"] > 0 and body["face2"]["index"] == 0
-    assert body["model"] in ("dlib_resnet_onnx", "dlib_resnet")
+    assert body["model"] == client.app.state.rt.pool.embedder_name()  # type: ignore[attr-defined]
+    assert body["space"] == client.app.state.rt.pool.embedding_space()  # type: ignore[attr-defined]
 
 
 def test_compare_astronaut_with_someone_else_does_not_match(

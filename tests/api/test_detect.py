@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from faceplane.engine.models.registry import get_space
 from faceplane.services import accounts
 
 SAMPLES = "faces/compreface/embedding-calculator/sample_images"
@@ -42,9 +43,13 @@ def test_embedding_and_68_landmarks_on_request(client: TestClient, astronaut: by
     body = detect(client, astronaut, return_embedding="true", landmarks="68")
     face = body["faces"][0]
     assert len(face["landmarks"]) == 68
-    assert len(face["embedding"]) == 128
     assert abs(sum(v * v for v in face["embedding"]) - 1.0) < 1e-3
-    assert body["models"]["embedder"] in ("dlib_resnet_onnx", "dlib_resnet")
+    assert body["models"]["embedder"] in (
+        "dlib_resnet_onnx+mobilefacenet",
+        "dlib_resnet_onnx",
+        "dlib_resnet",
+    )
+    assert len(body["faces"][0]["embedding"]) == get_space(body["models"]["space"]).dim
 
 
 def test_json_base64_input_equals_multipart(client: TestClient, astronaut: bytes) -> None:
