@@ -55,7 +55,7 @@ class Settings(BaseSettings):
         default_factory=default_models_dir, description="Folder holding the installed models."
     )
     detector: str = Field("blazeface", description="Default face detector: `blazeface` or `hog`.")
-    embedder: str = Field(
+    embedder: Literal["auto", "fused", "onnx", "dlib", "mobilefacenet"] = Field(
         "auto",
         description="Embedding set: `auto` (dlib's ResNet fused with MobileFaceNet when "
         "MobileFaceNet is installed, else dlib's ResNet alone; its ONNX form when installed), "

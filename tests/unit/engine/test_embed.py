@@ -23,7 +23,12 @@ from faceplane.engine.embed import (
     raw_score,
     similarity_transform,
 )
-from faceplane.engine.faces import AnalyseOptions, _five_points_from_dlib, analyse_image
+from faceplane.engine.faces import (
+    AnalyseOptions,
+    _five_points_from_dlib,
+    analyse_image,
+    five_points,
+)
 from faceplane.engine.models.registry import DLIB_SPACE, FUSED_SPACE, MFN_SPACE, get_space
 from faceplane.runtime import Runtime
 
@@ -137,3 +142,22 @@ def test_mobilefacenet_puts_the_same_person_closer(rt: Runtime, testdata: Path) 
     auc = float(np.mean(s[:, None] > d[None, :]))
     assert auc > 0.97, auc
     assert float(np.median(s)) > float(np.quantile(d, 0.99))
+
+
+def test_every_detector_gets_five_points_near_retinafaces(rt: Runtime, testdata: Path) -> None:
+    # BlazeFace and HOG give no mouth corners: RetinaFace on a crop of their box finds them.
+    rgb = decode(testdata / "faces/face_recognition/examples/obama.jpg")
+    ref = analyse_image(rt.pool, rgb, AnalyseOptions(detector="retinaface")).faces[0]
+    assert ref.detection.keypoints is not None
+    eyes = float(np.linalg.norm(ref.detection.keypoints[1] - ref.detection.keypoints[0]))
+    for det in ("blazeface", "hog"):
+        face = analyse_image(rt.pool, rgb, AnalyseOptions(detector=det)).faces[0]
+        pts = five_points(rt.pool, rgb, face.detection, face.landmarks)
+        err = np.linalg.norm(pts - ref.detection.keypoints, axis=1)
+        # Within 6% of the eye distance on average, 15% at worst (mouth corners are vague).
+        assert float(err.mean()) < 0.06 * eyes and float(err.max()) < 0.15 * eyes, (det, err)
+        # dlib's own five points (the last resort) place the eyes as well.
+        rough = _five_points_from_dlib(face.landmarks)
+        assert float(np.linalg.norm(rough[:2] - ref.detection.keypoints[:2], axis=1).max()) < (
+            0.15 * eyes
+        )
