@@ -28,7 +28,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--people", default="peopleDevTest.txt")
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--engine", default="onnx+flip")
+    ap.add_argument("--engine", default="onnx+flip", help="an lfw.py engine: fused+flip, ...")
+    ap.add_argument("--detector", help="Faceplane's detector (default: the server's)")
     args = ap.parse_args()
     lfw = testdata_dir() / "lfw_view1"
     people = [ln.split() for ln in (lfw / args.people).read_text().splitlines()[1:] if ln.strip()]
@@ -46,15 +47,16 @@ def main() -> None:
         else:
             impostor += files
     files = gallery + genuine + impostor
-    vectors, rate, missed = embed_all(args.engine, root, files, args.workers)
+    vectors, rate, missed = embed_all(args.engine, root, files, args.workers, args.detector)
     g = np.stack([vectors[f] for f in gallery])
     who = np.array([f.split("/")[0] for f in gallery])
 
-    from faceplane.engine.models.registry import get_spec
+    from faceplane.engine.models.registry import DLIB_SPACE, FUSED_SPACE, MFN_SPACE, get_space
 
     tta = args.engine.split("+", 1)[1] if "+" in args.engine else "flip"
-    spec = get_spec("dlib_resnet_onnx")
-    assert spec.far_cosine
+    embedder = args.engine.split("+", 1)[0]
+    space = {"mobilefacenet": MFN_SPACE, "fused": FUSED_SPACE, "auto": FUSED_SPACE}
+    spec = get_space(space.get(embedder, DLIB_SPACE))
     gen = np.stack([vectors[f] for f in genuine]) @ g.T
     imp = np.stack([vectors[f] for f in impostor]) @ g.T
     truth = np.array([f.split("/")[0] for f in genuine])
