@@ -163,13 +163,15 @@ def five_points(
 ) -> np.ndarray:
     """The five ArcFace alignment points (RetinaFace's order) of one detected face.
 
-    A RetinaFace detection carries them. For other detectors RetinaFace runs on an enlarged
-    crop of the face box and its best candidate overlapping the box gives them; without
-    RetinaFace, or when it finds nothing there, they come from dlib's 5 points.
+    A detection with RetinaFace's five named keypoints carries them. For other detectors
+    RetinaFace runs on an enlarged crop of the face box and its best candidate overlapping
+    the box gives them; without RetinaFace, or when it finds nothing there, they come from
+    dlib's 5 points.
     """
     d = detection
-    if d.keypoints is not None and tuple(d.keypoint_names) == RETINA_KEYPOINTS:
-        return np.asarray(d.keypoints, dtype=np.float32)
+    names = list(d.keypoint_names)
+    if d.keypoints is not None and all(n in names for n in RETINA_KEYPOINTS):
+        return np.asarray(d.keypoints[[names.index(n) for n in RETINA_KEYPOINTS]], np.float32)
     if not pool.present("retinaface_mnet025"):
         return _five_points_from_dlib(shape5)
     side = FIVE_POINT_CROP * max(d.w, d.h)
