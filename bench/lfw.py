@@ -217,10 +217,12 @@ def fit_fusion(vectors: dict, pairs: list[tuple[str, str, bool]], labels: np.nda
         [[float(parts[sp][where[a]] @ parts[sp][where[b]]) for sp in order] for a, b, _ in pairs]
     )
     w = fit_logistic_n(cos, labels)
-    alpha = float(w[0] / (w[0] + w[1]))
+    fitted = float(w[0] / (w[0] + w[1]))
+    alpha = round(fitted, 2)  # shipped to two decimals; the calibration below is for it
     print(
         f"fusion: logistic on ({', '.join(order)}) cosines = {w[0]:.3f}, {w[1]:.3f}, "
-        f"bias {w[2]:+.3f} → weights ({alpha:.4f}, {1 - alpha:.4f}) (registry FUSED_WEIGHTS)"
+        f"bias {w[2]:+.3f} → dlib weight {fitted:.4f}; weights ({alpha:.2f}, {1 - alpha:.2f}) "
+        "(registry FUSED_WEIGHTS)"
     )
     weights = (alpha, 1 - alpha)
     fused = np.concatenate(
