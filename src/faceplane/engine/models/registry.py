@@ -91,7 +91,7 @@ FUSED_WEIGHTS = (0.8, 0.2)
 FUSED_CALIBRATION = {
     "none": (99.195, -79.481),
     "flip": (99.970, -80.479),
-    "multi": (99.315, -80.229),
+    "multi": (99.315, -80.228),
 }
 FUSED_FAR_COSINE: dict[str, dict[float, float]] = {
     "none": {1e-3: 0.8186, 1e-4: 0.8437, 1e-5: 0.8634, 1e-6: 0.8992},
