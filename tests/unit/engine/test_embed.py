@@ -161,3 +161,46 @@ def test_every_detector_gets_five_points_near_retinafaces(rt: Runtime, testdata:
         assert float(np.linalg.norm(rough[:2] - ref.detection.keypoints[:2], axis=1).max()) < (
             0.15 * eyes
         )
+
+
+def test_the_index_cosine_is_the_raw_score() -> None:
+    from faceplane.store.vectors import CollectionIndex
+
+    rng = np.random.default_rng(5)
+    stored = fuse(FUSED_SPACE, [rng.standard_normal((6, 128)), rng.standard_normal((6, 192))])
+    probe = fuse(FUSED_SPACE, [rng.standard_normal((1, 128)), rng.standard_normal((1, 192))])
+    index = CollectionIndex(320)
+    index.add(np.arange(6, dtype=np.int64), stored)
+    keys, cos = index.search(probe, 6)
+    for key, c in zip(keys[0], cos[0], strict=True):
+        assert float(c) == pytest.approx(raw_score(FUSED_SPACE, probe[0], stored[key]), abs=1e-5)
+
+
+def test_the_embedder_setting_chooses_the_set(tmp_path: Path, rt: Runtime) -> None:
+    from faceplane.engine.models.pool import ModelPool
+
+    models = rt.settings.models_dir
+    if not ModelPool(models).present("mobilefacenet"):
+        pytest.skip("MobileFaceNet is not installed")
+    spaces = {
+        choice: (ModelPool(models, embedder=choice).embedder_name(), space)
+        for choice, space in (
+            ("auto", FUSED_SPACE),
+            ("fused", FUSED_SPACE),
+            ("onnx", DLIB_SPACE),
+            ("dlib", DLIB_SPACE),
+            ("mobilefacenet", MFN_SPACE),
+        )
+    }
+    assert spaces["auto"][0] == "dlib_resnet_onnx+mobilefacenet"
+    assert spaces["dlib"][0] == "dlib_resnet" and spaces["onnx"][0] == "dlib_resnet_onnx"
+    for choice, (_, space) in spaces.items():
+        assert ModelPool(models, embedder=choice).embedding_space() == space, choice
+    # Without MobileFaceNet (npm missing at install), `auto` is dlib's ResNet alone.
+    bare = tmp_path / "models"
+    bare.mkdir()
+    for f in models.iterdir():
+        if f.name != "MobileFaceNet.tflite":
+            (bare / f.name).symlink_to(f)
+    assert ModelPool(bare).embedding_space() == DLIB_SPACE
+    assert ModelPool(bare).embedder_name_for(FUSED_SPACE) == "dlib_resnet_onnx+mobilefacenet"
