@@ -22,7 +22,6 @@ from faceplane.errors import Err, FaceplaneError
 # FACEPLANE_EMBEDDER values: `auto` fuses dlib's ResNet (ONNX when installed) with MobileFaceNet
 # when MobileFaceNet is installed, else dlib's ResNet alone; `fused` insists on the fusion;
 # `onnx` / `dlib` are dlib's ResNet alone (ONNX / dlib's own); `mobilefacenet` is it alone.
-EMBEDDER_CHOICES = ("auto", "fused", "onnx", "dlib", "mobilefacenet")
 
 
 class ModelPool:
@@ -80,7 +79,7 @@ class ModelPool:
 
     def embedder_name(self) -> str:
         """The embedder set in force, without loading it: one model name, or the fused set's
-        names joined by `+` (`dlib_resnet_onnx+mobilefacenet`); see EMBEDDER_CHOICES."""
+        names joined by `+` (`dlib_resnet_onnx+mobilefacenet`); see FACEPLANE_EMBEDDER above."""
         choice = self.embedder_choice
         if choice == "mobilefacenet":
             return "mobilefacenet"
