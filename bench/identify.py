@@ -30,7 +30,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--people", default="peopleDevTest.txt")
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--engine", default="onnx+flip")
+    ap.add_argument("--engine", default="onnx+flip", help="an lfw.py engine: fused+flip, ...")
+    ap.add_argument("--detector", help="Faceplane's detector (default: the server's)")
     args = ap.parse_args()
     lfw = testdata_dir() / "lfw_view1"
     people = [ln.split() for ln in (lfw / args.people).read_text().splitlines()[1:] if ln.strip()]
@@ -48,7 +49,7 @@ def main() -> None:
         else:
             impostor += files
     files = gallery + genuine + impostor
-    vectors, rate, missed = embed_all(args.engine, root, files, args.workers)
+    vectors, rate, missed = embed_all(args.engine, root, files, args.workers, args.detector)
     g = np.stack([vectors[f] for f in gallery])
     who = np.array([f.split("/")[0] for f in gallery])
 

@@ -1,11 +1,15 @@
 """LFW verification: 10-fold accuracy, TAR at FAR 1e-3 and images/s, Faceplane vs face_recognition.
 
-    python bench/lfw.py [--pairs PATH] [--engines onnx,dlib,face_recognition] [--workers 2]
-    python bench/lfw.py --calibrate --pairs .../pairsDevTrain.txt   # the compare threshold
+    python bench/lfw.py [--pairs PATH] [--engines onnx+flip,mobilefacenet+flip,fused+flip,
+                         face_recognition] [--detector retinaface] [--workers 2]
+    python bench/lfw.py --calibrate --pairs .../pairsDevTrain.txt   # calibration, fusion weights
 
 Every engine embeds the same images and is scored on the same pairs, in one run. Each image's
 face is the detected face nearest the centre (LFW's subject is centred); an image with no
 detection is embedded from the central 100×100 box, the same fallback for every engine.
+An engine is `EMBEDDER+TTA`: EMBEDDER is a FACEPLANE_EMBEDDER value (`onnx`, `dlib`,
+`mobilefacenet`, `fused`), TTA one of `none`, `flip`, `multi`. Scores are the raw score of the
+engine's space (the cosine; for `fused` the weighted sum of the two cosines).
 """
 
 from __future__ import annotations
@@ -45,14 +49,17 @@ def read_pairs(path: Path) -> list[tuple[str, str, bool]]:
 class FaceplaneEngine:
     """Faceplane's pipeline (BlazeFace, dlib 5-point, chip) with one embedder."""
 
-    def __init__(self, embedder: str, tta: str = "flip") -> None:
+    def __init__(self, embedder: str, tta: str = "flip", detector: str | None = None) -> None:
         from faceplane.runtime import Runtime
         from faceplane.settings import Settings
 
         # An in-process engine run: the runtime's store goes to a throw-away folder.
         data_dir = tempfile.mkdtemp(prefix="faceplane-bench-")
+        extra = {"detector": detector} if detector else {}
         self.services = Runtime.open(
-            Settings(embedder=embedder, embed_tta=tta, inference_threads=1, data_dir=data_dir)
+            Settings(
+                embedder=embedder, embed_tta=tta, inference_threads=1, data_dir=data_dir, **extra
+            )
         )
         self.opts = self.services.analyse_options(embeddings=True)
 
@@ -60,8 +67,8 @@ class FaceplaneEngine:
         """The embedding of the most central face, and whether a face was detected."""
         import dlib
 
-        from faceplane.engine.embed import embed_chips, normalise
-        from faceplane.engine.faces import CHIP_PADDING, CHIP_SIZE, analyse_image
+        from faceplane.engine.detect import Detection
+        from faceplane.engine.faces import analyse_image, embed_faces
         from faceplane.engine.image import decode_image
 
         rgb = decode_image(path.read_bytes(), self.services.limits).rgb
@@ -77,11 +84,11 @@ class FaceplaneEngine:
             )
             assert face.embedding is not None
             return face.embedding, True
+        pool = self.services.pool
         rect = dlib.rectangle(w // 2 - 50, h // 2 - 50, w // 2 + 50, h // 2 + 50)
-        shape = self.services.pool.shape_predictor(5)(rgb, rect)
-        chip = dlib.get_face_chip(rgb, shape, size=CHIP_SIZE, padding=CHIP_PADDING)
-        vec = embed_chips(self.services.pool.embedder(), chip[None], self.opts.tta != "none")
-        return normalise(vec)[0], False
+        shape = pool.shape_predictor(5)(rgb, rect)
+        box = Detection(w / 2 - 50, h / 2 - 50, 100.0, 100.0, 0.0, "centre", None, ())
+        return embed_faces(pool, rgb, [box], [shape], self.opts.tta)[0], False
 
 
 class FaceRecognitionEngine:
@@ -109,15 +116,15 @@ class FaceRecognitionEngine:
         return np.asarray(enc, dtype=np.float32), found
 
 
-def _init(kind: str) -> None:
+def _init(kind: str, detector: str | None) -> None:
     global _ENGINE
     if kind == "face_recognition":
         _ENGINE = FaceRecognitionEngine()
     elif "+" in kind:
         embedder, tta = kind.split("+", 1)
-        _ENGINE = FaceplaneEngine(embedder, tta)
+        _ENGINE = FaceplaneEngine(embedder, tta, detector)
     else:
-        _ENGINE = FaceplaneEngine(kind)
+        _ENGINE = FaceplaneEngine(kind, detector=detector)
 
 
 def _embed(path: str) -> tuple[str, np.ndarray, bool]:
@@ -125,10 +132,12 @@ def _embed(path: str) -> tuple[str, np.ndarray, bool]:
     return path, vec, found
 
 
-def embed_all(kind: str, root: Path, files: list[str], workers: int) -> tuple[dict, float, int]:
+def embed_all(
+    kind: str, root: Path, files: list[str], workers: int, detector: str | None = None
+) -> tuple[dict, float, int]:
     """Embed every file with `workers` processes; return vectors, images/s, no-face count."""
     ctx = mp.get_context("spawn")
-    with ctx.Pool(workers, initializer=_init, initargs=(kind,)) as pool:
+    with ctx.Pool(workers, initializer=_init, initargs=(kind, detector)) as pool:
         # Warm each worker (model loading is not part of the throughput).
         pool.map(_embed, [str(root / files[0])] * workers, chunksize=1)
         start = time.perf_counter()
@@ -171,17 +180,55 @@ def ten_fold(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     return float(np.mean(accs)), float(np.std(accs))
 
 
-def fit_logistic(cosines: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-    """Fit P(same) = sigmoid(a·cos + b) by Newton's method (the similarity calibration)."""
-    x = np.stack([cosines, np.ones_like(cosines)], 1)
+def fit_logistic_n(features: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Fit P(same) = sigmoid(w·x + b) by Newton's method; return (w..., b)."""
+    x = np.concatenate([features, np.ones((len(features), 1))], 1)
     y = labels.astype(np.float64)
-    w = np.zeros(2)
-    for _ in range(50):
+    w = np.zeros(x.shape[1])
+    for _ in range(100):
         p = 1.0 / (1.0 + np.exp(-x @ w))
         grad = x.T @ (p - y)
-        hess = x.T @ (x * (p * (1 - p))[:, None]) + 1e-9 * np.eye(2)
+        hess = x.T @ (x * (p * (1 - p))[:, None]) + 1e-9 * np.eye(x.shape[1])
         w -= np.linalg.solve(hess, grad)
+    return w
+
+
+def fit_logistic(cosines: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Fit P(same) = sigmoid(a·cos + b) (the similarity calibration)."""
+    w = fit_logistic_n(cosines[:, None], labels)
     return float(w[0]), float(w[1])
+
+
+def fit_fusion(vectors: dict, pairs: list[tuple[str, str, bool]], labels: np.ndarray) -> dict:
+    """The fused space's weights from a logistic fit on its parts' cosines, and its vectors
+    re-fused with them (so the calibration printed next is the one for these weights).
+
+    sigmoid(a1·cos1 + a2·cos2 + b) = sigmoid((a1 + a2)·(α·cos1 + (1 − α)·cos2) + b) with
+    α = a1 / (a1 + a2): the weighted sum is the raw score, the rest is its calibration.
+    """
+    from faceplane.engine.embed import part_vectors
+    from faceplane.engine.models.registry import FUSED_SPACE, get_space
+
+    names = sorted(vectors)
+    parts = part_vectors(FUSED_SPACE, np.stack([vectors[n] for n in names]))
+    order = [p.space for p in get_space(FUSED_SPACE).parts]
+    where = {n: i for i, n in enumerate(names)}
+    cos = np.array(
+        [[float(parts[sp][where[a]] @ parts[sp][where[b]]) for sp in order] for a, b, _ in pairs]
+    )
+    w = fit_logistic_n(cos, labels)
+    fitted = float(w[0] / (w[0] + w[1]))
+    alpha = round(fitted, 2)  # shipped to two decimals; the calibration below is for it
+    print(
+        f"fusion: logistic on ({', '.join(order)}) cosines = {w[0]:.3f}, {w[1]:.3f}, "
+        f"bias {w[2]:+.3f} → dlib weight {fitted:.4f}; weights ({alpha:.2f}, {1 - alpha:.2f}) "
+        "(registry FUSED_WEIGHTS)"
+    )
+    weights = (alpha, 1 - alpha)
+    fused = np.concatenate(
+        [parts[sp] * np.sqrt(wt) for sp, wt in zip(order, weights, strict=True)], axis=1
+    )
+    return {n: fused[i] for i, n in enumerate(names)}
 
 
 def print_far_table(kind: str, vectors: dict) -> None:
@@ -215,7 +262,12 @@ def main() -> None:
     """Run the benchmark and print the table."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--pairs", type=Path, help="LFW pairs file (default View 1 pairsDevTest.txt)")
-    ap.add_argument("--engines", default="onnx,dlib,face_recognition")
+    ap.add_argument(
+        "--engines",
+        default="onnx+none,onnx+flip,mobilefacenet+none,mobilefacenet+flip,fused+none,"
+        "fused+flip,face_recognition",
+    )
+    ap.add_argument("--detector", help="Faceplane's detector (default: the server's)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--limit", type=int, default=0, help="use only the first N pairs of each kind")
     ap.add_argument("--calibrate", action="store_true", help="print the accuracy-maximising cut")
@@ -233,7 +285,7 @@ def main() -> None:
     print(f"{pairs_path.name}: {len(pairs)} pairs, {len(files)} images, {args.workers} processes")
     rows = []
     for kind in args.engines.split(","):
-        vectors, rate, missed = embed_all(kind, root, files, args.workers)
+        vectors, rate, missed = embed_all(kind, root, files, args.workers, args.detector)
         scores = scores_of(vectors, pairs, kind)
         mean, std = ten_fold(scores, labels)
         cut, _ = best_threshold(scores, labels)
@@ -241,7 +293,7 @@ def main() -> None:
         label = (
             "face_recognition 1.3.0 (reference)"
             if kind == "face_recognition"
-            else f"faceplane ({kind} embedder)"
+            else f"faceplane ({kind}, {args.detector or 'default'} detector)"
         )
         rows.append(
             [
@@ -253,6 +305,8 @@ def main() -> None:
                 f"{cut:.4f}",
             ]
         )
+        if args.calibrate and kind.startswith("fused"):
+            vectors = fit_fusion(vectors, pairs, labels)
         if args.calibrate and kind != "face_recognition":
             cos = np.array([float(np.dot(vectors[a], vectors[b])) for a, b, _ in pairs])
             slope, bias = fit_logistic(cos, labels)

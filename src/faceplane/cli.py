@@ -170,11 +170,13 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
             "yes" if m["loaded"] else "no",
             (m["sha256"] or "-")[:16],
             m["licence"],
+            m["training_data"] or "-",
             m["version"],
         ]
         for m in status
     ]
-    print(_table(rows, ["name", "task", "present", "loaded", "sha256", "licence", "version"]))
+    header = ["name", "task", "present", "loaded", "sha256", "licence", "training data", "version"]
+    print(_table(rows, header))
     return 0
 
 

@@ -165,11 +165,12 @@ class Runtime:
             max_pitch_deg=s.quality_max_pitch_deg,
         )
 
-    def calibration(self, embedder_name: str | None = None) -> Calibration:
-        """The similarity scale of an embedder's space (default: the embedder in force), for
-        the augmentation in force."""
-        name = embedder_name or self.pool.embedder_name()
-        return calibration(space_of(name), self.settings.embed_tta)
+    def calibration(self, name: str | None = None) -> Calibration:
+        """The similarity scale of an embedding space, or of the embedder set that makes it
+        (`dlib_resnet_onnx+mobilefacenet`; default: the server's space), for the augmentation
+        in force."""
+        space = space_of(name) if name else self.pool.embedding_space()
+        return calibration(space, self.settings.embed_tta)
 
     def far_threshold(self, far: float, embedder_name: str | None = None) -> float:
         """The similarity threshold whose false-accept rate is `far`; INVALID_ARGUMENT when the

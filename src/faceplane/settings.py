@@ -70,8 +70,13 @@ class Settings(BaseSettings):
         "point. `blazeface`: MediaPipe full-range, the fastest, misses small and edge-cut faces. "
         "`hog`: dlib's frontal HOG, slow, frontal faces only.",
     )
-    embedder: str = Field(
-        "auto", description="Embedder: `auto` (ONNX when installed, else dlib), `onnx` or `dlib`."
+    embedder: Literal["auto", "fused", "onnx", "dlib", "mobilefacenet"] = Field(
+        "auto",
+        description="Embedding set: `auto` (dlib's ResNet fused with MobileFaceNet when "
+        "MobileFaceNet is installed, else dlib's ResNet alone; its ONNX form when installed), "
+        "`fused` (always the fusion), `onnx` or `dlib` (dlib's ResNet alone, ONNX or dlib's "
+        "own; space dlib_resnet_v1), `mobilefacenet` (alone). New collections are pinned to "
+        "the set's space; collections of a space made of some of its parts keep working.",
     )
     inference_threads: int = Field(
         2, ge=1, description="Concurrent inference jobs (the bounded inference pool size)."

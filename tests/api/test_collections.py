@@ -214,7 +214,7 @@ def pin_to_another_space(client: TestClient, cid: str) -> str:
     store = client.app.state.rt.store  # type: ignore[attr-defined]
     with store.db.begin() as conn:
         conn.execute(
-            update(collections).where(collections.c.id == cid).values(model="mobilefacenet_v1")
+            update(collections).where(collections.c.id == cid).values(model="arcface_r100_v1")
         )
     return str(client.get(f"/v1/collections/{cid}").json()["model"])
 
@@ -226,8 +226,8 @@ def test_a_collection_of_another_embedding_space_refuses_search_and_enroll(
     sid = new_subject(client, cid, "eileen")
     token = enroll(client, cid, sid, astronaut).json()["face_token"]
     ours = client.get(f"/v1/collections/{cid}").json()["model"]
-    assert pin_to_another_space(client, cid) == "mobilefacenet_v1" != ours
-    expected = {"collection_id": cid, "collection_model": "mobilefacenet_v1", "model": ours}
+    assert pin_to_another_space(client, cid) == "arcface_r100_v1" != ours
+    expected = {"collection_id": cid, "collection_model": "arcface_r100_v1", "model": ours}
     for resp in (
         client.post(f"/v1/collections/{cid}/search", files={"image": ("q.jpg", astronaut)}),
         client.post(f"/v1/collections/{cid}/search", json={"face_token": token}),

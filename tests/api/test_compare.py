@@ -97,7 +97,8 @@ def test_compare_two_photos_of_one_person_matches(client: TestClient, testdata: 
     assert (body["threshold"], body["threshold_far"]) == (0.7, 1e-4)
     assert 0 < body["far"] < body["threshold_far"]
     assert body["face1"]["box"]["width"] > 0 and body["face2"]["index"] == 0
-    assert body["model"] in ("dlib_resnet_onnx", "dlib_resnet")
+    assert body["model"] == client.app.state.rt.pool.embedder_name()  # type: ignore[attr-defined]
+    assert body["space"] == client.app.state.rt.pool.embedding_space()  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from faceplane.engine.models.registry import get_space
 from faceplane.services import accounts
 
 SAMPLES = "faces/compreface/embedding-calculator/sample_images"
@@ -68,9 +69,13 @@ def test_embedding_and_68_landmarks_on_request(
     body = detect(research_client, astronaut, return_embedding="true", landmarks="68")
     face = body["faces"][0]
     assert len(face["landmarks"]) == 68
-    assert len(face["embedding"]) == 128
     assert abs(sum(v * v for v in face["embedding"]) - 1.0) < 1e-3
-    assert body["models"]["embedder"] in ("dlib_resnet_onnx", "dlib_resnet")
+    assert body["models"]["embedder"] in (
+        "dlib_resnet_onnx+mobilefacenet",
+        "dlib_resnet_onnx",
+        "dlib_resnet",
+    )
+    assert len(body["faces"][0]["embedding"]) == get_space(body["models"]["space"]).dim
 
 
 def test_the_default_model_set_refuses_the_research_only_68_points(

@@ -29,7 +29,9 @@ from fastapi.testclient import TestClient
 from databases import GENERATIONS, database_url, make_legacy_database
 from faceplane.app import create_app
 from faceplane.cli import main
+from faceplane.engine.embed import project
 from faceplane.engine.faces import analyse_image
+from faceplane.engine.models.registry import DLIB_SPACE
 from faceplane.runtime import Runtime
 from faceplane.services.accounts import seal, sha256_hex
 from faceplane.services.collections import current_space
@@ -91,7 +93,10 @@ def write_old_rows(settings: Settings, rt: Runtime, photo: bytes) -> OldRows:
     ).faces
     assert face.embedding is not None
     task_result = detect_faces(rt, source, DetectRequest())
-    _, space = current_space(rt)
+    # The server of that time had dlib's ResNet alone: its collections hold dlib_resnet_v1,
+    # the dlib part of today's vector.
+    space = DLIB_SPACE
+    old_vector = project(face.embedding[None], current_space(rt)[1], DLIB_SPACE)[0]
 
     now = time.time()
     key = "fpk_" + secrets.token_urlsafe(32)
@@ -158,7 +163,7 @@ def write_old_rows(settings: Settings, rt: Runtime, photo: bytes) -> OldRows:
             collection_id=collection,
             subject_id=subject,
             model=space,
-            embedding=np.asarray(face.embedding, dtype="<f4").tobytes(),
+            embedding=np.asarray(old_vector, dtype="<f4").tobytes(),
             quality_json=json.dumps(face.quality.as_dict()),
             box_json=json.dumps(face.as_dict()["box"]),
             crop_key=None,

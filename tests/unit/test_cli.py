@@ -11,6 +11,7 @@ import pytest
 
 from faceplane.cli import main
 from faceplane.client import far_text
+from faceplane.engine.models.registry import get_space
 from faceplane.engine.similarity import tables_from_json
 
 
@@ -32,7 +33,8 @@ def test_detect_json_is_the_api_body(
 ) -> None:
     assert main(["detect", "--json", "--embedding", str(astronaut_file)]) == 0
     body = json.loads(capsys.readouterr().out)
-    assert len(body["faces"]) == 1 and len(body["faces"][0]["embedding"]) == 128
+    space = get_space(body["models"]["space"])
+    assert len(body["faces"]) == 1 and len(body["faces"][0]["embedding"]) == space.dim
 
 
 def test_detect_reports_the_code_of_a_broken_file(

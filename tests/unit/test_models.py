@@ -34,6 +34,22 @@ def test_status_lists_task_version_sha_licence_and_state(settings: Settings) -> 
     assert rows["dlib_68pt"]["licence"].startswith("iBUG")
     assert rows["dlib_resnet_onnx"]["sha256"] and rows["dlib_resnet_onnx"]["present"]
     assert not rows["dlib_resnet"]["loaded"]
+    # Training-data terms travel with each model: MobileFaceNet's MS1M origin is stated.
+    assert "MS1M" in rows["mobilefacenet"]["training_data"]
+    assert rows["dlib_68pt"]["training_data"].startswith("iBUG")
+
+
+def test_models_list_shows_the_training_data(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from faceplane.cli import main
+
+    assert main(["models", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "training data" in out and "MS1M-derived" in out
+    with authed_client(settings) as client:
+        listed = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
+    assert "MS1M" in listed["mobilefacenet"]["training_data"]
 
 
 def test_server_starts_without_models_and_answers_model_unavailable(

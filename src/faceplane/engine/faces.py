@@ -5,12 +5,28 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import cv2
 import numpy as np
 
-from faceplane.engine.detect import Detection, Detector, shrink
-from faceplane.engine.embed import embed_chips, normalise
+from faceplane.engine.detect import (
+    RETINA_KEYPOINTS,
+    Detection,
+    Detector,
+    RetinaFaceDetector,
+    iou,
+    shrink,
+)
+from faceplane.engine.embed import (
+    ARCFACE_TEMPLATE,
+    arcface_chip,
+    embed_chips,
+    fuse,
+    normalise,
+    similarity_transform,
+)
 from faceplane.engine.mesh import CanonicalFace, FaceMesh, FaceMesher, face_roi
 from faceplane.engine.models.pool import ModelPool
+from faceplane.engine.models.registry import DLIB_SPACE, MFN_SPACE, get_space
 from faceplane.engine.quality import Quality, QualityPolicy, measure_quality
 
 CHIP_SIZE = 150
@@ -76,7 +92,9 @@ class Face:
     detection: Detection
     landmarks: np.ndarray  # (5, 2) or (68, 2), in the order of LANDMARKS_5 / LANDMARKS_68
     quality: Quality
-    embedding: np.ndarray | None = None  # L2-normalised 128-d
+    # L2-normalised, in the embedding space of the set in force (Analysis.models["space"]):
+    # 128-d dlib_resnet_v1, or 320-d dlib_resnet_v1+mobilefacenet_v1 = [√α·dlib, √β·mfn].
+    embedding: np.ndarray | None = None
     mesh: FaceMesh | None = None  # with landmarks="mesh" only
 
     def as_dict(self) -> dict[str, Any]:
@@ -179,6 +197,105 @@ def _run_mesh(mesher: FaceMesher, rgb: np.ndarray, d: Detection, pts5: np.ndarra
     return mesher.run(rgb, face_roi((d.x, d.y, d.w, d.h), right_eye, left_eye))
 
 
+# Five points for MobileFaceNet when the detector gives none: RetinaFace on a square crop of
+# the face box enlarged this much, resized to this side (the face about 95 px across).
+FIVE_POINT_CROP = 2.0
+FIVE_POINT_SIDE = 192
+FIVE_POINT_MIN_SCORE = 0.2
+
+
+def _five_points_from_dlib(shape5: np.ndarray) -> np.ndarray:
+    """Five ArcFace points from dlib's 5 (eye corners, nose base): the eye centres place the
+    template; the nose tip and mouth corners come from the template's geometry."""
+    right_eye = shape5[2:4].mean(0)  # the subject's right eye, on the image's left
+    left_eye = shape5[0:2].mean(0)
+    m = similarity_transform(ARCFACE_TEMPLATE[:2], np.stack([right_eye, left_eye]))
+    return np.asarray(ARCFACE_TEMPLATE @ m[:, :2].T + m[:, 2], dtype=np.float32)
+
+
+def five_points(
+    pool: ModelPool, rgb: np.ndarray, detection: Detection, shape5: np.ndarray
+) -> np.ndarray:
+    """The five ArcFace alignment points (RetinaFace's order) of one detected face.
+
+    A detection with RetinaFace's five named keypoints carries them. For other detectors
+    RetinaFace runs on an enlarged crop of the face box and its best candidate overlapping
+    the box gives them; without RetinaFace, or when it finds nothing there, they come from
+    dlib's 5 points.
+    """
+    d = detection
+    names = list(d.keypoint_names)
+    if d.keypoints is not None and all(n in names for n in RETINA_KEYPOINTS):
+        return np.asarray(d.keypoints[[names.index(n) for n in RETINA_KEYPOINTS]], np.float32)
+    if not pool.present("retinaface_mnet025"):
+        return _five_points_from_dlib(shape5)
+    side = FIVE_POINT_CROP * max(d.w, d.h)
+    cx, cy = d.x + d.w / 2, d.y + d.h / 2
+    k = FIVE_POINT_SIDE / side
+    m = np.array([[k, 0, FIVE_POINT_SIDE / 2 - k * cx], [0, k, FIVE_POINT_SIDE / 2 - k * cy]])
+    crop = cv2.warpAffine(rgb, m, (FIVE_POINT_SIDE, FIVE_POINT_SIDE), flags=cv2.INTER_LINEAR)
+    retina = pool.detector("retinaface")
+    assert isinstance(retina, RetinaFaceDetector)
+    boxes, scores, kps = retina.raw(crop, FIVE_POINT_MIN_SCORE)
+    if len(scores) == 0:
+        return _five_points_from_dlib(shape5)
+    c = FIVE_POINT_SIDE / 2
+    expected = np.array([c - k * d.w / 2, c - k * d.h / 2, c + k * d.w / 2, c + k * d.h / 2])
+    overlap = iou(expected, boxes)
+    ok = overlap >= 0.3
+    if not ok.any():
+        return _five_points_from_dlib(shape5)
+    best = int(np.argmax(np.where(ok, scores, -1.0)))
+    return np.asarray((kps[best] - m[:, 2]) / k, dtype=np.float32)
+
+
+def _dlib_part(pool: ModelPool, rgb: np.ndarray, shapes: list[Any], tta: str) -> np.ndarray:
+    import dlib
+
+    paddings = TTA_PADDINGS[tta]
+    chips = np.stack(
+        [dlib.get_face_chip(rgb, s, size=CHIP_SIZE, padding=p) for s in shapes for p in paddings]
+    )
+    return embed_chips(pool.embedder(), chips, tta != "none", len(paddings))
+
+
+def _mfn_part(
+    pool: ModelPool,
+    rgb: np.ndarray,
+    detections: list[Detection],
+    shapes: list[Any],
+    tta: str,
+) -> np.ndarray:
+    pts = [
+        five_points(pool, rgb, d, np.array([[p.x, p.y] for p in s.parts()], dtype=np.float32))
+        for d, s in zip(detections, shapes, strict=True)
+    ]
+    chips = np.stack([arcface_chip(rgb, p) for p in pts])
+    # MobileFaceNet's only augmentation is the mirror image (`multi` paddings are dlib's).
+    return embed_chips(pool.embedder("mobilefacenet"), chips, tta != "none")
+
+
+def embed_faces(
+    pool: ModelPool,
+    rgb: np.ndarray,
+    detections: list[Detection],
+    shapes: list[Any],
+    tta: str,
+    space: str | None = None,
+) -> np.ndarray:
+    """Unit vectors of `space` (default: the set in force) for faces with dlib 5-point shapes."""
+    spec = get_space(space or pool.embedding_space())
+    parts = []
+    for part in spec.parts:
+        if part.space == DLIB_SPACE:
+            parts.append(_dlib_part(pool, rgb, shapes, tta))
+        elif part.space == MFN_SPACE:
+            parts.append(_mfn_part(pool, rgb, detections, shapes, tta))
+        else:  # pragma: no cover - every space in the registry is built from these parts
+            raise ValueError(f"no embedder makes {part.space}")
+    return normalise(fuse(spec.name, parts))
+
+
 def analyse_image(pool: ModelPool, rgb: np.ndarray, opts: AnalyseOptions) -> Analysis:
     """Find, measure and optionally embed every face of an RGB uint8 image."""
     import dlib
@@ -223,20 +340,11 @@ def analyse_image(pool: ModelPool, rgb: np.ndarray, opts: AnalyseOptions) -> Ana
         )
         faces.append(Face(d, pts, quality, mesh=mesh if opts.landmarks == "mesh" else None))
 
+    if opts.embeddings:
+        models["embedder"] = pool.embedder_name()
+        models["space"] = pool.embedding_space()
     if opts.embeddings and faces:
-        embedder = pool.embedder()
-        models["embedder"] = embedder.name
-        paddings = TTA_PADDINGS[opts.tta]
-        chips = np.stack(
-            [
-                dlib.get_face_chip(rgb, s, size=CHIP_SIZE, padding=p)
-                for s in shapes
-                for p in paddings
-            ]
-        )
-        vectors = normalise(embed_chips(embedder, chips, opts.tta != "none", len(paddings)))
+        vectors = embed_faces(pool, rgb, [f.detection for f in faces], shapes, opts.tta)
         for face, vec in zip(faces, vectors, strict=True):
             face.embedding = vec
-    elif opts.embeddings:
-        models["embedder"] = pool.embedder().name
     return Analysis(rgb.shape[1], rgb.shape[0], faces, models)

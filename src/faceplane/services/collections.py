@@ -7,11 +7,13 @@ import time
 import uuid
 from typing import Any
 
+import numpy as np
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from faceplane.engine.models.registry import get_spec
+from faceplane.engine.embed import can_project, project
+from faceplane.engine.models.registry import SPACES, get_space
 from faceplane.errors import Err, FaceplaneError
 from faceplane.runtime import Runtime
 from faceplane.services.cursors import decode_cursor, encode_cursor
@@ -27,24 +29,48 @@ def new_id() -> str:
 
 
 def current_space(rt: Runtime) -> tuple[str, str]:
-    """(embedder name, embedding space) of the embedder in force."""
-    name = rt.pool.embedder_name()
-    space = get_spec(name).space
-    assert space
-    return name, space
+    """(embedder name, embedding space) of the embedder set in force."""
+    return rt.pool.embedder_name(), rt.pool.embedding_space()
 
 
 def check_space(rt: Runtime, collection: dict[str, Any]) -> None:
-    """EMBEDDING_MODEL_MISMATCH when a collection holds another space than the embedder's."""
+    """Refuse a collection whose space this server cannot produce.
+
+    The server produces its own space and every space made of some of its parts: a fused
+    server (dlib_resnet_v1+mobilefacenet_v1) searches and fills collections of
+    dlib_resnet_v1 with its vectors' dlib part. A collection of a known space whose models
+    are not installed here answers MODEL_UNAVAILABLE (naming the model to install); any other
+    space (unknown, or left out by FACEPLANE_EMBEDDER) answers EMBEDDING_MODEL_MISMATCH.
+    """
     _, space = current_space(rt)
-    if collection["model"] != space:
-        raise FaceplaneError(
-            Err.EMBEDDING_MODEL_MISMATCH,
-            f"The collection holds {collection['model']} embeddings; this server makes {space}.",
-            collection_id=collection["id"],
-            collection_model=collection["model"],
-            model=space,
-        )
+    target = collection["model"]
+    if target == space or (target in SPACES and can_project(space, target)):
+        return
+    if target in SPACES:
+        spec = get_space(target)
+        for part in spec.parts:
+            models = spec.models(part)
+            if not any(rt.pool.present(m) for m in models):
+                raise FaceplaneError(
+                    Err.MODEL_UNAVAILABLE,
+                    f"The collection holds {target} embeddings, which need model {models[0]}; "
+                    "it is not installed here (run `faceplane models install`).",
+                    model=models[0],
+                    collection_id=collection["id"],
+                    collection_model=target,
+                )
+    raise FaceplaneError(
+        Err.EMBEDDING_MODEL_MISMATCH,
+        f"The collection holds {target} embeddings; this server makes {space}.",
+        collection_id=collection["id"],
+        collection_model=target,
+        model=space,
+    )
+
+
+def to_collection_space(rt: Runtime, vector: np.ndarray, collection: dict[str, Any]) -> np.ndarray:
+    """A vector of the server's space re-expressed in the collection's (after check_space)."""
+    return project(vector, rt.pool.embedding_space(), collection["model"])
 
 
 def _page(rows: list[dict[str, Any]], limit: int, key: str = "id") -> str | None:

@@ -21,6 +21,7 @@ from faceplane.services.collections import (
     load_collection,
     load_subject,
     new_id,
+    to_collection_space,
 )
 from faceplane.services.images import ImageSource, load_image
 from faceplane.store.db import faces, write_tx
@@ -65,11 +66,12 @@ def enroll_faces(
     caller did not decline one (keep_crop=False).
     """
     store = rt.store
-    name, space = current_space(rt)
+    name, _ = current_space(rt)
     with store.db.connect() as conn:
         coll = load_collection(conn, company_id, collection_id)
         load_subject(conn, company_id, collection_id, subject_id)
     check_space(rt, coll)
+    space = coll["model"]  # the server's space, or one made of some of its parts
     image = load_image(rt, source)
     opts = rt.analyse_options(embeddings=True)
     analysis = analyse_image(rt.pool, image.rgb, opts)
@@ -129,7 +131,9 @@ def enroll_faces(
                     collection_id=collection_id,
                     subject_id=subject_id,
                     model=space,
-                    embedding=np.asarray(f.embedding, dtype="<f4").tobytes(),
+                    embedding=np.asarray(
+                        to_collection_space(rt, f.embedding[None], coll)[0], dtype="<f4"
+                    ).tobytes(),
                     quality_json=json.dumps(f.quality.as_dict()),
                     box_json=json.dumps(box),
                     crop_key=crop_key,

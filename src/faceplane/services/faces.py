@@ -7,14 +7,13 @@ from typing import Any
 
 import numpy as np
 
-from faceplane.engine.embed import normalise
+from faceplane.engine.embed import can_project, normalise, project
 from faceplane.engine.faces import AnalyseOptions, Analysis, analyse_image
+from faceplane.engine.models.registry import SPACES
 from faceplane.engine.similarity import raw_score
 from faceplane.errors import Err, FaceplaneError
 from faceplane.runtime import Runtime
 from faceplane.services.images import ImageSource, load_image
-
-EMBEDDING_DIM = 128
 
 
 @dataclass(frozen=True)
@@ -71,17 +70,24 @@ class CompareSide:
 
 def _side_vector(
     rt: Runtime, side: CompareSide, name: str, req: DetectRequest
-) -> tuple[np.ndarray, dict[str, Any] | None, str | None]:
-    """The normalised embedding of one side, the face it came from, and the embedder name."""
+) -> tuple[np.ndarray, dict[str, Any] | None, str]:
+    """The normalised embedding of one side, the face it came from, and its space.
+
+    An embedding's length names its space: 128 dlib_resnet_v1, 320 the fused
+    dlib_resnet_v1+mobilefacenet_v1 (192 MobileFaceNet alone).
+    """
     if side.embedding is not None:
         vec = np.asarray(side.embedding, dtype=np.float32)
-        if vec.shape != (EMBEDDING_DIM,) or not np.all(np.isfinite(vec)) or not vec.any():
+        by_dim = {sp.dim: n for n, sp in SPACES.items()}
+        if vec.ndim != 1 or len(vec) not in by_dim or not np.all(np.isfinite(vec)) or not vec.any():
+            sizes = ", ".join(f"{d} ({n})" for d, n in sorted(by_dim.items()))
             raise FaceplaneError(
                 Err.EMBEDDING_INVALID,
-                f"`{name}` must be {EMBEDDING_DIM} finite numbers, not all zero.",
+                f"`{name}` must be {sizes} finite numbers, not all zero.",
                 field=name,
+                lengths=sorted(by_dim),
             )
-        return normalise(vec[None])[0], None, None
+        return normalise(vec[None])[0], None, by_dim[len(vec)]
     assert side.image is not None
     image = load_image(rt, side.image)
     analysis = analyse_image(rt.pool, image.rgb, req.analyse_options(rt, True))
@@ -102,7 +108,22 @@ def _side_vector(
     used.pop("landmarks", None)
     used.pop("mesh", None)
     used["index"] = side.face_index
-    return face.embedding, used, analysis.models.get("embedder")
+    return face.embedding, used, analysis.models["space"]
+
+
+def _common_space(sa: str, sb: str) -> str:
+    """The space both sides can be compared in: the same, or the one made of the other's
+    parts (a fused vector against a 128-d dlib one compares their dlib parts)."""
+    if sa == sb or can_project(sb, sa):
+        return sa
+    if can_project(sa, sb):
+        return sb
+    raise FaceplaneError(
+        Err.EMBEDDING_MODEL_MISMATCH,
+        f"A {sa} embedding cannot be compared with a {sb} one.",
+        model=sa,
+        other_model=sb,
+    )
 
 
 def far_value(far: float) -> float:
@@ -117,11 +138,13 @@ def compare_faces(
     corresponds to, and `match` at the FAR asked for (else FACEPLANE_COMPARE_FAR)."""
     rt.compare_threshold(None, far)  # a FAR the table cannot reach fails before any work
     # Each side's errors name the field the client sent it in.
-    va, face_a, model_a = _side_vector(rt, a, a.image.field if a.image else "image1", req)
-    vb, face_b, model_b = _side_vector(rt, b, b.image.field if b.image else "image2", req)
-    model = model_a or model_b or rt.pool.embedder_name()
-    threshold, threshold_far = rt.compare_threshold(model, far)
-    cal = rt.calibration(model)
+    va, face_a, space_a = _side_vector(rt, a, a.image.field if a.image else "image1", req)
+    vb, face_b, space_b = _side_vector(rt, b, b.image.field if b.image else "image2", req)
+    space = _common_space(space_a, space_b)
+    va, vb = project(va[None], space_a, space)[0], project(vb[None], space_b, space)[0]
+    model = rt.pool.embedder_name_for(space)
+    threshold, threshold_far = rt.compare_threshold(space, far)
+    cal = rt.calibration(space)
     score, dist = raw_score(va, vb)
     sim = cal.similarity(score)
     return {
@@ -132,6 +155,7 @@ def compare_faces(
         "threshold_far": far_value(threshold_far),
         "match": sim >= threshold,
         "model": model,
+        "space": space,
         "face1": face_a,
         "face2": face_b,
     }

@@ -20,7 +20,13 @@ class DetectParams(BaseModel):
         "face mesh (`mesh`, [x, y, z] each).",
         json_schema_extra={"enum": [5, 68, "mesh"]},
     )
-    return_embedding: bool = Field(False, description="Return each face's 128-d embedding.")
+    return_embedding: bool = Field(
+        False,
+        description="Return each face's unit embedding in the server's space (`models.space`): "
+        "320 values for dlib_resnet_v1+mobilefacenet_v1, laid out [√0.8·dlib (128), "
+        "√0.2·MobileFaceNet (192)] so that its cosine is the fused score; 128 for "
+        "dlib_resnet_v1 (its first 128 values, renormalised, are the dlib_resnet_v1 vector).",
+    )
     detector: Literal["auto", "retinaface", "blazeface", "hog"] | None = Field(
         None, description="Face detector (default: the server's `FACEPLANE_DETECTOR`)."
     )
@@ -51,8 +57,14 @@ class CompareParams(DetectParams):
 
     face_index1: int = Field(0, ge=0, description="Which face of image1 (0 = the largest).")
     face_index2: int = Field(0, ge=0, description="Which face of image2 (0 = the largest).")
-    embedding1: list[float] | None = Field(None, description="A 128-d embedding instead of image1.")
-    embedding2: list[float] | None = Field(None, description="A 128-d embedding instead of image2.")
+    embedding1: list[float] | None = Field(
+        None,
+        description="An embedding instead of image1: 320 values (fused space) or 128 "
+        "(dlib_resnet_v1); a 320 against a 128 compares their dlib parts.",
+    )
+    embedding2: list[float] | None = Field(
+        None, description="An embedding instead of image2 (as embedding1)."
+    )
     far: float | None = Field(
         None,
         gt=0,
@@ -93,7 +105,12 @@ class SearchParams(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
     collection_id: str = Field(description="The collection to search.")
-    embedding: list[float] | None = Field(None, description="Probe with a 128-d embedding.")
+    embedding: list[float] | None = Field(
+        None,
+        description="Probe with an embedding of the collection's space (320 values for "
+        "dlib_resnet_v1+mobilefacenet_v1, 128 for dlib_resnet_v1; a 320 is accepted by a "
+        "128 collection, by its dlib part).",
+    )
     face_token: str | None = Field(None, description="Probe with an enrolled face.")
     all_faces: bool = Field(False, description="Search every face of the image.")
     k: int = Field(5, ge=1, le=100, description="Subjects returned per probe face.")
@@ -106,7 +123,12 @@ class BlacklistParams(BaseModel):
     """Options of `blacklist_check`."""
 
     model_config = ConfigDict(extra="ignore")
-    embedding: list[float] | None = Field(None, description="Probe with a 128-d embedding.")
+    embedding: list[float] | None = Field(
+        None,
+        description="Probe with an embedding of the collection's space (320 values for "
+        "dlib_resnet_v1+mobilefacenet_v1, 128 for dlib_resnet_v1; a 320 is accepted by a "
+        "128 collection, by its dlib part).",
+    )
     k: int = Field(5, ge=1, le=100, description="Entries returned per blacklist and face.")
     far: float | None = Field(
         None, gt=0, lt=1, description="False-accept rate of the threshold (1e-3 … 1e-6)."

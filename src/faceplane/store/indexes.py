@@ -21,6 +21,8 @@ from faceplane.store.db import face_removals, faces
 from faceplane.store.modes import make_private_dirs, write_private
 from faceplane.store.vectors import CollectionIndex
 
+# A new collection's index starts at this length; its dimension follows its vectors (the
+# collection's embedding space: 128 for dlib_resnet_v1, 320 for the fused space).
 DIM = 128
 SAVE_EVERY = 5_000  # changes replayed since the last save before the file is rewritten
 
@@ -50,7 +52,7 @@ class IndexRegistry:
         path, meta_path = self._paths(collection_id)
         # The current threshold decides exact vs HNSW, not the one the file was saved under.
         index = (
-            CollectionIndex.load(path, dim=DIM, ann_threshold=self.ann_threshold)
+            CollectionIndex.load(path, ann_threshold=self.ann_threshold)
             if meta_path.exists()
             else None
         )
@@ -96,6 +98,9 @@ class IndexRegistry:
         if rows:
             keys = np.array([r[0] for r in rows], dtype=np.int64)
             vecs = np.stack([np.frombuffer(r[1], dtype="<f4") for r in rows])
+            if vecs.shape[1] != entry.index.dim and len(entry.index) == 0:
+                # An empty index takes the length of the collection's first vectors.
+                entry.index = CollectionIndex(vecs.shape[1], ann_threshold=self.ann_threshold)
             entry.index.add(keys, vecs)
             entry.face_seq = int(keys[-1])
         if gone:

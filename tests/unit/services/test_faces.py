@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from faceplane.engine.embed import project, raw_score
+from faceplane.engine.models.registry import DLIB_SPACE, FUSED_SPACE, get_space
 from faceplane.errors import Err, FaceplaneError
 from faceplane.runtime import Runtime
 from faceplane.services.faces import CompareSide, DetectRequest, compare_faces, detect_faces
@@ -49,7 +52,9 @@ def test_detect_options_filter_and_add(rt: Runtime, testdata: Path) -> None:
         research, image(john(testdata, 0, 0)), DetectRequest(landmarks=68, return_embedding=True)
     )
     face = rich["faces"][0]
-    assert len(face["landmarks"]) == 68 and len(face["embedding"]) == 128
+    assert rich["models"]["space"] == rt.pool.embedding_space()
+    assert len(face["landmarks"]) == 68
+    assert len(face["embedding"]) == get_space(rich["models"]["space"]).dim
     assert rich["models"]["landmarks"] == "dlib_68pt" and "embedder" in rich["models"]
 
 
@@ -98,6 +103,32 @@ def test_an_embedding_compares_like_its_photo(rt: Runtime, testdata: Path) -> No
     )
     assert by_vector["similarity"] == pytest.approx(by_photo["similarity"], abs=1e-4)
     assert by_vector["face1"] is None
+
+
+def test_compare_takes_a_vector_of_either_space(rt: Runtime, testdata: Path) -> None:
+    # A 320-d fused vector and a 128-d dlib one compare by their dlib parts; a 192-d
+    # MobileFaceNet vector has no part in common with a 128-d one.
+    if rt.pool.embedding_space() != FUSED_SPACE:
+        pytest.skip("MobileFaceNet is not installed: the server is not fused")
+    req = DetectRequest(return_embedding=True)
+    fused = [
+        detect_faces(rt, image(john(testdata, 1, i)), req)["faces"][0]["embedding"] for i in (0, 1)
+    ]
+    dlib_b = project(np.asarray([fused[1]], np.float32), FUSED_SPACE, DLIB_SPACE)[0]
+    both = compare_faces(rt, CompareSide(embedding=fused[0]), CompareSide(embedding=fused[1]), req)
+    assert both["space"] == FUSED_SPACE and both["match"]
+    mixed = compare_faces(
+        rt, CompareSide(embedding=fused[0]), CompareSide(embedding=dlib_b.tolist()), req
+    )
+    assert mixed["space"] == DLIB_SPACE and mixed["model"] in ("dlib_resnet_onnx", "dlib_resnet")
+    dlib_a = project(np.asarray([fused[0]], np.float32), FUSED_SPACE, DLIB_SPACE)[0]
+    expected = raw_score(DLIB_SPACE, dlib_a, dlib_b)
+    assert mixed["distance"] == pytest.approx(np.sqrt(2 - 2 * expected), abs=1e-5)
+    with pytest.raises(FaceplaneError) as exc:
+        compare_faces(
+            rt, CompareSide(embedding=[0.1] * 192), CompareSide(embedding=dlib_b.tolist()), req
+        )
+    assert exc.value.err is Err.EMBEDDING_MODEL_MISMATCH
 
 
 def test_compare_names_the_side_at_fault(rt: Runtime, testdata: Path) -> None:

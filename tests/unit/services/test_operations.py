@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from faceplane.engine.models.registry import get_space
 from faceplane.errors import Err, FaceplaneError
 from faceplane.runtime import Runtime
 from faceplane.services.images import ImageSource
@@ -104,7 +105,8 @@ def test_detect_honours_max_faces_and_return_embedding(rt: Runtime, testdata: Pa
     )
     faces = result.body["faces"]
     assert len(faces) == 2
-    assert all(len(f["embedding"]) == 128 for f in faces)
+    dim = get_space(result.body["models"]["space"]).dim
+    assert all(len(f["embedding"]) == dim for f in faces)
 
 
 def test_detect_finds_no_face_in_a_photo_without_one(rt: Runtime, testdata: Path) -> None:

@@ -8,10 +8,16 @@ from pathlib import Path
 from typing import Any
 
 from faceplane.engine.detect import BlazeFaceDetector, Detector, HogDetector, RetinaFaceDetector
-from faceplane.engine.embed import DlibEmbedder, Embedder, OnnxEmbedder
+from faceplane.engine.embed import DlibEmbedder, Embedder, MobileFaceNetEmbedder, OnnxEmbedder
 from faceplane.engine.mesh import CanonicalFace, FaceMesher, load_geometry
 from faceplane.engine.models.install import is_installed
-from faceplane.engine.models.registry import MODELS, ModelSpec, get_spec
+from faceplane.engine.models.registry import (
+    MODELS,
+    ModelSpec,
+    embedder_space,
+    get_space,
+    get_spec,
+)
 from faceplane.errors import Err, FaceplaneError
 
 # Detector choices, and the model each one loads.
@@ -20,6 +26,10 @@ DETECTORS = {
     "blazeface": "blazeface_full_range",
     "hog": "dlib_hog",
 }
+
+# FACEPLANE_EMBEDDER values: `auto` fuses dlib's ResNet (ONNX when installed) with MobileFaceNet
+# when MobileFaceNet is installed, else dlib's ResNet alone; `fused` insists on the fusion;
+# `onnx` / `dlib` are dlib's ResNet alone (ONNX / dlib's own); `mobilefacenet` is it alone.
 
 
 class ModelPool:
@@ -115,23 +125,48 @@ class ModelPool:
         """MediaPipe's canonical 3D face (the mesh's head-pose reference)."""
         return self._load("mediapipe_face_geometry", lambda s, p: load_geometry(_path(p)))
 
-    def embedder_name(self) -> str:
-        """The name of the embedder `embedder()` gives, without loading it."""
+    def _dlib_embedder_name(self) -> str:
         choice = self.embedder_choice
-        if choice == "onnx" or (choice == "auto" and self.present("dlib_resnet_onnx")):
+        if choice == "onnx" or (choice in ("auto", "fused") and self.present("dlib_resnet_onnx")):
             return "dlib_resnet_onnx"
         return "dlib_resnet"
 
-    def embedder(self) -> Embedder:
-        """The ONNX embedder when installed (unless settings say dlib), else dlib's own."""
-        if self.embedder_name() == "dlib_resnet_onnx":
+    def embedder_name(self) -> str:
+        """The embedder set in force, without loading it: one model name, or the fused set's
+        names joined by `+` (`dlib_resnet_onnx+mobilefacenet`); see FACEPLANE_EMBEDDER above."""
+        choice = self.embedder_choice
+        if choice == "mobilefacenet":
+            return "mobilefacenet"
+        if choice == "fused" or (choice == "auto" and self.present("mobilefacenet")):
+            return f"{self._dlib_embedder_name()}+mobilefacenet"
+        return self._dlib_embedder_name()
+
+    def embedding_space(self) -> str:
+        """The embedding space the embedder set in force makes (registry.SPACES)."""
+        return embedder_space(self.embedder_name()).name
+
+    def embedder_name_for(self, space: str) -> str:
+        """The embedder set that makes `space` here: the parts of the set in force that make
+        its parts (`dlib_resnet_onnx` for dlib_resnet_v1 on a fused server), else each part's
+        first model."""
+        ours = {get_spec(n).space: n for n in self.embedder_name().split("+")}
+        spec = get_space(space)
+        return "+".join(ours.get(p.space) or spec.models(p)[0] for p in spec.parts)
+
+    def embedder(self, name: str | None = None) -> Embedder:
+        """One embedder by model name; by default the dlib ResNet of the set in force (ONNX
+        when installed, unless settings say dlib)."""
+        name = name or self._dlib_embedder_name()
+        if name == "mobilefacenet":
+            return self._load("mobilefacenet", _load_mobilefacenet)
+        if name == "dlib_resnet_onnx":
             return self._load(
                 "dlib_resnet_onnx", lambda s, p: _load_onnx_embedder(p, self.ort_threads)
             )
         return self._load("dlib_resnet", _load_dlib_embedder)
 
     def status(self) -> list[dict[str, Any]]:
-        """Per model: task, version, sha256, licence, present, loaded."""
+        """Per model: task, version, sha256, licence, training data, present, loaded."""
         from faceplane.engine.models.install import recorded_sha256
 
         return [
@@ -141,6 +176,7 @@ class ModelPool:
                 "version": m.version,
                 "sha256": recorded_sha256(self.models_dir, m) if m.file else None,
                 "licence": m.licence,
+                "training_data": m.training_data,
                 "present": self.present(m.name),
                 "model_set": "research" if m.research else "default",
                 "allowed": self.allowed(m.name),
@@ -167,6 +203,12 @@ def _load_mesh(spec: ModelSpec, path: Path | None) -> FaceMesher:
 
     # One interpreter per worker thread (LiteRT interpreters are not thread-safe).
     return FaceMesher(lambda: Interpreter(model_path=str(path), num_threads=1))
+
+
+def _load_mobilefacenet(spec: ModelSpec, path: Path | None) -> MobileFaceNetEmbedder:
+    from ai_edge_litert.interpreter import Interpreter
+
+    return MobileFaceNetEmbedder(lambda: Interpreter(model_path=str(path), num_threads=1))
 
 
 def _load_hog(spec: ModelSpec, path: Path | None) -> HogDetector:

