@@ -161,11 +161,12 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print(json.dumps(status, indent=2))
         return 0
-    print(f"model folder: {settings.models_dir}")
+    print(f"model folder: {settings.models_dir}  (model set: {settings.model_set})")
     rows = [
         [
             m["name"],
             m["task"],
+            m["model_set"] + ("" if m["allowed"] else " (off)"),
             "yes" if m["present"] else "MISSING",
             "yes" if m["loaded"] else "no",
             (m["sha256"] or "-")[:16],
@@ -175,7 +176,17 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
         ]
         for m in status
     ]
-    header = ["name", "task", "present", "loaded", "sha256", "licence", "training data", "version"]
+    header = [
+        "name",
+        "task",
+        "set",
+        "present",
+        "loaded",
+        "sha256",
+        "licence",
+        "training data",
+        "version",
+    ]
     print(_table(rows, header))
     return 0
 

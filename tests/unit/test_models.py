@@ -47,6 +47,8 @@ def test_models_list_shows_the_training_data(
     assert main(["models", "list"]) == 0
     out = capsys.readouterr().out
     assert "training data" in out and "MS1M-derived" in out
+    row68 = next(line for line in out.splitlines() if line.startswith("dlib_68pt "))
+    assert "research (off)" in row68 and "(model set: default)" in out
     with authed_client(settings) as client:
         listed = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
     assert "MS1M" in listed["mobilefacenet"]["training_data"]

@@ -91,7 +91,7 @@ def test_an_old_collection_takes_128_or_320_values_and_its_tokens(
         out = search_collection(fused, CO, old["id"], embedding=probe_vec, k=1, far=1e-3)
         assert out["faces"][0]["matches"][0]["subject_id"] == old["subjects"][name]
     sid = old["subjects"][name]
-    token = col.list_faces(fused.store, CO, old["id"], sid, 1, None)["faces"][0]["face_token"]
+    token = col.list_faces(fused, CO, old["id"], sid, 1, None)["faces"][0]["face_token"]
     by_token = search_collection(fused, CO, old["id"], face_token=token, k=1)
     assert by_token["faces"][0]["matches"][0]["face_token"] == token
     with pytest.raises(FaceplaneError) as exc:
