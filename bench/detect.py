@@ -30,11 +30,8 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -44,7 +41,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import create_key, print_table, testdata_dir
+from common import print_table, testdata_dir
 
 Box = tuple[float, float, float, float]
 SAMPLES = "faces/compreface/embedding-calculator/sample_images"
@@ -159,8 +156,6 @@ class DenseBlaze:
         self.base = base
 
     def detect(self, rgb: np.ndarray, threshold: float) -> list:
-        from faceplane.engine.detect import Detection, weighted_nms
-
         h, w = rgb.shape[:2]
         side = max(w, h)
         windows = [((w - side) // 2, (h - side) // 2, side)]
@@ -169,18 +164,9 @@ class DenseBlaze:
             for tx in np.linspace(0, w - tile, max(3, round(3 * w / h))).astype(int):
                 windows.append((int(tx), int(ty), tile))
         parts = [self.base._run_square(rgb, x, y, s, threshold) for x, y, s in windows]
-        boxes = np.concatenate([p[0] for p in parts])
-        if len(boxes) == 0:
+        if not any(len(p[0]) for p in parts):
             return []
-        scores = np.concatenate([p[1] for p in parts])
-        kps = np.concatenate([p[2] for p in parts])
-        out = []
-        for box, score, kp in weighted_nms(boxes, scores, kps):
-            x1, y1 = max(float(box[0]), 0.0), max(float(box[1]), 0.0)
-            x2, y2 = min(float(box[2]), float(w)), min(float(box[3]), float(h))
-            if x2 - x1 >= 2 and y2 - y1 >= 2:
-                out.append(Detection(x1, y1, x2 - x1, y2 - y1, score, self.name, kp))
-        return out
+        return self.base.merge(parts, w, h, self.name)
 
 
 class Fusion:
@@ -242,54 +228,31 @@ def jpeg(rgb: np.ndarray) -> bytes:
 
 def http_p50(photos: dict[str, np.ndarray], n: int) -> list[list[str]]:
     """p50 / p95 of POST /v1/detect with an API key, through `faceplane serve`."""
-    import httpx
+    from common import pct, serving
 
-    from latency import free_port, pct
-
-    port = free_port()
-    folder = tempfile.TemporaryDirectory(prefix="faceplane-bench-")
-    env = {**os.environ, "FACEPLANE_PORT": str(port), "FACEPLANE_DATA_DIR": folder.name}
-    headers = {"X-API-Key": create_key(env)}
-    log = open(Path(folder.name) / "server.log", "wb")  # noqa: SIM115 - closed below
-    server = subprocess.Popen(
-        [sys.executable, "-m", "faceplane.cli", "serve"], env=env, stdout=log, stderr=log
-    )
     rows = []
-    try:
-        base = f"http://127.0.0.1:{port}"
-        with httpx.Client(timeout=60, headers=headers) as client:
-            for _ in range(150):
-                try:
-                    client.get(base + "/v1/health")
-                    break
-                except httpx.TransportError:
-                    time.sleep(0.2)
-            for label, rgb in photos.items():
-                data = jpeg(rgb)
-                times, faces = [], 0
-                for i in range(n + 3):
-                    start = time.perf_counter()
-                    resp = client.post(base + "/v1/detect", files={"image": ("p.jpg", data)})
-                    elapsed = time.perf_counter() - start
-                    resp.raise_for_status()
-                    faces = len(resp.json()["faces"])
-                    detector = resp.json()["models"]["detector"]
-                    if i >= 3:
-                        times.append(elapsed)
-                rows.append(
-                    [
-                        f"{label} ({len(data) // 1024} KB JPEG)",
-                        detector,
-                        str(faces),
-                        f"{pct(times, 0.5):.1f}",
-                        f"{pct(times, 0.95):.1f}",
-                    ]
-                )
-    finally:
-        server.terminate()
-        server.wait(10)
-        log.close()
-        folder.cleanup()
+    with serving() as (client, base):
+        for label, rgb in photos.items():
+            data = jpeg(rgb)
+            times, faces = [], 0
+            for i in range(n + 3):
+                start = time.perf_counter()
+                resp = client.post(base + "/v1/detect", files={"image": ("p.jpg", data)})
+                elapsed = time.perf_counter() - start
+                resp.raise_for_status()
+                faces = len(resp.json()["faces"])
+                detector = resp.json()["models"]["detector"]
+                if i >= 3:
+                    times.append(elapsed)
+            rows.append(
+                [
+                    f"{label} ({len(data) // 1024} KB JPEG)",
+                    detector,
+                    str(faces),
+                    f"{pct(times, 0.5):.1f}",
+                    f"{pct(times, 0.95):.1f}",
+                ]
+            )
     return rows
 
 

@@ -11,20 +11,15 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import create_key, print_table, testdata_dir
+from common import pct, print_table, serving, testdata_dir
 
 
 def photo_640x480(path: Path | None) -> bytes:
@@ -37,18 +32,6 @@ def photo_640x480(path: Path | None) -> bytes:
     return buf.getvalue()
 
 
-def free_port() -> int:
-    """An unused local TCP port."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def pct(values: list[float], q: float) -> float:
-    """The q-quantile in milliseconds."""
-    return 1000 * float(np.quantile(values, q))
-
-
 def main() -> None:
     """Measure and print the table."""
     ap = argparse.ArgumentParser()
@@ -56,49 +39,22 @@ def main() -> None:
     ap.add_argument("--image", type=Path)
     args = ap.parse_args()
     jpeg = photo_640x480(args.image)
-    port = free_port()
-    folder = tempfile.TemporaryDirectory(prefix="faceplane-bench-")
-    env = {**os.environ, "FACEPLANE_PORT": str(port), "FACEPLANE_DATA_DIR": folder.name}
-    headers = {"X-API-Key": create_key(env)}
-    log = open(Path(folder.name) / "server.log", "wb")  # noqa: SIM115 - closed below
-    server = subprocess.Popen(
-        [sys.executable, "-m", "faceplane.cli", "serve"], env=env, stdout=log, stderr=log
-    )
     rows = []
-    try:
-        base = f"http://127.0.0.1:{port}"
-        with httpx.Client(timeout=60, headers=headers) as client:
-            for _ in range(100):
-                try:
-                    client.get(base + "/v1/health")
-                    break
-                except httpx.TransportError:
-                    time.sleep(0.2)
-            for label, form in (
-                ("faceplane /v1/detect", {}),
-                ("faceplane /v1/detect, return_embedding", {"return_embedding": "true"}),
-            ):
-                times = []
-                for i in range(args.n + 3):
-                    start = time.perf_counter()
-                    resp = client.post(
-                        base + "/v1/detect", files={"image": ("a.jpg", jpeg)}, data=form
-                    )
-                    elapsed = time.perf_counter() - start
-                    resp.raise_for_status()
-                    if i >= 3:  # the first calls load the models
-                        times.append(elapsed)
-                faces = len(resp.json()["faces"])
-                rows.append(
-                    [label, str(faces), f"{pct(times, 0.5):.1f}", f"{pct(times, 0.95):.1f}"]
-                )
-    finally:
-        server.terminate()
-        server.wait()
-        log.close()
-        if sys.exc_info()[0] is not None:
-            sys.stderr.write((Path(folder.name) / "server.log").read_text()[-3000:])
-        folder.cleanup()
+    with serving() as (client, base):
+        for label, form in (
+            ("faceplane /v1/detect", {}),
+            ("faceplane /v1/detect, return_embedding", {"return_embedding": "true"}),
+        ):
+            times = []
+            for i in range(args.n + 3):
+                start = time.perf_counter()
+                resp = client.post(base + "/v1/detect", files={"image": ("a.jpg", jpeg)}, data=form)
+                elapsed = time.perf_counter() - start
+                resp.raise_for_status()
+                if i >= 3:  # the first calls load the models
+                    times.append(elapsed)
+            faces = len(resp.json()["faces"])
+            rows.append([label, str(faces), f"{pct(times, 0.5):.1f}", f"{pct(times, 0.95):.1f}"])
 
     import face_recognition
 

@@ -27,16 +27,9 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import create_key, print_table, testdata_dir
+from common import create_key, free_port, print_table, testdata_dir
 
 PG = "postgresql+psycopg://postgres@127.0.0.1:5432/"
-
-
-def free_port() -> int:
-    """An unused local TCP port."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def services_answer() -> bool:

@@ -207,6 +207,18 @@ class BlazeFaceDetector:
             boxes = parts[0][0]
             if len(boxes) == 0:
                 return []
+        return self.merge(parts, w, h)
+
+    def merge(
+        self,
+        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+        w: int,
+        h: int,
+        name: str | None = None,
+    ) -> list[Detection]:
+        """The candidates of several windows merged by one blending NMS, clipped to the image
+        (w × h); boxes under 2 px are dropped."""
+        boxes = np.concatenate([p[0] for p in parts])
         scores = np.concatenate([p[1] for p in parts])
         kps = np.concatenate([p[2] for p in parts])
         out = []
@@ -215,7 +227,7 @@ class BlazeFaceDetector:
             x2, y2 = min(float(box[2]), float(w)), min(float(box[3]), float(h))
             if x2 - x1 < 2 or y2 - y1 < 2:
                 continue
-            out.append(Detection(x1, y1, x2 - x1, y2 - y1, score, self.name, kp))
+            out.append(Detection(x1, y1, x2 - x1, y2 - y1, score, name or self.name, kp))
         return out
 
 

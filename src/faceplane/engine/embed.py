@@ -235,15 +235,3 @@ def project(vectors: np.ndarray, source: str, target: str) -> np.ndarray:
 
     parts = part_vectors(source, vectors)
     return fuse(target, [parts[p.space] for p in get_space(target).parts])
-
-
-def raw_score(space: str, a: np.ndarray, b: np.ndarray) -> float:
-    """The raw score of two vectors of `space`: their cosine (the weighted sum of the parts'
-    cosines for a fused space). Index searches return the same number."""
-    from faceplane.engine.models.registry import get_space
-
-    dim = get_space(space).dim
-    if a.shape[-1] != dim or b.shape[-1] != dim:
-        raise ValueError(f"{space} vectors have {dim} values, not {a.shape[-1]}/{b.shape[-1]}")
-    na, nb = normalise(a.reshape(1, -1))[0], normalise(b.reshape(1, -1))[0]
-    return float(np.clip(np.dot(na, nb), -1.0, 1.0))

@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from faceplane.engine.embed import project, raw_score
+from faceplane.engine.embed import project
 from faceplane.engine.models.registry import DLIB_SPACE, FUSED_SPACE, get_space
+from faceplane.engine.similarity import raw_score
 from faceplane.errors import Err, FaceplaneError
 from faceplane.runtime import Runtime
 from faceplane.services.faces import CompareSide, DetectRequest, compare_faces, detect_faces
@@ -122,7 +123,7 @@ def test_compare_takes_a_vector_of_either_space(rt: Runtime, testdata: Path) -> 
     )
     assert mixed["space"] == DLIB_SPACE and mixed["model"] in ("dlib_resnet_onnx", "dlib_resnet")
     dlib_a = project(np.asarray([fused[0]], np.float32), FUSED_SPACE, DLIB_SPACE)[0]
-    expected = raw_score(DLIB_SPACE, dlib_a, dlib_b)
+    expected, _ = raw_score(dlib_a, dlib_b)
     assert mixed["distance"] == pytest.approx(np.sqrt(2 - 2 * expected), abs=1e-5)
     with pytest.raises(FaceplaneError) as exc:
         compare_faces(

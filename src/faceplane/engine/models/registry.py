@@ -130,9 +130,6 @@ MODELS: tuple[ModelSpec, ...] = (
         space="dlib_resnet_v1",
         note="Same network and weights as dlib_resnet, run by onnxruntime.",
     ),
-)
-
-MODELS += (
     ModelSpec(
         name="retinaface_mnet025",
         task="detection",
