@@ -156,13 +156,17 @@ class Runtime:
     def quality_policy(self) -> QualityPolicy:
         """The one quality policy, from settings: detect's `issues` and the enroll gate."""
         s = self.settings
+        override = None
+        if s.quality_min_score is not None:
+            override = dict.fromkeys(("AUTO", "LOW", "MEDIUM", "HIGH"), s.quality_min_score)
         return QualityPolicy(
-            min_face_px=s.quality_min_face_px,
-            min_sharpness=s.quality_min_sharpness,
-            min_brightness=s.quality_min_brightness,
-            max_brightness=s.quality_max_brightness,
-            max_yaw_deg=s.quality_max_yaw_deg,
-            max_pitch_deg=s.quality_max_pitch_deg,
+            level=s.quality_filter,
+            min_inter_eye_px=s.quality_min_inter_eye_px,
+            min_size_ratio=s.quality_min_size_ratio,
+            max_incomplete=s.quality_max_incomplete,
+            min_eye_openness=s.quality_min_eye_openness,
+            max_eye_occlusion=s.quality_max_eye_occlusion,
+            min_scores=override,
         )
 
     def calibration(self, name: str | None = None) -> Calibration:

@@ -302,28 +302,55 @@ class Settings(BaseSettings):
     enroll_keep_crops: bool = Field(
         False, description="Keep a crop of each enrolled face (never the full photo)."
     )
-    # The one quality policy: detect's `issues` and the enroll gate apply the same limits, so
-    # a face detect reports without issues is a face enroll accepts.
-    quality_min_face_px: int = Field(
-        60,
+    # The one quality policy: detect's `issues` and the enroll gate apply the same policy, so
+    # a face detect reports without issues is a face enroll accepts (docs/quality.md).
+    quality_filter: Literal["NONE", "AUTO", "LOW", "MEDIUM", "HIGH"] = Field(
+        "AUTO",
+        description="Quality policy (detect's `issues` and the enroll gate): the unified "
+        "score's bar. NONE refuses nothing; LOW, MEDIUM, HIGH and AUTO (chosen from the "
+        "error-versus-discard curve) are the score model's thresholds; a request may ask for "
+        "another with `quality_threshold`.",
+    )
+    quality_min_score: float | None = Field(
+        None,
+        ge=0,
+        le=100,
+        description="Quality policy: a least unified score (0..100) replacing the level's "
+        "(unset: the score model's threshold for the level).",
+    )
+    quality_min_inter_eye_px: float = Field(
+        24.0,
         ge=1,
-        description="Quality policy (detect's `issues` and the enroll gate): smallest face "
-        "side in pixels, else `too_small`.",
+        description="Quality policy, hard: least distance between the eye centres in pixels, "
+        "else `too_small`.",
     )
-    quality_min_sharpness: float = Field(
-        0.25, ge=0, le=1, description="Quality policy: least sharpness (0..1), else `blurry`."
+    quality_min_size_ratio: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Quality policy, hard: least √(face box area / image area), else "
+        "`size_ratio` (0: off).",
     )
-    quality_min_brightness: float = Field(
-        0.2, ge=0, le=1, description="Quality policy: darkest mean brightness, else `too_dark`."
+    quality_max_incomplete: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="Quality policy, hard: largest share of the face outside the image, else "
+        "`incomplete`.",
     )
-    quality_max_brightness: float = Field(
-        0.9, ge=0, le=1, description="Quality policy: brightest mean brightness, else `too_bright`."
+    quality_min_eye_openness: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="Quality policy, hard: least eye aspect ratio of each eye, else "
+        "`eyes_closed` (needs the face mesh).",
     )
-    quality_max_yaw_deg: float = Field(
-        35.0, ge=0, description="Quality policy: largest head turn (yaw), else `not_frontal`."
-    )
-    quality_max_pitch_deg: float = Field(
-        35.0, ge=0, description="Quality policy: largest head tilt (pitch), else `not_frontal`."
+    quality_max_eye_occlusion: float = Field(
+        0.6,
+        ge=0,
+        le=1,
+        description="Quality policy, hard: largest covered share of each eye's area, else "
+        "`left_eye_occluded` / `right_eye_occluded` (needs the face mesh).",
     )
     search_default_far: float = Field(
         1e-4, gt=0, lt=1, description="Default false-accept rate of a search threshold."

@@ -1,0 +1,111 @@
+"""The unified quality score: how likely a face is to be recognised, 0–100, from its components.
+
+The model (`models/quality_score.json`, fitted by `train/quality_score.py` on LFW View 1
+DevTrain) is a logistic model on a hinge basis of each component: for every input `x` the
+features are `x` and `max(0, x − k)` at a few knots `k` (its quantiles on the training faces),
+standardised; the score is 100 · σ(b + w·f). Its target was, for each training face, the
+soft share of its genuine comparisons with clean photos of the same person that clear the
+FAR 1e-3 threshold of the fused embedding space. The same file carries the level thresholds
+(LOW, MEDIUM, HIGH and AUTO, chosen on DevTrain's error-versus-discard curve).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from faceplane.engine.quality import Quality
+
+MODEL_PATH = Path(__file__).resolve().parent / "models" / "quality_score.json"
+
+
+def score_inputs(q: Quality) -> dict[str, float | None]:
+    """The model's inputs from one face's components (None: not measured, e.g. no mesh)."""
+    occ = q.occlusion
+    eyes = q.eye_openness
+    return {
+        "sharpness": q.sharpness,
+        "brightness": q.brightness,
+        "under_exposure": q.under_exposure,
+        "over_exposure": q.over_exposure,
+        "uniformity": q.uniformity,
+        "dynamic_range": q.dynamic_range,
+        "compression": q.compression,
+        "abs_yaw": abs(q.yaw),
+        "abs_pitch": abs(q.pitch),
+        "abs_roll": abs(q.roll),
+        "log_inter_eye": math.log(max(q.inter_eye_px, 1.0)),
+        "incomplete": q.incomplete,
+        "eye_openness_min": None if eyes is None else min(eyes.values()),
+        "mouth_openness": q.mouth_openness,
+        "occlusion_eyes": None if occ is None else max(occ["left_eye"], occ["right_eye"]),
+        "occlusion_nose": None if occ is None else occ["nose"],
+        "occlusion_mouth": None if occ is None else occ["mouth"],
+        "occlusion_chin": None if occ is None else occ["chin"],
+        "occlusion_cheeks": None if occ is None else max(occ["left_cheek"], occ["right_cheek"]),
+    }
+
+
+def basis(values: np.ndarray, knots: list[float]) -> np.ndarray:
+    """The hinge basis of one input: (n, 1 + len(knots)) columns x, max(0, x − k)..."""
+    cols = [values] + [np.maximum(values - k, 0.0) for k in knots]
+    return np.column_stack(cols)
+
+
+class ScoreModel:
+    """A fitted model (the JSON written by train/quality_score.py)."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+        self.inputs: list[dict[str, Any]] = list(data["inputs"])
+        self.mean = np.asarray(data["mean"], np.float64)
+        self.std = np.asarray(data["std"], np.float64)
+        self.coef = np.asarray(data["coef"], np.float64)
+        self.intercept = float(data["intercept"])
+        self.levels: dict[str, float] = {k: float(v) for k, v in data["levels"].items()}
+
+    def features(self, rows: list[dict[str, float | None]]) -> np.ndarray:
+        """Standardised features of input rows (missing values take the training fill)."""
+        cols = []
+        for spec in self.inputs:
+            x = np.array(
+                [spec["fill"] if r.get(spec["name"]) is None else r[spec["name"]] for r in rows],
+                np.float64,
+            )
+            x = np.clip(x, spec["min"], spec["max"])
+            cols.append(basis(x, spec["knots"]))
+        return (np.hstack(cols) - self.mean) / self.std
+
+    def predict(self, rows: list[dict[str, float | None]]) -> np.ndarray:
+        """Scores in [0, 100]."""
+        z = self.features(rows) @ self.coef + self.intercept
+        return 100.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
+
+
+@lru_cache(maxsize=1)
+def load_model(path: str = str(MODEL_PATH)) -> ScoreModel | None:
+    """The shipped model, or None when it is not there (before the first training)."""
+    p = Path(path)
+    if not p.exists():
+        return None
+    return ScoreModel(json.loads(p.read_text()))
+
+
+def unified_score(q: Quality) -> float | None:
+    """The face's unified score, 0–100 (None without a model)."""
+    model = load_model()
+    if model is None:
+        return None
+    return float(model.predict([score_inputs(q)])[0])
+
+
+def level_thresholds() -> dict[str, float] | None:
+    """The minimum score of each level (LOW, MEDIUM, HIGH, AUTO), None without a model."""
+    model = load_model()
+    return None if model is None else dict(model.levels)
