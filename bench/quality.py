@@ -28,7 +28,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import quality_data as qd
 from common import print_table, testdata_dir
-
 from faceplane.engine.models.registry import FUSED_SPACE, calibration
 from faceplane.engine.quality import Quality, QualityPolicy
 
@@ -119,7 +118,7 @@ def plot(path: Path, panels: list[tuple[str, dict[str, np.ndarray]]]) -> None:
         names = ["unified score", "today's sharpness (Laplacian)", "random", *comps]
         top = max(float(result[n].max()) for n in names) * 1.1 or 0.01
 
-        def xy(f: float, v: float) -> tuple[int, int]:
+        def xy(f: float, v: float, top: float = top) -> tuple[int, int]:
             return (int(pad + f / 0.3 * (w - 2 * pad)), int(h - pad - v / top * (h - 2 * pad)))
 
         cv2.rectangle(img, xy(0, 0), xy(0.3, top), (0, 0, 0), 1)
@@ -166,10 +165,8 @@ def main() -> None:
     deg_pairs = [(clean[a], degraded[b]) for a, b in genuine if b in degraded]
     res_deg, miss_deg = curves(deg_pairs, thr)
     kinds = Counter(degraded[b]["variant"] for _, b in genuine if b in degraded)
-    print_curves(
-        "One image of each pair degraded (" + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())) + ")",
-        res_deg, miss_deg, len(deg_pairs),
-    )  # fmt: skip
+    listed = ", ".join(f"{k} {n}" for k, n in sorted(kinds.items()))
+    print_curves(f"One image of each pair degraded ({listed})", res_deg, miss_deg, len(deg_pairs))
     if args.png:
         plot(
             args.png, [("DevTest clean pairs", res_clean), ("DevTest, one image degraded", res_deg)]

@@ -102,7 +102,7 @@ def _jpeg(rgb: np.ndarray, quality: int) -> np.ndarray:
 
 
 def _ellipse(img: np.ndarray, centre: np.ndarray, axes: tuple[float, float], colour: Any) -> None:
-    cx, cy = (int(round(v)) for v in centre)
+    cx, cy = (round(v) for v in centre)
     cv2.ellipse(img, (cx, cy), (int(axes[0]), int(axes[1])), 0, 0, 360, colour, -1)
 
 
@@ -163,10 +163,10 @@ def degrade(rgb: np.ndarray, kps: np.ndarray, kind: str, rng: np.random.Generato
     if kind == "crop":
         keep = rng.uniform(0.35, 0.7)  # the fraction of the face's width that stays
         cx = float(kps[:, 0].mean())
-        cut = int(round(cx - ied * 1.1 + keep * 2.2 * ied))
+        cut = round(cx - ied * 1.1 + keep * 2.2 * ied)
         if rng.random() < 0.5:
             return img[:, : max(cut, 8)].copy()
-        mirror = int(round(cx + ied * 1.1 - keep * 2.2 * ied))
+        mirror = round(cx + ied * 1.1 - keep * 2.2 * ied)
         return img[:, min(max(mirror, 0), w - 8) :].copy()
     raise ValueError(f"unknown degradation {kind}")
 
@@ -226,8 +226,7 @@ def images_of(
 ) -> Iterator[tuple[str, np.ndarray]]:
     """The clean image `rel` and its `variants` degraded copies, as (kind, rgb); the copies
     need the clean face's keypoints, so they come after the caller has sent them back."""
-    from faceplane.engine.image import decode_image
-    from faceplane.engine.image import ImageLimits
+    from faceplane.engine.image import ImageLimits, decode_image
 
     rgb = decode_image((root / "images" / rel).read_bytes(), limits or ImageLimits()).rgb
     kps = yield "clean", rgb
@@ -319,7 +318,6 @@ def measure(
     from faceplane.engine.image import ImageLimits
     from faceplane.engine.models.pool import ModelPool
     from faceplane.engine.quality import QualityPolicy, measure_quality
-
     from faceplane.settings import default_models_dir
 
     canonical = ModelPool(default_models_dir()).face_geometry()
@@ -354,6 +352,6 @@ def edc(pair_q: np.ndarray, matched: np.ndarray, fractions: Iterable[float]) -> 
     order = np.argsort(pair_q, kind="stable")
     out = []
     for f in fractions:
-        keep = order[int(round(f * len(order))) :]
+        keep = order[round(f * len(order)) :]
         out.append(float(1.0 - matched[keep].mean()) if len(keep) else 0.0)
     return np.array(out)

@@ -13,11 +13,12 @@ FAR 1e-3 threshold of its shipped calibration and τ the spread of clean genuine
 the mean over those references is how likely the face is to be recognised. Clean faces
 weigh 3 times a degraded copy (the gate meets mostly ordinary photos).
 
-Model: logistic regression (soft targets, L2) on a hinge basis of each input of
-`quality_score.score_inputs`; the penalty is chosen by 5-fold cross-validation with folds
-disjoint by person. Levels: AUTO is where DevTrain's out-of-fold error-versus-discard curve on
-its clean genuine pairs stops falling (within 5 % of pairs discarded); LOW, MEDIUM and HIGH
-refuse 1 %, 5 % and 15 % of DevTrain's clean faces by score.
+Model: logistic regression (soft targets, L2, every weight ≤ 0 on a hinge basis of each
+input's badness, so that the score never rises as a component gets worse: needs scipy, from
+the dev extras) on the inputs of `quality_score.score_inputs`; the penalty is chosen by 5-fold
+cross-validation with folds disjoint by person. Levels: AUTO is where DevTrain's out-of-fold
+error-versus-discard curve on its clean genuine pairs stops falling (within 5 % of pairs
+discarded); LOW, MEDIUM and HIGH refuse 1 %, 5 % and 15 % of DevTrain's clean faces by score.
 """
 
 from __future__ import annotations
@@ -38,13 +39,18 @@ sys.path.insert(0, str(HERE.parent / "bench"))
 sys.path.insert(0, str(HERE.parent / "src"))
 
 import quality_data as qd  # noqa: E402
-
 from faceplane.engine.models.registry import FUSED_SPACE, calibration  # noqa: E402
-from faceplane.engine.quality_score import MODEL_PATH, ScoreModel, basis, score_inputs  # noqa: E402
+from faceplane.engine.quality_score import (  # noqa: E402
+    DIRECTIONS,
+    MODEL_PATH,
+    ScoreModel,
+    basis,
+    score_inputs,
+)
 
 FAR = 1e-3
 KNOT_QUANTILES = (0.25, 0.5, 0.75)
-PENALTIES = (0.1, 1.0, 10.0, 100.0)
+PENALTIES = (1e-4, 1e-3, 1e-2)
 FOLDS = 5
 VARIANTS = 3
 LEVEL_REFUSALS = {"LOW": 0.01, "MEDIUM": 0.05, "HIGH": 0.15}
@@ -60,23 +66,31 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
 
 
 def fit_logistic(
-    x: np.ndarray, y: np.ndarray, w: np.ndarray, penalty: float, iters: int = 50
+    x: np.ndarray, y: np.ndarray, w: np.ndarray, penalty: float
 ) -> tuple[np.ndarray, float]:
-    """Soft-target logistic regression by Newton's method; the intercept is not penalised."""
-    n, d = x.shape
-    xa = np.hstack([x, np.ones((n, 1))])
-    beta = np.zeros(d + 1)
-    reg = np.full(d + 1, penalty)
-    reg[-1] = 0.0
-    for _ in range(iters):
-        p = sigmoid(xa @ beta)
-        grad = xa.T @ (w * (p - y)) + reg * beta
-        hess = (xa * (w * p * (1 - p))[:, None]).T @ xa + np.diag(reg) + 1e-9 * np.eye(d + 1)
-        step = np.linalg.solve(hess, grad)
-        beta -= step
-        if float(np.abs(step).max()) < 1e-7:
-            break
-    return beta[:-1], float(beta[-1])
+    """Soft-target logistic regression with every weight ≤ 0 (the features are badnesses, so
+    the score can only fall as a component gets worse), L2 on the weights, by L-BFGS-B."""
+    from scipy.optimize import minimize
+
+    _n, d = x.shape
+    total = float(w.sum())
+
+    def loss(beta: np.ndarray) -> tuple[float, np.ndarray]:
+        z = x @ beta[:-1] + beta[-1]
+        p = sigmoid(z)
+        pc = np.clip(p, 1e-9, 1 - 1e-9)
+        nll = -(w * (y * np.log(pc) + (1 - y) * np.log(1 - pc))).sum() / total
+        r = w * (p - y) / total
+        grad = np.concatenate([x.T @ r + penalty * beta[:-1], [r.sum()]])
+        return float(nll + 0.5 * penalty * float(beta[:-1] @ beta[:-1])), grad
+
+    bounds = [(None, 0.0)] * d + [(None, None)]
+    start = np.zeros(d + 1)
+    start[-1] = float(np.log(max(y.mean(), 1e-3) / max(1 - y.mean(), 1e-3)))
+    res = minimize(
+        loss, start, jac=True, method="L-BFGS-B", bounds=bounds, options={"maxiter": 2000}
+    )
+    return np.asarray(res.x[:-1]), float(res.x[-1])
 
 
 def log_loss(p: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
@@ -85,16 +99,20 @@ def log_loss(p: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
 
 
 def model_inputs(rows: list[dict[str, float | None]]) -> list[dict[str, Any]]:
-    """Per input: knots at quantiles, clip range and the fill for a missing value."""
+    """Per input: its direction, knots at quantiles of its badness, clip range and the fill
+    for a missing value."""
     specs = []
     for name in rows[0]:
+        sign = DIRECTIONS[name]
         vals = np.array([r[name] for r in rows if r[name] is not None], np.float64)
         lo, hi = np.quantile(vals, [0.005, 0.995])
-        knots = sorted({round(float(k), 6) for k in np.quantile(vals, KNOT_QUANTILES)})
-        knots = [k for k in knots if lo < k < hi]
+        bad = np.clip(sign * vals, min(sign * lo, sign * hi), max(sign * lo, sign * hi))
+        knots = sorted({round(float(k), 6) for k in np.quantile(bad, KNOT_QUANTILES)})
+        knots = [k for k in knots if bad.min() < k < bad.max()]
         specs.append(
             {
                 "name": name,
+                "sign": sign,
                 "knots": knots,
                 "min": round(float(lo), 6),
                 "max": round(float(hi), 6),
@@ -108,7 +126,7 @@ def raw_features(specs: list[dict[str, Any]], rows: list[dict[str, float | None]
     cols = []
     for spec in specs:
         x = np.array([spec["fill"] if r[spec["name"]] is None else r[spec["name"]] for r in rows])
-        cols.append(basis(np.clip(x, spec["min"], spec["max"]), spec["knots"]))
+        cols.append(basis(np.clip(x, spec["min"], spec["max"]), spec["knots"], spec["sign"]))
     return np.hstack(cols)
 
 
@@ -199,7 +217,8 @@ def main() -> None:
     )
     check = qd.edc(pq, matched, [0.0, 0.05, 0.1, 0.2, 0.3])
     print(
-        f"  out-of-fold EDC on clean DevTrain genuine pairs (0/5/10/20/30%): {np.round(check * 100, 2)}",
+        "  out-of-fold EDC on clean DevTrain genuine pairs (0/5/10/20/30%):",
+        np.round(check * 100, 2),
         file=sys.stderr,
     )
     fractions = np.linspace(0, MAX_AUTO_DISCARD, 11)
@@ -208,7 +227,7 @@ def main() -> None:
     step = 1.0 / len(gp)
     stop = next(i for i in range(len(fractions)) if curve[i] - curve[i:].min() < step - 1e-12)
     order = np.sort(pq)
-    cut = int(round(fractions[stop] * len(order)))
+    cut = round(fractions[stop] * len(order))
     levels["AUTO"] = float(order[cut - 1] + 1e-6) if cut > 0 else 0.0
     auto_refusal = float((clean_scores < levels["AUTO"]).mean())
     print("  DevTrain EDC (clean genuine pairs, out-of-fold):", file=sys.stderr)

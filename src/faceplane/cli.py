@@ -64,6 +64,7 @@ def cmd_detect(args: argparse.Namespace, settings: Settings) -> int:
         landmarks=args.landmarks,
         return_embedding=args.embedding,
         detector=args.detector,
+        quality_threshold=args.quality_threshold,
     )
     rt = _services(settings)
     status = 0
@@ -71,6 +72,8 @@ def cmd_detect(args: argparse.Namespace, settings: Settings) -> int:
         try:
             if args.server:
                 data = {"landmarks": str(args.landmarks), "return_embedding": str(args.embedding)}
+                if args.quality_threshold:
+                    data["quality_threshold"] = args.quality_threshold
                 result = _call_server(args.server, "/v1/detect", {"image": Path(path)}, data)
             else:
                 source = ImageSource(field="image", data=Path(path).read_bytes())
@@ -97,6 +100,7 @@ def cmd_detect(args: argparse.Namespace, settings: Settings) -> int:
                     f"{b['x']:.0f},{b['y']:.0f}",
                     f"{b['width']:.0f}×{b['height']:.0f}",
                     f"{f['score']:.2f}",
+                    "-" if q.get("score") is None else f"{q['score']:.0f}",
                     f"{q['sharpness']:.2f}",
                     f"{q['brightness']:.2f}",
                     f"{q['yaw']:+.0f}/{q['pitch']:+.0f}/{q['roll']:+.0f}",
@@ -104,7 +108,8 @@ def cmd_detect(args: argparse.Namespace, settings: Settings) -> int:
                 ]
             )
         if rows:
-            header = ["#", "x,y", "size", "score", "sharp", "bright", "yaw/pitch/roll", "issues"]
+            header = ["#", "x,y", "size", "score", "quality", "sharp", "bright", "yaw/pitch/roll"]
+            header.append("issues")
             print(_table(rows, header))
     return status
 
@@ -355,6 +360,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.add_argument("--embedding", action="store_true", help="include embeddings")
     d.add_argument("--detector", choices=("auto", "retinaface", "blazeface", "hog"))
+    d.add_argument(
+        "--quality-threshold",
+        choices=("NONE", "AUTO", "LOW", "MEDIUM", "HIGH"),
+        help="the quality gate's level `issues` are judged at (default: the server's)",
+    )
     d.add_argument("--server", help="call a running server at this URL instead of local models")
     d.set_defaults(fn=cmd_detect)
 

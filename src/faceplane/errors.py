@@ -218,8 +218,9 @@ class Err(Enum):
     FACE_TOO_SMALL = _E(422, "The face is too small to analyse.",
         (_ERR, -1000), "ERROR_SMALL_FACE_SIZE", "NO_FACE_DETECTED", 4)
     FACE_SIZE_UNSUITABLE = _E(422, "The face is too small or too large relative to the image.",
-        (_ERR, -1000), "ERROR_FACE_SIZE_NOT_MEET_REQUIREMENTS", "NO_FACE_DETECTED", 4,
-        also=("ailab:ERROR_FACE_SIZE_RATIO_NOT_MET",))
+        (_ERR, -1000), "ERROR_FACE_SIZE_NOT_MEET_REQUIREMENTS", "NO_FACE_DETECTED", 4)
+    FACE_SIZE_RATIO = _E(422, "The face takes too small a part of the image.",
+        (_ERR, -1000), "ERROR_FACE_SIZE_RATIO_NOT_MET", "NO_FACE_DETECTED", 4)
     FACE_INCOMPLETE = _E(422, "The face is cut off by the edge of the image.",
         (_ERR, -1000), "ERROR_INCOMPLETE_FACE", "NO_FACE_DETECTED", 4)
     FACE_BLURRY = _E(422, "The face is too blurry.",
@@ -246,8 +247,12 @@ class Err(Enum):
         (_ERR, -1000), "ERROR_CHIN_OCCLUSION_TOO_HIGH", "NO_FACE_DETECTED", 4)
     FACE_POOR_QUALITY = _E(422, "The face quality is too low for this operation.",
         (_ERR, -1000), "ERROR_POOR_FACE_QUALITY", "NO_FACE_DETECTED", 4,
-        also=("ailab:ERROR_FACE_UNRECOGNIZABLE", "ailab:ERROR_QUALITY_SCORE_NOT_MEET_REQUIREMENTS",
-              "ailab:ERROR_QUALITY_CONTROL_ERROR", "ailab:ERROR_TEMPLATE_IMAGE_QUALITY_TOO_LOW"))
+        also=("ailab:ERROR_FACE_UNRECOGNIZABLE", "ailab:ERROR_QUALITY_CONTROL_ERROR",
+              "ailab:ERROR_TEMPLATE_IMAGE_QUALITY_TOO_LOW"))
+    FACE_EYES_CLOSED = _E(422, "The eyes are closed.",
+        (_ERR, -1000), "ERROR_POOR_FACE_QUALITY", "NO_FACE_DETECTED", 4)
+    FACE_QUALITY_SCORE_LOW = _E(422, "The face's quality score is below the level asked for.",
+        (_ERR, -1000), "ERROR_QUALITY_SCORE_NOT_MEET_REQUIREMENTS", "NO_FACE_DETECTED", 4)
     LIVENESS_FAILED = _E(422, "The liveness check did not pass.",
         (_ERR, -1000), "ERROR_LIVENESS_DETECTION_FAILED", "INVALID_ARGUMENT", 4,
         also=("ailab:ERROR_LIVENESS_CONTROL_ERROR", "ailab:ERROR_ACTION_VERIFICATION_FAILED",

@@ -24,7 +24,7 @@ JOHNS = "faces/dlib/examples/johns"
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     settings = Settings(
-        data_dir=tmp_path_factory.mktemp("coll") / "data", workers=1, quality_min_face_px=40
+        data_dir=tmp_path_factory.mktemp("coll") / "data", workers=1, quality_min_inter_eye_px=16
     )
     with authed_client(settings) as c:
         yield c

@@ -22,7 +22,7 @@ def app(tmp_path_factory: pytest.TempPathFactory, keep: bool) -> Iterator[TestCl
     settings = Settings(
         data_dir=tmp_path_factory.mktemp("crops") / "data",
         workers=1,
-        quality_min_face_px=40,
+        quality_min_inter_eye_px=16,
         enroll_keep_crops=keep,
     )
     with authed_client(settings) as c:

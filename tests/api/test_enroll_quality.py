@@ -17,7 +17,7 @@ from faceplane.settings import Settings
 from support import authed_client
 
 LFW = "lfw_view1/images"
-# Pitch between 30° and 35°: the old detect policy (30°) called them not frontal while the
+# Pitch between 30° and 35°: an old detect policy (30°) called them not frontal while the
 # enroll gate (35°) took them. A fixed sample of LFW (every 125th image) adds 40 more.
 BORDERLINE = (
     "Fabiola_Zuluaga/Fabiola_Zuluaga_0001.jpg",
@@ -38,7 +38,7 @@ def scaled(img: Image.Image, factor: float) -> Image.Image:
 
 
 def photos(testdata: Path) -> list[tuple[str, bytes]]:
-    """Real photos, and real photos made too small, blurry, dark or bright."""
+    """Real photos, and real photos made too small, blurry, dark, bright or cut."""
     lfw = sorted((testdata / LFW).glob("*/*.jpg"))
     chosen = [*(testdata / LFW / b for b in BORDERLINE), *lfw[::125]]
     chosen += [testdata / "faces/deepface/images" / name for name in DEEPFACE]
@@ -49,6 +49,7 @@ def photos(testdata: Path) -> list[tuple[str, bytes]]:
         ("blurred", jpeg(base.filter(ImageFilter.GaussianBlur(4)))),
         ("dark", jpeg(scaled(base, 0.25))),
         ("bright", jpeg(scaled(base, 4.0))),
+        ("cut", jpeg(base.crop((0, 0, base.width // 2 + 10, base.height)))),
     ]
     return out
 
@@ -57,7 +58,7 @@ def photos(testdata: Path) -> list[tuple[str, bytes]]:
     scope="module",
     params=[
         {},
-        {"quality_min_face_px": 110, "quality_max_yaw_deg": 12, "quality_max_pitch_deg": 15},
+        {"quality_min_inter_eye_px": 45, "quality_filter": "HIGH"},
     ],
     ids=["default policy", "strict policy"],
 )
@@ -110,9 +111,7 @@ def test_detect_reports_the_policy_of_the_settings(client: TestClient, testdata:
     face = client.post("/v1/detect", files={"image": ("p.jpg", photo.read_bytes())}).json()[
         "faces"
     ][0]
-    pitch, size = abs(face["quality"]["pitch"]), face["quality"]["face_size"]
-    expected = size < settings.quality_min_face_px, pitch > settings.quality_max_pitch_deg
-    assert (
-        "too_small" in face["quality"]["issues"],
-        "not_frontal" in face["quality"]["issues"],
-    ) == expected
+    quality = face["quality"]
+    bar = client.app.state.rt.quality_policy().min_score()  # type: ignore[attr-defined]
+    expected = quality["inter_eye_px"] < settings.quality_min_inter_eye_px, quality["score"] < bar
+    assert ("too_small" in quality["issues"], "low_score" in quality["issues"]) == expected

@@ -38,7 +38,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
         collection_max_faces=3,
         subject_max_faces=2,
         batch_max_items=2,
-        quality_min_face_px=40,
+        quality_min_inter_eye_px=16,
     )
     with authed_client(settings) as c:
         yield c

@@ -1,10 +1,11 @@
 """The unified quality score: how likely a face is to be recognised, 0–100, from its components.
 
 The model (`models/quality_score.json`, fitted by `train/quality_score.py` on LFW View 1
-DevTrain) is a logistic model on a hinge basis of each component: for every input `x` the
-features are `x` and `max(0, x − k)` at a few knots `k` (its quantiles on the training faces),
-standardised; the score is 100 · σ(b + w·f). Its target was, for each training face, the
-soft share of its genuine comparisons with clean photos of the same person that clear the
+DevTrain) is a logistic model on a hinge basis of each component: for every input `x`, turned
+into a badness `b = ±x` (`DIRECTIONS`), the features are `b` and `max(0, b − k)` at a few knots
+`k` (quantiles on the training faces), standardised; the score is 100 · σ(c + w·f) with every
+weight w ≤ 0, so a worse component never raises the score. Its target was, for each training
+face, the soft share of its genuine comparisons with clean photos of the same person that clear the
 FAR 1e-3 threshold of the fused embedding space. The same file carries the level thresholds
 (LOW, MEDIUM, HIGH and AUTO, chosen on DevTrain's error-versus-discard curve).
 """
@@ -31,7 +32,7 @@ def score_inputs(q: Quality) -> dict[str, float | None]:
     eyes = q.eye_openness
     return {
         "sharpness": q.sharpness,
-        "brightness": q.brightness,
+        "brightness_offset": abs(q.brightness - 0.5),
         "under_exposure": q.under_exposure,
         "over_exposure": q.over_exposure,
         "uniformity": q.uniformity,
@@ -52,9 +53,36 @@ def score_inputs(q: Quality) -> dict[str, float | None]:
     }
 
 
-def basis(values: np.ndarray, knots: list[float]) -> np.ndarray:
-    """The hinge basis of one input: (n, 1 + len(knots)) columns x, max(0, x − k)..."""
-    cols = [values] + [np.maximum(values - k, 0.0) for k in knots]
+# Which way each input hurts: +1 when a larger value is worse, −1 when a larger one is better.
+DIRECTIONS = {
+    "sharpness": -1,
+    "brightness_offset": 1,
+    "under_exposure": 1,
+    "over_exposure": 1,
+    "uniformity": -1,
+    "dynamic_range": -1,
+    "compression": 1,
+    "abs_yaw": 1,
+    "abs_pitch": 1,
+    "abs_roll": 1,
+    "log_inter_eye": -1,
+    "incomplete": 1,
+    "eye_openness_min": -1,
+    "mouth_openness": 1,
+    "occlusion_eyes": 1,
+    "occlusion_nose": 1,
+    "occlusion_mouth": 1,
+    "occlusion_chin": 1,
+    "occlusion_cheeks": 1,
+}
+
+
+def basis(values: np.ndarray, knots: list[float], sign: int = 1) -> np.ndarray:
+    """The hinge basis of one input's badness b = sign · x: (n, 1 + len(knots)) columns b,
+    max(0, b − k)... (knots on the badness scale). With every weight ≤ 0 the score can only
+    fall as an input gets worse."""
+    b = sign * values
+    cols = [b] + [np.maximum(b - k, 0.0) for k in knots]
     return np.column_stack(cols)
 
 
@@ -79,7 +107,7 @@ class ScoreModel:
                 np.float64,
             )
             x = np.clip(x, spec["min"], spec["max"])
-            cols.append(basis(x, spec["knots"]))
+            cols.append(basis(x, spec["knots"], spec["sign"]))
         return (np.hstack(cols) - self.mean) / self.std
 
     def predict(self, rows: list[dict[str, float | None]]) -> np.ndarray:

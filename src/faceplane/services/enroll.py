@@ -29,10 +29,23 @@ from faceplane.store.db import faces, write_tx
 # The enroll gate's reasons, in the order they are reported, with their codes.
 GATE_CODES = {
     "too_small": Err.FACE_TOO_SMALL,
+    "size_ratio": Err.FACE_SIZE_RATIO,
+    "incomplete": Err.FACE_INCOMPLETE,
+    "eyes_closed": Err.FACE_EYES_CLOSED,
+    "left_eye_occluded": Err.FACE_LEFT_EYE_OCCLUDED,
+    "right_eye_occluded": Err.FACE_RIGHT_EYE_OCCLUDED,
     "blurry": Err.FACE_BLURRY,
     "too_dark": Err.FACE_POOR_LIGHTING,
     "too_bright": Err.FACE_POOR_LIGHTING,
+    "uneven_lighting": Err.FACE_POOR_LIGHTING,
     "not_frontal": Err.FACE_NOT_FRONTAL,
+    "compressed": Err.FACE_POOR_QUALITY,
+    "nose_occluded": Err.FACE_NOSE_OCCLUDED,
+    "mouth_occluded": Err.FACE_MOUTH_OCCLUDED,
+    "chin_occluded": Err.FACE_CHIN_OCCLUDED,
+    "left_cheek_occluded": Err.FACE_LEFT_SIDE_OCCLUDED,
+    "right_cheek_occluded": Err.FACE_RIGHT_SIDE_OCCLUDED,
+    "low_score": Err.FACE_QUALITY_SCORE_LOW,
 }
 
 
@@ -56,6 +69,7 @@ def enroll_faces(
     source: ImageSource,
     face: str = "largest",
     keep_crop: bool | None = None,
+    quality_threshold: str | None = None,
 ) -> dict[str, Any]:
     """Enroll the largest face, face number N, or `all` faces of an image into a subject.
 
@@ -63,7 +77,8 @@ def enroll_faces(
     listed under `unindexed` with their reasons (all faces). Faces that would take the subject
     or the collection past its limit refuse the whole call (FACE_LIMIT_EXCEEDED): nothing is
     enrolled. A crop is kept only when the server keeps crops (enroll_keep_crops) and the
-    caller did not decline one (keep_crop=False).
+    caller did not decline one (keep_crop=False). `quality_threshold` is the gate's level for
+    this call (NONE, AUTO, LOW, MEDIUM, HIGH; default the server's).
     """
     store = rt.store
     name, _ = current_space(rt)
@@ -73,7 +88,8 @@ def enroll_faces(
     check_space(rt, coll)
     space = coll["model"]  # the server's space, or one made of some of its parts
     image = load_image(rt, source)
-    opts = rt.analyse_options(embeddings=True)
+    policy = rt.quality_policy().with_level(quality_threshold)
+    opts = rt.analyse_options(embeddings=True, quality=policy)
     analysis = analyse_image(rt.pool, image.rgb, opts)
     if not analysis.faces:
         raise FaceplaneError(

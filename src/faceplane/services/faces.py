@@ -26,11 +26,15 @@ class DetectRequest:
     landmarks: int | str = 5  # 5, 68 or "mesh"
     return_embedding: bool = False
     detector: str | None = None
+    quality_threshold: str | None = None  # NONE | AUTO | LOW | MEDIUM | HIGH
 
     @classmethod
     def from_params(cls, params: object) -> DetectRequest:
         """The request named by any options object with the same field names."""
-        return cls(**{f.name: getattr(params, f.name) for f in fields(cls)})
+        given: dict[str, Any] = {
+            f.name: getattr(params, f.name) for f in fields(cls) if hasattr(params, f.name)
+        }
+        return cls(**given)
 
     def analyse_options(self, rt: Runtime, embeddings: bool | None = None) -> AnalyseOptions:
         """The engine's options for this request, on the server's defaults."""
@@ -41,6 +45,7 @@ class DetectRequest:
             detector=self.detector,
             landmarks=self.landmarks,
             embeddings=self.return_embedding if embeddings is None else embeddings,
+            quality=rt.quality_policy().with_level(self.quality_threshold),
         )
 
 

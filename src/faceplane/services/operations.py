@@ -136,6 +136,7 @@ def run_enroll(
             _image(images, "image"),
             p.face,
             p.keep_crop,
+            p.quality_threshold,
         )
     )
 

@@ -6,6 +6,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+QualityLevel = Literal["NONE", "AUTO", "LOW", "MEDIUM", "HIGH"]
+_QUALITY_THRESHOLD = (
+    "The quality gate's level for this request (AWS QualityFilter's names): NONE refuses "
+    "nothing, LOW/MEDIUM/HIGH raise the unified score's bar, AUTO is the one chosen from the "
+    "error-versus-discard curve (default: the server's FACEPLANE_QUALITY_FILTER)."
+)
+
 
 class DetectParams(BaseModel):
     """Options of /v1/detect (and of each side of /v1/compare)."""
@@ -34,6 +41,9 @@ class DetectParams(BaseModel):
         False,
         description="Answer FACE_NOT_FOUND instead of an empty `faces` list (compare and crop "
         "always do).",
+    )
+    quality_threshold: QualityLevel | None = Field(
+        None, description=_QUALITY_THRESHOLD + " Detect's `issues` are judged at it."
     )
 
     @field_validator("landmarks", mode="before")
@@ -98,6 +108,7 @@ class EnrollParams(BaseModel):
         description="`false` declines a crop; a crop is kept only when the server keeps crops "
         "(FACEPLANE_ENROLL_KEEP_CROPS).",
     )
+    quality_threshold: QualityLevel | None = Field(None, description=_QUALITY_THRESHOLD)
 
 
 class SearchParams(BaseModel):

@@ -32,7 +32,7 @@ def rt(tmp_path_factory: pytest.TempPathFactory) -> Runtime:
         data_dir=tmp_path_factory.mktemp("enroll"),
         subject_max_faces=2,
         collection_max_faces=4,
-        quality_min_face_px=40,
+        quality_min_inter_eye_px=16,
     )
     return Runtime.open(settings)
 
@@ -100,11 +100,15 @@ def test_face_all_lists_the_unfit_faces_and_enrolls_the_rest(rt: Runtime, testda
     sid = col.create_subject(rt, CO, cid, "everyone")["id"]
     # A size bound between the group's smallest and largest faces makes some of them unfit.
     sizes = sorted(
-        f["quality"]["face_size"]
+        f["quality"]["inter_eye_px"]
         for f in detect_faces(rt, image(testdata / GROUP), DetectRequest())["faces"]
     )
-    bound = (sizes[1] + sizes[2]) // 2 + 1
-    limits = {"subject_max_faces": 10, "collection_max_faces": 10, "quality_min_face_px": bound}
+    bound = (sizes[1] + sizes[2]) / 2
+    limits = {
+        "subject_max_faces": 10,
+        "collection_max_faces": 10,
+        "quality_min_inter_eye_px": bound,
+    }
     roomy = Runtime.open(rt.settings.model_copy(update=limits))
     out = enroll_faces(roomy, CO, cid, sid, image(testdata / GROUP), face="all")
     small = [u for u in out["unindexed"] if "too_small" in {r["reason"] for r in u["reasons"]}]

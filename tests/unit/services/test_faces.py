@@ -60,9 +60,12 @@ def test_detect_options_filter_and_add(rt: Runtime, testdata: Path) -> None:
 
 
 def test_detect_issues_come_from_the_runtimes_policy(testdata: Path, tmp_path: Path) -> None:
-    strict = Runtime.open(Settings(data_dir=tmp_path, quality_min_face_px=200))
+    strict = Runtime.open(Settings(data_dir=tmp_path, quality_min_inter_eye_px=200))
     face = detect_faces(strict, image(john(testdata, 0, 0)), DetectRequest())["faces"][0]
-    assert face["quality"]["face_size"] < 200 and face["quality"]["issues"] == ["too_small"]
+    assert face["quality"]["inter_eye_px"] < 200 and face["quality"]["issues"] == ["too_small"]
+    # A request may ask for another level: NONE reports nothing.
+    lax = detect_faces(strict, image(john(testdata, 0, 0)), DetectRequest(quality_threshold="NONE"))
+    assert lax["faces"][0]["quality"]["issues"] == []
 
 
 def test_detect_options_are_read_from_any_object_with_the_fields() -> None:
