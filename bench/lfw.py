@@ -65,30 +65,46 @@ class FaceplaneEngine:
 
     def embed(self, path: Path) -> tuple[np.ndarray, bool]:
         """The embedding of the most central face, and whether a face was detected."""
-        import dlib
-
-        from faceplane.engine.detect import Detection
-        from faceplane.engine.faces import analyse_image, embed_faces
+        from faceplane.engine.faces import analyse_image
         from faceplane.engine.image import decode_image
 
         rgb = decode_image(path.read_bytes(), self.services.limits).rgb
         analysis = analyse_image(self.services.pool, rgb, self.opts)
-        h, w = rgb.shape[:2]
-        if analysis.faces:
-            face = min(
-                analysis.faces,
-                key=lambda f: (
-                    (f.detection.x + f.detection.w / 2 - w / 2) ** 2
-                    + (f.detection.y + f.detection.h / 2 - h / 2) ** 2
-                ),
-            )
+        face = central_face(analysis.faces, rgb)
+        if face is not None:
             assert face.embedding is not None
             return face.embedding, True
-        pool = self.services.pool
-        rect = dlib.rectangle(w // 2 - 50, h // 2 - 50, w // 2 + 50, h // 2 + 50)
-        shape = pool.shape_predictor(5)(rgb, rect)
-        box = Detection(w / 2 - 50, h / 2 - 50, 100.0, 100.0, 0.0, "centre", None, ())
-        return embed_faces(pool, rgb, [box], [shape], self.opts.tta)[0], False
+        return central_box_embedding(self.services.pool, rgb, self.opts.tta), False
+
+
+def central_face(faces: list[Any], rgb: np.ndarray) -> Any:
+    """The face whose box centre is nearest the image's (LFW's subject), or None."""
+    h, w = rgb.shape[:2]
+    if not faces:
+        return None
+    return min(
+        faces,
+        key=lambda f: (
+            (f.detection.x + f.detection.w / 2 - w / 2) ** 2
+            + (f.detection.y + f.detection.h / 2 - h / 2) ** 2
+        ),
+    )
+
+
+def central_box_embedding(pool: Any, rgb: np.ndarray, tta: str) -> np.ndarray:
+    """The embedding of the central 100 × 100 box, for a photo where no face was found (LFW's
+    faces are centred: a miss still counts, as an error the embedder makes or not)."""
+    import dlib
+
+    from faceplane.engine.detect import Detection
+    from faceplane.engine.faces import embed_faces
+
+    h, w = rgb.shape[:2]
+    side = min(100, h, w)
+    x, y = w // 2 - side // 2, h // 2 - side // 2
+    shape = pool.shape_predictor(5)(rgb, dlib.rectangle(x, y, x + side, y + side))
+    box = Detection(float(x), float(y), float(side), float(side), 0.0, "centre", None, ())
+    return np.asarray(embed_faces(pool, rgb, [box], [shape], tta)[0])
 
 
 class FaceRecognitionEngine:

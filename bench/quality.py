@@ -133,9 +133,9 @@ def plot(path: Path, panels: list[tuple[str, dict[str, np.ndarray]]]) -> None:
             pts = np.array([xy(f, v) for f, v in zip(FRACTIONS, result[n], strict=True)])
             cv2.polylines(img, [pts.astype(np.int32)], False, col[::-1], 2)
         for i, (n, col) in enumerate(zip(names, colours, strict=False)):
-            y = pad + 16 + 16 * i
-            cv2.line(img, (w - pad - 210, y - 4), (w - pad - 190, y - 4), col[::-1], 2)
-            cv2.putText(img, n, (w - pad - 185, y), 0, 0.4, (0, 0, 0), 1)
+            y = h - pad - 10 - 16 * (len(names) - 1 - i)
+            cv2.line(img, (pad + 10, y - 4), (pad + 30, y - 4), col[::-1], 2)
+            cv2.putText(img, n, (pad + 35, y), 0, 0.4, (0, 0, 0), 1)
         canvas.append(img)
     cv2.imwrite(str(path), np.hstack(canvas))
 

@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lfw import read_pairs
+from lfw import central_box_embedding, central_face, read_pairs
 
 _RT: Any = None
 _OPTS: Any = None
@@ -185,40 +185,22 @@ def _init() -> None:
 def _central(rgb: np.ndarray) -> dict[str, Any]:
     """The most central face's embedding and what its quality is measured from: box,
     keypoints and mesh (None without a face: then the embedding is of the central box)."""
-    import dlib
+    from faceplane.engine.faces import analyse_image
 
-    from faceplane.engine.detect import Detection
-    from faceplane.engine.faces import analyse_image, embed_faces
-
-    analysis = analyse_image(_RT.pool, rgb, _OPTS)
-    h, w = rgb.shape[:2]
-    if analysis.faces:
-        face = min(
-            analysis.faces,
-            key=lambda f: (
-                (f.detection.x + f.detection.w / 2 - w / 2) ** 2
-                + (f.detection.y + f.detection.h / 2 - h / 2) ** 2
-            ),
-        )
-        assert face.embedding is not None
-        d = face.detection
-        mesh = face.mesh
-        return {
-            "embedding": face.embedding,
-            "box": (d.x, d.y, d.w, d.h),
-            "keypoints": None if d.keypoints is None else np.asarray(d.keypoints),
-            "keypoint_names": tuple(d.keypoint_names),
-            "mesh": None if mesh is None else mesh.points,
-            "presence": None if mesh is None else mesh.presence,
-        }
-    pool = _RT.pool
-    side = min(100, h, w)
-    rect = dlib.rectangle(
-        w // 2 - side // 2, h // 2 - side // 2, w // 2 + side // 2, h // 2 + side // 2
-    )
-    shape = pool.shape_predictor(5)(rgb, rect)
-    box = Detection(w / 2 - side / 2, h / 2 - side / 2, side, side, 0.0, "centre", None, ())
-    return {"embedding": embed_faces(pool, rgb, [box], [shape], _OPTS.tta)[0], "box": None}
+    face = central_face(analyse_image(_RT.pool, rgb, _OPTS).faces, rgb)
+    if face is None:
+        return {"embedding": central_box_embedding(_RT.pool, rgb, _OPTS.tta), "box": None}
+    assert face.embedding is not None
+    d = face.detection
+    mesh = face.mesh
+    return {
+        "embedding": face.embedding,
+        "box": (d.x, d.y, d.w, d.h),
+        "keypoints": None if d.keypoints is None else np.asarray(d.keypoints),
+        "keypoint_names": tuple(d.keypoint_names),
+        "mesh": None if mesh is None else mesh.points,
+        "presence": None if mesh is None else mesh.presence,
+    }
 
 
 def images_of(

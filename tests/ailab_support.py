@@ -29,6 +29,16 @@ NO_CREDENTIALS = {"X-API-Key": ""}
 
 # The seed's table: error_detail.code → (HTTP status, code_message, error_code_str).
 SEED = {
+    "ERROR_LEFT_EYE_OCCLUSION_TOO_HIGH": (
+        422,
+        "Left eye occlusion too high.",
+        "FILE_CONTENT_NON_COMPLIANCE",
+    ),
+    "ERROR_FACE_NOT_FACING_FORWARD": (
+        422,
+        "Face not facing forward.",
+        "FILE_CONTENT_NON_COMPLIANCE",
+    ),
     "MISSING_PARAMETERS": (400, "Missing parameters.", "MISSING_PARAMETERS"),
     "PARAMETERS_CANNOT_EMPTY": (400, "Parameters cannot be empty.", "PARAMETERS_CANNOT_EMPTY"),
     "ERROR_PARAMETERS": (400, "Invalid parameters.", "ERROR_PARAMETERS"),

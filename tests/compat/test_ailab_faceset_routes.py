@@ -115,3 +115,26 @@ def test_group_and_user_lists_page_with_next_cursor(client: TestClient) -> None:
     )["data"]
     assert sorted(u["uid"] for u in first["users"] + rest["users"]) == names
     assert rest["next_cursor"] is None
+
+
+def test_the_quality_gate_speaks_the_seeds_codes(client: TestClient, testdata: Path) -> None:
+    """A real face in sunglasses and a real turned face are refused with AILabTools' codes,
+    every reason in the details."""
+    ok(client.post(f"{DB}/group/create", data={"group_id": "gate"}))
+    user = {"group_id": "gate", "uid": "someone"}
+    ok(client.post(f"{DB}/user/add", data=user))
+    lfw = testdata / "lfw_view1/images"
+    shades = (lfw / "Jessica_Lange/Jessica_Lange_0001.jpg").read_bytes()
+    body = failed(
+        client.post(f"{DB}/face/add", data=user, files={"image": ("s.jpg", shades)}),
+        "ERROR_LEFT_EYE_OCCLUSION_TOO_HIGH",
+    )
+    assert "occlusion.right_eye" in body["error_detail"]["message"]
+    turned = (lfw / "Tom_Daschle/Tom_Daschle_0021.jpg").read_bytes()
+    failed(
+        client.post(f"{DB}/face/add", data=user, files={"image": ("t.jpg", turned)}),
+        "ERROR_FACE_NOT_FACING_FORWARD",
+    )
+    # The same photo at NONE is taken.
+    lax = {**user, "quality_threshold": "NONE"}
+    ok(client.post(f"{DB}/face/add", data=lax, files={"image": ("t.jpg", turned)}))

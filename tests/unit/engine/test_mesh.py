@@ -259,7 +259,7 @@ def test_openness_is_only_reported_when_the_mesh_ran(pool: ModelPool, testdata: 
     rgb = photo(testdata, f"{EXPRESSIONS}/neutral.jpg")
     with_mesh = faces(pool, rgb, AnalyseOptions()).pop().quality.as_dict()
     without = faces(pool, rgb, AnalyseOptions(mesh_quality=False)).pop().quality.as_dict()
-    assert set(with_mesh) - set(without) == {"eye_openness", "mouth_openness"}
+    assert set(with_mesh) - set(without) == {"eye_openness", "mouth_openness", "occlusion"}
     assert set(with_mesh["eye_openness"]) == {"left", "right"}  # type: ignore[arg-type]
     box = (0.0, 0.0, 100.0, 100.0)
     assert (

@@ -142,9 +142,21 @@ def test_the_score_model_reads_every_component() -> None:
     model = load_model()
     assert model is not None
     assert {i["name"] for i in model.inputs} == set(score_inputs(GOOD))
-    worse = [replace(GOOD, sharpness=0.15), replace(GOOD, yaw=60.0), replace(GOOD, inter_eye_px=12)]
     good = float(model.predict([score_inputs(GOOD)])[0])
-    assert all(float(model.predict([score_inputs(q)])[0]) < good for q in worse)
+    occluded = {**dict.fromkeys(OCCLUSION_REGIONS, 0.05), "left_eye": 0.9}
+    worse = [
+        {"sharpness": 0.15},
+        {"yaw": 60.0},
+        {"compression": 0.6},
+        {"incomplete": 0.5},
+        {"occlusion": occluded},
+    ]
+    for change in worse:
+        assert float(model.predict([score_inputs(replace(GOOD, **change))])[0]) < good, change
+    # Every weight is ≤ 0: no component made worse raises the score.
+    assert all(c <= 0 for c in model.coef)
+    for change in ({"inter_eye_px": 12.0}, {"under_exposure": 0.9}, {"uniformity": 0.3}):
+        assert float(model.predict([score_inputs(replace(GOOD, **change))])[0]) <= good
 
 
 # ---- the measures, on synthetic images -------------------------------------------------------
@@ -229,3 +241,11 @@ def test_mirroring_a_turned_face_turns_it_the_other_way(rt: Runtime, testdata: P
     # few degrees.
     assert a.yaw < -10 < 10 < b.yaw and abs(a.yaw + b.yaw) < 5
     assert a.face_size == pytest.approx(b.face_size, abs=8)
+
+
+def test_the_documented_levels_are_the_shipped_ones() -> None:
+    levels = level_thresholds()
+    assert levels is not None
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "quality.md").read_text()
+    for name, bar in levels.items():
+        assert f"| `{name}`" in doc and f"| {bar:.1f} |" in doc, name
