@@ -24,7 +24,7 @@ serve: models
 	$(BIN)/faceplane serve
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench train
 
 types: $(STAMP)
 	$(BIN)/mypy
