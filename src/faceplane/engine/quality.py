@@ -501,6 +501,16 @@ def _occlusion(chip: np.ndarray, regions: dict[str, np.ndarray]) -> dict[str, fl
     return out
 
 
+def _seen(to_chip: np.ndarray, width: int, height: int) -> np.ndarray:
+    """A uint8 mask (255) of the chip pixels that come from inside the image."""
+    inv = cv2.invertAffineTransform(to_chip)
+    ys, xs = np.mgrid[0:CHIP_SIDE, 0:CHIP_SIDE].astype(np.float64)
+    u = inv[0, 0] * xs + inv[0, 1] * ys + inv[0, 2]
+    v = inv[1, 0] * xs + inv[1, 1] * ys + inv[1, 2]
+    inside = (u >= 0) & (u <= width - 1) & (v >= 0) & (v <= height - 1)
+    return np.where(inside, 255, 0).astype(np.uint8)
+
+
 def _outside(points: np.ndarray, width: int, height: int) -> float:
     inside = (
         (points[:, 0] >= 0) & (points[:, 0] < width) & (points[:, 1] >= 0) & (points[:, 1] < height)
@@ -554,12 +564,7 @@ def measure_quality(
         grid = np.stack(np.meshgrid(np.linspace(x, x + w, 9), np.linspace(y, y + h, 9)), -1)
         incomplete = _outside(np.concatenate([corners, grid.reshape(-1, 2)]), w_img, h_img)
     # Outside the image the chip repeats the edge: measure only what the camera saw.
-    seen = cv2.warpAffine(
-        np.full((h_img, w_img), 255, np.uint8),
-        to_chip,
-        (CHIP_SIDE, CHIP_SIDE),
-        flags=cv2.INTER_NEAREST,
-    )
+    seen = _seen(to_chip, w_img, h_img)
     face &= seen
     skin &= seen
     if skin.sum() == 0:
@@ -579,8 +584,12 @@ def measure_quality(
     dynamic_range = float(-(p * np.log2(p)).sum() / 8.0)
     sharp_mask = cv2.erode(face, np.ones((5, 5), np.uint8))
     sharpness = crete_sharpness(gray, sharp_mask)
-    img_gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    compression = blockiness(img_gray, (int(x), int(y), int(x + w), int(y + h)))
+    # Only the box, cut on the image's own 8-pixel grid so its JPEG blocks stay in phase.
+    gx, gy = max(int(x), 0) // 8 * 8, max(int(y), 0) // 8 * 8
+    box_gray = cv2.cvtColor(
+        rgb[gy : max(int(y + h), gy), gx : max(int(x + w), gx)], cv2.COLOR_RGB2GRAY
+    )
+    compression = blockiness(box_gray, (int(x) - gx, int(y) - gy, int(x + w) - gx, int(y + h) - gy))
     if mesh is not None and canonical is not None:
         yaw, pitch, roll = mesh_pose(mesh, canonical)
         source = "mesh"
