@@ -586,10 +586,12 @@ def measure_quality(
     sharpness = crete_sharpness(gray, sharp_mask)
     # Only the box, cut on the image's own 8-pixel grid so its JPEG blocks stay in phase.
     gx, gy = max(int(x), 0) // 8 * 8, max(int(y), 0) // 8 * 8
-    box_gray = cv2.cvtColor(
-        rgb[gy : max(int(y + h), gy), gx : max(int(x + w), gx)], cv2.COLOR_RGB2GRAY
-    )
-    compression = blockiness(box_gray, (int(x) - gx, int(y) - gy, int(x + w) - gx, int(y + h) - gy))
+    box_rgb = rgb[gy : max(int(y + h), gy), gx : max(int(x + w), gx)]
+    compression = 0.0
+    if box_rgb.size:  # a box wholly outside the image has nothing to measure
+        box_gray = cv2.cvtColor(box_rgb, cv2.COLOR_RGB2GRAY)
+        box = (int(x) - gx, int(y) - gy, int(x + w) - gx, int(y + h) - gy)
+        compression = blockiness(box_gray, box)
     if mesh is not None and canonical is not None:
         yaw, pitch, roll = mesh_pose(mesh, canonical)
         source = "mesh"

@@ -18,6 +18,7 @@ from faceplane.engine.quality import (
     QualityPolicy,
     blockiness,
     crete_sharpness,
+    measure_quality,
 )
 from faceplane.engine.quality_score import level_thresholds, load_model, score_inputs
 from faceplane.runtime import Runtime
@@ -249,3 +250,11 @@ def test_the_documented_levels_are_the_shipped_ones() -> None:
     doc = (Path(__file__).resolve().parents[3] / "docs" / "quality.md").read_text()
     for name, bar in levels.items():
         assert f"| `{name}`" in doc and f"| {bar:.1f} |" in doc, name
+
+
+def test_a_box_outside_the_image_is_measured_without_failing() -> None:
+    rgb = np.full((80, 80, 3), 120, np.uint8)
+    points = np.array([[200.0, 210.0], [240.0, 210.0], [220, 230], [205, 250], [235, 250]])
+    names = ("right_eye", "left_eye", "nose_tip", "mouth_right", "mouth_left")
+    q = measure_quality(rgb, (190.0, 190.0, 60.0, 70.0), points, QualityPolicy(), names)
+    assert q.compression == 0.0 and q.incomplete == 1.0 and "incomplete" in q.issues
