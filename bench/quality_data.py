@@ -297,6 +297,7 @@ def measure(
 ) -> list[dict[str, Any]]:
     """The quality of every extracted face (None without one), recomputed from the replayed
     image, its box, keypoints and mesh: the measures change without a new extraction."""
+    from faceplane.engine.faces import MESH_MIN_PRESENCE
     from faceplane.engine.image import ImageLimits
     from faceplane.engine.models.pool import ModelPool
     from faceplane.engine.quality import QualityPolicy, measure_quality
@@ -317,7 +318,7 @@ def measure(
             if rec.get("box") is not None:
                 q = measure_quality(
                     rgb, rec["box"], rec["keypoints"], policy, rec["keypoint_names"],
-                    rec["mesh"] if (rec["presence"] or 0) >= 0.5 else None, canonical,
+                    rec["mesh"] if (rec["presence"] or 0) >= MESH_MIN_PRESENCE else None, canonical,
                 )  # fmt: skip
             legacy = None if rec.get("box") is None else legacy_sharpness(rgb, rec["box"])
             out.append({**rec, "quality": q, "legacy_sharpness": legacy})

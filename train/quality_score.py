@@ -43,7 +43,7 @@ from faceplane.engine.quality_score import (  # noqa: E402
     DIRECTIONS,
     MODEL_PATH,
     ScoreModel,
-    basis,
+    raw_features,
     score_inputs,
 )
 
@@ -122,14 +122,6 @@ def model_inputs(rows: list[dict[str, float | None]]) -> list[dict[str, Any]]:
     return specs
 
 
-def raw_features(specs: list[dict[str, Any]], rows: list[dict[str, float | None]]) -> np.ndarray:
-    cols = []
-    for spec in specs:
-        x = np.array([spec["fill"] if r[spec["name"]] is None else r[spec["name"]] for r in rows])
-        cols.append(basis(np.clip(x, spec["min"], spec["max"]), spec["knots"], spec["sign"]))
-    return np.hstack(cols)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
@@ -160,6 +152,7 @@ def main() -> None:
     ]
     tau = float(np.std(genuine)) * TAU_SCALE
     rows, ys, ws, people = [], [], [], []
+    row_of: dict[str, int] = {}  # clean file → its row
     for r in recs:
         q = r["quality"]
         person = r["file"].split("/")[0]
@@ -167,6 +160,8 @@ def main() -> None:
         if q is None or not refs:
             continue
         s = np.array([float(r["embedding"] @ clean[f]["embedding"]) for f in refs])
+        if r["variant"] == "clean":
+            row_of[r["file"]] = len(rows)
         rows.append(score_inputs(q))
         ys.append(float(sigmoid((s - thr) / tau).mean()))
         ws.append(float(min(len(refs), 5)) * (CLEAN_WEIGHT if r["variant"] == "clean" else 1.0))
@@ -197,16 +192,6 @@ def main() -> None:
 
     # Levels, from out-of-fold scores of the clean faces.
     oof_score = 100 * oof_by[best]
-    row_of = {}
-    j = 0
-    for r in recs:
-        person = r["file"].split("/")[0]
-        refs = [f for f in by_person.get(person, []) if f != r["file"]]
-        if r["quality"] is None or not refs:
-            continue
-        if r["variant"] == "clean":
-            row_of[r["file"]] = j
-        j += 1
     clean_scores = np.array([oof_score[i] for i in row_of.values()])
     levels = {k: float(np.quantile(clean_scores, v)) for k, v in LEVEL_REFUSALS.items()}
     # The AUTO level: DevTrain's genuine pairs, both images clean, pair quality = min.

@@ -17,6 +17,7 @@ from faceplane.cli_db import add_db_parser
 from faceplane.cli_gallery import add_gallery_parsers
 from faceplane.cli_tasks import add_task_parsers
 from faceplane.client import cli_errors, far_text
+from faceplane.engine.quality import LEVELS
 from faceplane.errors import FaceplaneError
 from faceplane.runtime import Runtime
 from faceplane.settings import Settings
@@ -362,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--detector", choices=("auto", "retinaface", "blazeface", "hog"))
     d.add_argument(
         "--quality-threshold",
-        choices=("NONE", "AUTO", "LOW", "MEDIUM", "HIGH"),
+        choices=LEVELS,
         help="the quality gate's level `issues` are judged at (default: the server's)",
     )
     d.add_argument("--server", help="call a running server at this URL instead of local models")

@@ -156,9 +156,6 @@ class Runtime:
     def quality_policy(self) -> QualityPolicy:
         """The one quality policy, from settings: detect's `issues` and the enroll gate."""
         s = self.settings
-        override = None
-        if s.quality_min_score is not None:
-            override = dict.fromkeys(("AUTO", "LOW", "MEDIUM", "HIGH"), s.quality_min_score)
         return QualityPolicy(
             level=s.quality_filter,
             min_inter_eye_px=s.quality_min_inter_eye_px,
@@ -166,7 +163,7 @@ class Runtime:
             max_incomplete=s.quality_max_incomplete,
             min_eye_openness=s.quality_min_eye_openness,
             max_eye_occlusion=s.quality_max_eye_occlusion,
-            min_scores=override,
+            score_override=s.quality_min_score,
         )
 
     def calibration(self, name: str | None = None) -> Calibration:

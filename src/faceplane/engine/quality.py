@@ -17,7 +17,7 @@ the level), so a sharp, well-lit face is never refused for one number a taste ch
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal, get_args
 
 import cv2
 import numpy as np
@@ -34,6 +34,7 @@ from faceplane.engine.mesh import (
     mesh_pose,
     mouth_openness,
 )
+from faceplane.engine.quality_score import level_thresholds, unified_score
 
 # A generic head, in millimetres, image axes (x right, y down, z towards the camera), nose tip
 # at the origin. Points follow BlazeFace's keypoints: right eye, left eye, nose tip, mouth,
@@ -181,7 +182,8 @@ class Quality:
 
 # ---- the policy ------------------------------------------------------------------------------
 
-LEVELS = ("NONE", "AUTO", "LOW", "MEDIUM", "HIGH")
+QualityLevel = Literal["NONE", "AUTO", "LOW", "MEDIUM", "HIGH"]
+LEVELS: tuple[str, ...] = get_args(QualityLevel)
 
 # Explanations of a low score, in report order: (reason, measure, bound, limit). A component
 # past its limit is reported only when the score is below the level's minimum; on its own it
@@ -238,7 +240,7 @@ class QualityPolicy:
     max_incomplete: float = 0.1
     min_eye_openness: float = 0.1
     max_eye_occlusion: float = 0.6
-    min_scores: dict[str, float] | None = None  # overrides of the model's LOW/MEDIUM/HIGH/AUTO
+    score_override: float | None = None  # one bar for every level but NONE (settings)
 
     def __post_init__(self) -> None:
         if self.level not in LEVELS:
@@ -253,10 +255,8 @@ class QualityPolicy:
         score model)."""
         if self.level == "NONE":
             return None
-        if self.min_scores and self.level in self.min_scores:
-            return self.min_scores[self.level]
-        from faceplane.engine.quality_score import level_thresholds
-
+        if self.score_override is not None:
+            return self.score_override
         levels = level_thresholds()
         return None if levels is None else levels[self.level]
 
@@ -383,8 +383,7 @@ def crete_sharpness(gray: np.ndarray, mask: np.ndarray) -> float:
         return 0.0
     blurs = []
     for axis in (0, 1):
-        kernel = (9, 1) if axis == 0 else (1, 9)
-        b = cv2.blur(f, kernel[::-1])
+        b = cv2.blur(f, (1, 9) if axis == 0 else (9, 1))  # ksize is (width, height)
         d_f = np.abs(np.diff(f, axis=axis))
         d_b = np.abs(np.diff(b, axis=axis))
         m = keep[1:, :] & keep[:-1, :] if axis == 0 else keep[:, 1:] & keep[:, :-1]
@@ -468,12 +467,14 @@ def _regions(mesh: np.ndarray, shape: tuple[int, int]) -> dict[str, np.ndarray]:
     }
 
 
-def _occlusion(chip: np.ndarray, regions: dict[str, np.ndarray]) -> dict[str, float]:
+def _occlusion(
+    chip: np.ndarray, gray: np.ndarray, regions: dict[str, np.ndarray]
+) -> dict[str, float]:
     """Per region, the share of pixels that do not look like the face's own skin."""
     f = chip.astype(np.float32)
     total = f.sum(2) + 1e-3
     chroma = np.stack([f[..., 0] / total, f[..., 1] / total], -1)
-    luma = cv2.cvtColor(chip, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    luma = gray.astype(np.float32)
     ycc = cv2.cvtColor(chip, cv2.COLOR_RGB2YCrCb)
     prior = (
         (ycc[..., 1] >= _PRIOR_CR[0]) & (ycc[..., 1] <= _PRIOR_CR[1])
@@ -618,9 +619,7 @@ def measure_quality(
     if mesh is not None and regions is not None:
         quality.eye_openness = eye_openness(mesh)
         quality.mouth_openness = mouth_openness(mesh)
-        quality.occlusion = _occlusion(chip, {k: v & seen for k, v in regions.items()})
-    from faceplane.engine.quality_score import unified_score
-
+        quality.occlusion = _occlusion(chip, gray, {k: v & seen for k, v in regions.items()})
     quality.score = unified_score(quality)
     quality.issues = policy.issues(quality)
     return quality

@@ -86,6 +86,17 @@ def basis(values: np.ndarray, knots: list[float], sign: int = 1) -> np.ndarray:
     return np.column_stack(cols)
 
 
+def raw_features(inputs: list[dict[str, Any]], rows: list[dict[str, float | None]]) -> np.ndarray:
+    """The unstandardised hinge features of input rows under the model's `inputs` specs
+    (a missing value takes its spec's fill, every value is clipped to its range)."""
+    cols = []
+    for spec in inputs:
+        name = spec["name"]
+        x = np.array([spec["fill"] if r.get(name) is None else r[name] for r in rows], np.float64)
+        cols.append(basis(np.clip(x, spec["min"], spec["max"]), spec["knots"], spec["sign"]))
+    return np.hstack(cols)
+
+
 class ScoreModel:
     """A fitted model (the JSON written by train/quality_score.py)."""
 
@@ -100,15 +111,7 @@ class ScoreModel:
 
     def features(self, rows: list[dict[str, float | None]]) -> np.ndarray:
         """Standardised features of input rows (missing values take the training fill)."""
-        cols = []
-        for spec in self.inputs:
-            x = np.array(
-                [spec["fill"] if r.get(spec["name"]) is None else r[spec["name"]] for r in rows],
-                np.float64,
-            )
-            x = np.clip(x, spec["min"], spec["max"])
-            cols.append(basis(x, spec["knots"], spec["sign"]))
-        return (np.hstack(cols) - self.mean) / self.std
+        return (raw_features(self.inputs, rows) - self.mean) / self.std
 
     def predict(self, rows: list[dict[str, float | None]]) -> np.ndarray:
         """Scores in [0, 100]."""

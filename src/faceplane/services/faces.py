@@ -30,7 +30,8 @@ class DetectRequest:
 
     @classmethod
     def from_params(cls, params: object) -> DetectRequest:
-        """The request named by any options object with the same field names."""
+        """The request named by any options object with the same field names (a field the
+        object lacks, as compare's options lack `quality_threshold`, keeps its default)."""
         given: dict[str, Any] = {
             f.name: getattr(params, f.name) for f in fields(cls) if hasattr(params, f.name)
         }

@@ -6,7 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-QualityLevel = Literal["NONE", "AUTO", "LOW", "MEDIUM", "HIGH"]
+from faceplane.engine.quality import QualityLevel
+
 _QUALITY_THRESHOLD = (
     "The quality gate's level for this request (AWS QualityFilter's names): NONE refuses "
     "nothing, LOW/MEDIUM/HIGH raise the unified score's bar, AUTO is the one chosen from the "

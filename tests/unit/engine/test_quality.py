@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import replace
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ from PIL import Image, ImageFilter
 from faceplane.engine.faces import analyse_image
 from faceplane.engine.quality import (
     EXPLANATIONS,
+    LEVELS,
     OCCLUSION_REGIONS,
     Quality,
     QualityPolicy,
@@ -248,8 +251,13 @@ def test_the_documented_levels_are_the_shipped_ones() -> None:
     levels = level_thresholds()
     assert levels is not None
     doc = (Path(__file__).resolve().parents[3] / "docs" / "quality.md").read_text()
-    for name, bar in levels.items():
-        assert f"| `{name}`" in doc and f"| {bar:.1f} |" in doc, name
+    rows = dict(re.findall(r"^\| `([A-Z]+)`[^|]*\| ([0-9.]+) \|", doc, re.M))
+    assert rows == {name: f"{bar:.1f}" for name, bar in levels.items()}
+
+
+def test_the_settings_offer_exactly_the_policys_levels() -> None:
+    annotation = Settings.model_fields["quality_filter"].annotation
+    assert get_args(annotation) == LEVELS
 
 
 def test_a_box_outside_the_image_is_measured_without_failing() -> None:
